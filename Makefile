@@ -1,0 +1,56 @@
+# Everything a fresh Debian 12 machine needs, from a clean clone:
+#   make setup   apt packages (if missing) + .venv with the project and its test tools
+#   make test    setup, lint (ruff, mypy), then every test; the tests start their own servers
+#   make demo    setup, local stack, both processes, sql/demo.sql, source and target side by side
+#   make drill   the long fault drill; its figures go to docs/reliability.md
+#   make bench   the benchmark (about 10 minutes); its table goes to docs/performance.md
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup test lint unit demo drill bench stack-start stack-stop stack-env clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m devstack install-packages
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+demo: setup
+	$(BIN)/python -m devstack.demo
+
+# The long fault drill (100+ faults, about 10 minutes); writes docs/reliability.md.
+DRILL_FAULTS ?= 120
+drill: setup
+	$(BIN)/python -m tests.drill --faults $(DRILL_FAULTS) --report docs/reliability.md
+
+# Throughput, latency, stage limits and memory; writes docs/performance.md.
+bench: setup
+	$(BIN)/python -m tests.bench --report docs/performance.md
+
+stack-start: setup
+	$(BIN)/python -m devstack start
+
+stack-stop:
+	$(PYTHON) -m devstack stop
+
+stack-env:
+	@$(PYTHON) -m devstack env
+
+clean: stack-stop
+	rm -rf .stack $(VENV)

@@ -1,0 +1,187 @@
+"""The three servers together: one folder, one state file, one set of connection settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import stat
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.mariadb import MariaDB
+from devstack.postgres import OWNER_ROLE, Postgres
+from devstack.rabbitmq import RabbitMQ
+from devstack.system import StackError, free_port, install_packages
+from devstack.tls import Certificates, ensure_certificates
+
+APP_USER = "cdc"
+SOURCE_DB = "cdc_source"
+TARGET_DB = "cdc_target"
+SLOT = "cdc_demo"
+
+
+def default_dir() -> Path:
+    """.stack/ in the checkout, or a folder under /var/tmp if the servers' own users could not
+    reach into the checkout (e.g. a clone under a private home or /tmp folder)."""
+    env = os.environ.get("CDC_STACK_DIR")
+    if env:
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parent.parent
+    if os.geteuid() != 0 or _reachable_by_others(checkout):
+        return checkout / ".stack"
+    digest = hashlib.sha256(str(checkout).encode()).hexdigest()[:10]
+    # Predictable, so Stack.load refuses it unless we own it.
+    return Path("/var/tmp") / f"pg2maria-stack-{digest}"  # noqa: S108
+
+
+def _reachable_by_others(path: Path) -> bool:
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+@dataclass
+class Stack:
+    root: Path
+    postgres: Postgres
+    mariadb: MariaDB
+    rabbitmq: RabbitMQ
+    app_password: str
+
+    @classmethod
+    def load(cls, root: Path | None = None) -> Stack:
+        """The stack described in root/stack.json, created (ports, passwords) if missing."""
+        root = (root or default_dir()).resolve()
+        if root.exists() and root.stat().st_uid != os.geteuid():
+            raise StackError(f"{root} belongs to another user; set CDC_STACK_DIR elsewhere")
+        state_file = root / "stack.json"
+        if state_file.exists():
+            state = json.loads(state_file.read_text())
+            if "tls_port" not in state["rabbitmq"]:
+                # A stack made before TLS: its RabbitMQ gets a TLS port now, its listener on
+                # the next start (see start()).
+                state["rabbitmq"]["tls_port"] = free_port()
+                state_file.write_text(json.dumps(state, indent=2))
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            root.chmod(0o755)
+            state = {
+                "postgres": {"port": free_port(), "password": secrets.token_hex(12)},
+                "mariadb": {"port": free_port(), "password": secrets.token_hex(12)},
+                "rabbitmq": {
+                    "port": free_port(),
+                    "dist_port": free_port(),
+                    "epmd_port": free_port(),
+                    "tls_port": free_port(),
+                },
+                "app_password": secrets.token_hex(12),
+            }
+            state_file.write_text(json.dumps(state, indent=2))
+            state_file.chmod(0o600)
+        app_password = state["app_password"]
+        return cls(
+            root=root,
+            postgres=Postgres(root / "postgres", **state["postgres"]),
+            mariadb=MariaDB(root / "mariadb", **state["mariadb"]),
+            rabbitmq=RabbitMQ(root / "rabbitmq", password=app_password, **state["rabbitmq"]),
+            app_password=app_password,
+        )
+
+    @property
+    def certificates(self) -> Certificates:
+        """The stack's throwaway CA and server certificate (made by start())."""
+        return Certificates(self.root / "tls")
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate (PEM) that every server's certificate verifies against."""
+        return self.certificates.ca
+
+    def start(self) -> None:
+        install_packages()
+        # Made before the servers start; a server running without TLS (a stack made before
+        # it) is reloaded or restarted with it by its start step.
+        ensure_certificates(self.certificates.folder)
+        # RabbitMQ takes the longest to boot; the three start side by side.
+        errors: list[BaseException] = []
+
+        def guarded(step: Callable[[], None]) -> Callable[[], None]:
+            def runner() -> None:
+                try:
+                    step()
+                except BaseException as e:  # noqa: BLE001 - re-raised below in the caller
+                    errors.append(e)
+
+            return runner
+
+        steps = [self._start_postgres, self._start_mariadb, self._start_rabbitmq]
+        threads = [threading.Thread(target=guarded(s)) for s in steps]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def _start_postgres(self) -> None:
+        self.postgres.init()
+        self.postgres.enable_tls(self.certificates)
+        self.postgres.start()
+        self.postgres.provision(APP_USER, self.app_password, SOURCE_DB)
+
+    def _start_mariadb(self) -> None:
+        self.mariadb.init()
+        self.mariadb.enable_tls(self.certificates)
+        self.mariadb.start()
+        self.mariadb.provision(APP_USER, self.app_password, TARGET_DB)
+
+    def _start_rabbitmq(self) -> None:
+        self.rabbitmq.init()
+        self.rabbitmq.enable_tls(self.certificates)
+        self.rabbitmq.start()
+
+    def stop(self) -> None:
+        failures = []
+        for server in (self.rabbitmq, self.mariadb, self.postgres):
+            try:
+                server.stop()
+            except StackError as e:
+                failures.append(str(e))
+        if failures:
+            raise StackError("; ".join(failures))
+
+    def running(self) -> dict[str, bool]:
+        return {
+            "postgres": self.postgres.running(),
+            "mariadb": self.mariadb.running(),
+            "rabbitmq": self.rabbitmq.running(),
+        }
+
+    def tls_env(self) -> dict[str, str]:
+        """Settings that make the pipeline use TLS on all three connections, every server
+        certificate verified against the stack's CA (added to env())."""
+        ca = str(self.ca_file)
+        return {
+            "CDC_SOURCE_SSLMODE": "verify-full",
+            "CDC_SOURCE_SSLROOTCERT": ca,
+            "CDC_BROKER_URL": self.rabbitmq.tls_url(),
+            "CDC_BROKER_CA_FILE": ca,
+            "CDC_TARGET_SSL": "true",
+            "CDC_TARGET_SSL_CA": ca,
+        }
+
+    def env(self) -> dict[str, str]:
+        """The pipeline's settings for this stack (CDC_*), and the admin ones tests use."""
+        return {
+            "CDC_SOURCE_DSN": self.postgres.dsn(SOURCE_DB, APP_USER, self.app_password),
+            "CDC_SLOT": SLOT,
+            "CDC_BROKER_URL": self.rabbitmq.url(),
+            "CDC_TARGET_URL": self.mariadb.url(TARGET_DB, APP_USER, self.app_password),
+            "CDC_METRICS_HOST": "127.0.0.1",  # a local stack: nothing outside needs to scrape
+            # The application that owns the source tables (the demo writes as it).
+            "DEVSTACK_SOURCE_APP_DSN": self.postgres.dsn(SOURCE_DB, OWNER_ROLE, self.app_password),
+            "DEVSTACK_PG_ADMIN_DSN": self.postgres.dsn("postgres"),
+            "DEVSTACK_MARIADB_ADMIN_URL": self.mariadb.url(""),
+        }

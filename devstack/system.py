@@ -1,0 +1,164 @@
+"""Operating-system helpers: service users, free ports, waiting, Debian packages."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+# Each binary the servers and the tests need, and the Debian package that brings it.
+REQUIRED_FILES: dict[str, str] = {
+    "/usr/lib/postgresql/15/bin/postgres": "postgresql-15",
+    "/usr/lib/postgresql/15/bin/pgbench": "postgresql-contrib",
+    "/usr/lib/postgresql/15/lib/wal2json.so": "postgresql-15-wal2json",
+    "/usr/sbin/mariadbd": "mariadb-server",
+    "/usr/bin/mariadb": "mariadb-client",
+    "/usr/bin/mariadb_config": "libmariadb-dev",
+    "/usr/lib/rabbitmq/bin/rabbitmq-server": "rabbitmq-server",
+    # Checks compose.yaml (docker-compose config); no container engine is needed for that.
+    "/usr/bin/docker-compose": "docker-compose",
+}
+
+
+class StackError(RuntimeError):
+    """A server could not be set up, started or stopped."""
+
+
+def missing_packages() -> list[str]:
+    return sorted({pkg for path, pkg in REQUIRED_FILES.items() if not os.path.exists(path)})
+
+
+def install_packages() -> None:
+    """Install what is missing with apt, without letting the packages start system services."""
+    packages = missing_packages()
+    if not packages:
+        return
+    if os.geteuid() != 0:
+        raise StackError(
+            "missing Debian packages: " + " ".join(packages) + " (run as root, or install them)"
+        )
+    print("devstack: installing " + " ".join(packages), flush=True)
+    policy = Path("/usr/sbin/policy-rc.d")
+    # A package's postinst would otherwise start its server on the default port, and
+    # we never start or disturb servers outside .stack/.
+    created_policy = False
+    if not policy.exists():
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        created_policy = True
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+            check=True,
+            env=env,
+        )
+    finally:
+        if created_policy:
+            policy.unlink()
+    still = missing_packages()
+    if still:
+        raise StackError("apt-get did not install: " + " ".join(still))
+
+
+def service_user(name: str) -> str | None:
+    """The user a server runs as: its own service user when we are root, else ourselves."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(name)
+    except KeyError as e:
+        raise StackError(f"service user {name!r} does not exist (is its package installed?)") from e
+    return name
+
+
+def chown_tree(path: Path, user: str | None) -> None:
+    if user is None:
+        return
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for item in dirs + files:
+            os.chown(os.path.join(root, item), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def as_user(
+    user: str | None, argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> list[str]:
+    """Prefix argv so it runs as ``user`` with exactly ``env`` added to a minimal environment."""
+    base = ["env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG=C.UTF-8"]
+    base += [f"{k}={v}" for k, v in (env or {}).items()]
+    if user is None:
+        return [*base, *argv]
+    return ["runuser", "-u", user, "--", *base, *argv]
+
+
+def run(argv: Sequence[str], *, input_text: str | None = None, timeout: float = 120) -> str:
+    proc = subprocess.run(
+        list(argv),
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise StackError(
+            f"{' '.join(argv)} failed with code {proc.returncode}: {proc.stderr.strip()[-2000:]}"
+        )
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_until(
+    condition: Callable[[], bool], what: str, timeout: float = 90, interval: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def which(binary: str) -> str:
+    found = shutil.which(binary)
+    if found is None:
+        raise StackError(f"{binary} not found on PATH")
+    return found

@@ -1,0 +1,1 @@
+"""What the extractor and the applier share: envelope, config, errors, retry, logging."""

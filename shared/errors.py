@@ -1,0 +1,74 @@
+"""One hierarchy for every failure the pipeline knows about.
+
+Transient faults (a connection lost, a deadlock, a broker that is restarting) are retried with
+backoff and never stop a process. Permanent faults (a message that can never be decoded, a
+setting that is wrong) are not retried: a message goes to the dead-letter queue, a process exits
+with one clear line. Driver exceptions are wrapped at the module boundary with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+
+class CdcError(Exception):
+    """Root of the pipeline's own exceptions."""
+
+
+class TransientError(CdcError):
+    """Worth retrying: the same operation may succeed once a server is back."""
+
+
+class PermanentError(CdcError):
+    """Retrying cannot help; a person or a code change must."""
+
+
+# Transient faults, by where they come from.
+class SourceUnavailable(TransientError):
+    """PostgreSQL cannot be reached, or the replication connection was lost."""
+
+
+class SlotBusy(TransientError):
+    """Another process streams from the slot; a standby waits for it to be released."""
+
+
+class BrokerUnavailable(TransientError):
+    """RabbitMQ cannot be reached, closed the connection, or refused a publish."""
+
+
+class TargetUnavailable(TransientError):
+    """MariaDB cannot be reached, or lost the connection."""
+
+
+class TargetConflict(TransientError):
+    """A deadlock or lock wait timeout in MariaDB: the transaction is simply run again."""
+
+
+# Permanent faults.
+class ConfigError(PermanentError):
+    """A setting is missing or invalid. The message names the setting."""
+
+
+class SetupError(PermanentError):
+    """A server is not set up for the pipeline (wal_level, plugin, privileges, ...).
+
+    The message says what is wrong and how to fix it.
+    """
+
+
+class DecodeError(PermanentError):
+    """A message or a wal2json record that cannot be understood."""
+
+
+class UnsupportedVersion(DecodeError):
+    """An envelope written by a newer (or unknown) version of the extractor."""
+
+
+class SchemaMismatch(PermanentError):
+    """The target table cannot take a change as it is (missing key, wrong type)."""
+
+
+class RowRejected(PermanentError):
+    """MariaDB refused a value in a change (out of range, invalid, too long)."""
+
+
+class OrderingGap(PermanentError):
+    """A message arrived whose predecessor was never applied."""

@@ -1,0 +1,253 @@
+"""The parsers of setting values: each takes the text of a value (from the YAML file or the
+environment) and returns it checked and typed, or raises ValueError saying what is wrong;
+shared/config.py adds the setting's name."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pika
+from psycopg2.extensions import parse_dsn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from shared.secret import Secret
+from shared.tables import TableRef, parse_patterns
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+QUEUE_TYPES = ("classic", "quorum")
+SNAPSHOT_MODES = ("initial", "never")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+_AMQP_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+def text(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v.strip()
+
+
+def positive_int(v: str) -> int:
+    n = int(v)
+    if n <= 0:
+        raise ValueError("must be a positive integer")
+    return n
+
+
+def positive_float(v: str) -> float:
+    x = float(v)
+    if not (x > 0 and math.isfinite(x)):
+        raise ValueError("must be a positive number")
+    return x
+
+
+def seconds_or_off(v: str) -> float:
+    x = float(v)
+    if not (x >= 0 and math.isfinite(x)):
+        raise ValueError("must be a number of seconds, or 0 to turn it off")
+    return x
+
+
+def include(v: str) -> Any:
+    return parse_patterns(v, "source.tables")
+
+
+def exclude(v: str) -> Any:
+    return parse_patterns(v, "source.exclude_tables")
+
+
+def exclude_columns(v: str) -> Any:
+    return parse_patterns(v, "source.exclude_columns", parts=3)
+
+
+def snapshot_mode(v: str) -> str:
+    if v not in SNAPSHOT_MODES:
+        raise ValueError(f"must be one of {', '.join(SNAPSHOT_MODES)}")
+    return v
+
+
+def pairs(v: str, setting: str) -> list[tuple[str, str]]:
+    out = []
+    for item in v.split(","):
+        if not item.strip():
+            continue
+        left, sep, right = item.partition("=")
+        if not sep or not left.strip() or not right.strip():
+            raise ValueError(f"{item.strip()!r} is not of the form source=target")
+        out.append((left.strip(), right.strip()))
+    return out
+
+
+def rename(v: str) -> dict[TableRef, str]:
+    renamed: dict[TableRef, str] = {}
+    for left, right in pairs(v, "target.rename"):
+        pattern = parse_patterns(left, "target.rename")
+        ref = pattern[0].exact if pattern else None
+        if ref is None:
+            raise ValueError(f"{left!r} must name one table (schema.table)")
+        if len(right) > 64:
+            raise ValueError(f"{right!r} is longer than MariaDB's 64 characters")
+        renamed[ref] = right
+    return renamed
+
+
+def schemas(v: str) -> dict[str, str]:
+    mapped = {}
+    for left, right in pairs(v, "target.schemas"):
+        if len(right) > 64:
+            raise ValueError(f"{right!r} is longer than MariaDB's 64 characters")
+        mapped[left.strip('"') if left.startswith('"') else left.lower()] = right
+    return mapped
+
+
+def slot(v: str) -> str:
+    if not _SLOT_NAME.match(v):
+        raise ValueError("must be 1-63 characters of a-z, 0-9 and _ (PostgreSQL slot name rules)")
+    return v
+
+
+def amqp_name(v: str) -> str:
+    if v and not _AMQP_NAME.match(v):
+        raise ValueError("must be letters, digits and _ . : - only")
+    return v
+
+
+def exchange_name(v: str) -> str:
+    if not v:
+        raise ValueError("must not be empty (the default exchange cannot be declared)")
+    return amqp_name(v)
+
+
+def source_dsn(v: str) -> Secret:
+    try:
+        parsed = parse_dsn(v)
+    except Exception as e:
+        raise ValueError("is not a libpq connection string (postgresql://user:pw@host/db)") from e
+    if not parsed.get("dbname"):
+        raise ValueError("must name a database (postgresql://user:pw@host:5432/dbname)")
+    return Secret(v)
+
+
+def broker_url(v: str) -> Secret:
+    if not v.startswith(("amqp://", "amqps://")):
+        raise ValueError("must be an amqp:// or amqps:// URL")
+    try:
+        pika.URLParameters(v)
+    except Exception as e:
+        raise ValueError(f"is not a valid AMQP URL ({type(e).__name__})") from e
+    return Secret(v)
+
+
+def target_url(v: str) -> Secret:
+    try:
+        url = make_url(v)
+    except ArgumentError as e:
+        raise ValueError("is not a SQLAlchemy URL") from e
+    if url.drivername not in ("mariadb+mariadbconnector", "mysql+mariadbconnector"):
+        raise ValueError("must use the driver mariadb+mariadbconnector://")
+    if not url.database:
+        raise ValueError("must name a database (mariadb+mariadbconnector://u:pw@host:3306/db)")
+    return Secret(v)
+
+
+def sslmode(v: str) -> str | None:
+    mode = v.strip().lower()
+    if not mode:
+        return None  # libpq's default, or what the DSN says
+    if mode not in SSL_MODES:
+        raise ValueError(f"must be one of {', '.join(SSL_MODES)}")
+    return mode
+
+
+def readable_file(v: str) -> str | None:
+    """A file that exists and that this process can read, as an absolute path (so that it
+    means the same file whatever the driver's working folder)."""
+    if not v.strip():
+        return None
+    path = Path(v.strip()).expanduser()
+    if not path.exists():
+        raise ValueError(f"must name a readable file; {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ValueError(f"must name a readable file; {str(path)!r} is not a file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"must name a readable file; {str(path)!r} cannot be read by this process")
+    return str(path.resolve())
+
+
+def ca_file(v: str) -> str | None:
+    """A readable file of PEM CA certificates: a wrong file is found at start, not at the
+    first connection."""
+    path = readable_file(v)
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError) as e:
+        raise ValueError(f"must name a file of PEM CA certificates; {path!r} holds none") from e
+    return path
+
+
+def sslrootcert(v: str) -> str | None:
+    # libpq 16 and later: the system's CA certificates (and then only verify-full is allowed).
+    if v.strip() == "system":
+        return "system"
+    return ca_file(v)
+
+
+def boolean(v: str) -> bool:
+    text = v.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("must be true or false")
+
+
+def log_level(v: str) -> str:
+    level = v.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def log_format(v: str) -> str:
+    fmt = v.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}")
+    return fmt
+
+
+def metrics_port(v: str) -> int | None:
+    if v.strip() in ("", "0"):
+        return None
+    n = int(v)
+    if not 1 <= n <= 65535:
+        raise ValueError("must be a TCP port (1-65535), or 0 to disable")
+    return n
+
+
+def metrics_host(v: str) -> str:
+    host = v.strip()
+    try:
+        ipaddress.ip_address(host)
+    except ValueError as e:
+        raise ValueError(
+            "must be an IP address to listen on (0.0.0.0: all, 127.0.0.1: local)"
+        ) from e
+    return host
+
+
+def queue_type(v: str) -> str:
+    if v not in QUEUE_TYPES:
+        raise ValueError(f"must be one of {', '.join(QUEUE_TYPES)}")
+    return v

@@ -1,0 +1,61 @@
+"""Exchange and queue names and arguments: both processes declare the same topology.
+
+A change message goes to a durable direct exchange, routed by the slot name to one durable
+queue with a single active consumer (so the applier sees the source's commit order). What the
+applier cannot apply goes to a dead-letter exchange and queue beside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.config import BrokerConfig
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchange: str
+    routing_key: str
+    queue: str
+    dead_letter_exchange: str
+    dead_letter_queue: str
+    queue_type: str
+
+    @property
+    def queue_arguments(self) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "x-queue-type": self.queue_type,
+            "x-single-active-consumer": True,
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+            "x-dead-letter-routing-key": self.routing_key,
+        }
+        if self.queue_type == "quorum":
+            # RabbitMQ 4 would dead-letter a message redelivered 20 times (e.g. an applier
+            # restarting in a loop) by itself, out of order; only the applier decides that.
+            args["x-delivery-limit"] = 1_000_000
+        return args
+
+    @property
+    def dead_letter_arguments(self) -> dict[str, Any]:
+        return {"x-queue-type": self.queue_type}
+
+    @property
+    def state_queue(self) -> str:
+        """The extractor's memory between runs (see extractor/state.py)."""
+        return f"{self.queue}.state"
+
+    @property
+    def state_arguments(self) -> dict[str, Any]:
+        return {"x-queue-type": "classic", "x-max-length": 1, "x-overflow": "drop-head"}
+
+
+def topology_for(broker: BrokerConfig, slot: str) -> Topology:
+    return Topology(
+        exchange=broker.exchange,
+        routing_key=slot,
+        queue=broker.queue,
+        dead_letter_exchange=broker.dead_letter_exchange,
+        dead_letter_queue=broker.dead_letter_queue,
+        queue_type=broker.queue_type,
+    )

@@ -1,0 +1,1 @@
+"""The extractor: PostgreSQL logical replication slot (wal2json) -> RabbitMQ."""

@@ -1,0 +1,124 @@
+"""``python -m extractor [--config PATH] [run | backfill TABLE... | status | drop-slot]``"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from extractor import slot_admin
+from extractor.service import ExtractorService
+from extractor.snapshot import request_backfill
+from shared.cli import EXIT_OK, fatal, load_or_exit, on_stop_signals, tune_gc
+from shared.config import EXTRACTOR_NEEDS, Config
+from shared.errors import CdcError, ConfigError, PermanentError, SetupError
+from shared.lsn import format_lsn
+from shared.tables import parse_table_list
+
+PROG = "extractor"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m extractor",
+        description="Stream a PostgreSQL logical replication slot (wal2json) into RabbitMQ.",
+    )
+    parser.add_argument(
+        "--config", type=Path, help="YAML settings file (CDC_* variables override it)"
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="stream until stopped (the default)")
+    backfill = commands.add_parser(
+        "backfill",
+        help="copy tables again, as of now, while changes keep flowing",
+        description="Asks the running extractor, through PostgreSQL's WAL, to copy these "
+        "tables again: it does so when its stream reaches the request (at once if it is "
+        "caught up; after a restart if it is down). The target table is emptied and filled "
+        "with the source's rows as of that point; later changes follow in order.",
+    )
+    backfill.add_argument("tables", nargs="+", metavar="SCHEMA.TABLE")
+    status = commands.add_parser(
+        "status",
+        help="the slot: position, lag, whether it is active; messages waiting in RabbitMQ",
+        description="Exit code 0 if the slot exists, 1 if not (or on an error).",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    drop = commands.add_parser(
+        "drop-slot",
+        help="drop the replication slot (asks first)",
+        description="Drops the slot so PostgreSQL frees the WAL it keeps for it. Changes the "
+        "extractor has not read yet are lost to the pipeline; its next start creates a new "
+        "slot and copies every captured table again. Refused while the slot is in use.",
+    )
+    drop.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    args = parser.parse_args(argv)
+
+    cfg = load_or_exit(PROG, args.config, EXTRACTOR_NEEDS)
+    if args.command in ("status", "drop-slot"):
+        try:
+            if args.command == "status":
+                return _status(cfg, args.json)
+            return _drop_slot(cfg, args.yes)
+        except CdcError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 1
+    if args.command == "backfill":
+        try:
+            tables = parse_table_list(",".join(args.tables), "backfill")
+            not_captured = [t for t in tables if not cfg.source.capture.captures(t)]
+            if not_captured:
+                raise ConfigError(
+                    "not captured (see source.tables / source.exclude_tables): "
+                    + ", ".join(str(t) for t in not_captured)
+                )
+            lsn = request_backfill(cfg.source, list(tables))
+        except CdcError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 2 if isinstance(e, ConfigError) else 1
+        print(
+            f"backfill of {', '.join(str(t) for t in tables)} requested at {format_lsn(lsn)}; "
+            "the extractor copies them when its stream reaches that point"
+        )
+        return EXIT_OK
+
+    service = ExtractorService(cfg)
+    on_stop_signals(service.request_stop)
+    tune_gc()
+    try:
+        service.run()
+    except PermanentError as e:
+        return fatal(PROG, e)
+    return EXIT_OK
+
+
+def _status(cfg: Config, as_json: bool) -> int:
+    status = slot_admin.slot_status(cfg)
+    print(json.dumps(status.as_dict()) if as_json else slot_admin.render(status))
+    return EXIT_OK if status.exists else 1
+
+
+def _drop_slot(cfg: Config, yes: bool) -> int:
+    def confirm(status: slot_admin.SlotStatus) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise SetupError("no terminal to ask for confirmation on: pass --yes to drop the slot")
+        print(slot_admin.render(status))
+        print(
+            "\nDropping the slot frees the WAL above. Changes not read by the extractor yet are "
+            "lost to the pipeline;\nits next start creates a new slot and copies every captured "
+            "table again."
+        )
+        answer = input(f"Type the slot name ({status.slot}) to drop it: ")
+        return answer.strip() == status.slot
+
+    if slot_admin.drop_slot(cfg, confirm):
+        print(f"slot {cfg.source.slot} dropped")
+        return EXIT_OK
+    print("not dropped", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Which slot position is safe to confirm to PostgreSQL, given RabbitMQ's publisher confirms.
+
+The rule of the whole pipeline, on this side: the flush LSN sent to PostgreSQL only ever covers
+transactions whose every message RabbitMQ has confirmed. Entries are kept in the order the
+transactions were decoded (commit order); the flush LSN moves to the commit LSN of the newest
+transaction such that it and everything before it is confirmed. Transactions that produced no
+message (nothing captured in them) move it too, but only once everything before is confirmed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.errors import BrokerUnavailable
+
+
+@dataclass(slots=True)
+class _Entry:
+    seq: int  # publisher delivery tag; 0 for a transaction with nothing to publish
+    lsn: int  # commit LSN of the transaction the message belongs to
+    ends_txn: bool
+    confirmed: bool
+    at: float = 0.0  # when it was published (monotonic)
+
+
+class ConfirmTracker:
+    def __init__(self, start_lsn: int, observe: Callable[[float], None] | None = None) -> None:
+        self._observe = observe
+        self._entries: deque[_Entry] = deque()
+        self._by_seq: dict[int, _Entry] = {}
+        self._flush_lsn = start_lsn
+        self._last_seq = 0
+        self._confirmed_seq = 0
+        self._failed = False
+
+    @property
+    def flush_lsn(self) -> int:
+        """Everything up to here is in RabbitMQ (or was never to be published)."""
+        return self._flush_lsn
+
+    def confirmed(self, seq: int) -> bool:
+        """True once this message and every one published before it is confirmed."""
+        return seq <= self._confirmed_seq
+
+    @property
+    def inflight(self) -> int:
+        """Published messages RabbitMQ has not confirmed yet."""
+        return len(self._by_seq)
+
+    def published(self, seq: int, commit_lsn: int, ends_txn: bool) -> None:
+        if seq <= self._last_seq:
+            raise ValueError(f"delivery tag {seq} after {self._last_seq}")
+        self._last_seq = seq
+        entry = _Entry(seq, commit_lsn, ends_txn, confirmed=False, at=time.monotonic())
+        self._entries.append(entry)
+        self._by_seq[seq] = entry
+
+    def nothing_to_publish(self, lsn: int) -> None:
+        """A transaction (or position) with no message: passable once all before it is."""
+        self._entries.append(_Entry(0, lsn, ends_txn=True, confirmed=True))
+        self._advance()
+
+    def fail(self) -> None:
+        """The session failed: from now on nothing moves the flush LSN."""
+        self._failed = True
+
+    def acked(self, delivery_tag: int, multiple: bool) -> None:
+        if self._failed:
+            return
+        now = time.monotonic()
+        if multiple:
+            for entry in self._entries:
+                if entry.seq > delivery_tag:
+                    break
+                if entry.seq and not entry.confirmed:
+                    self._confirm(entry, now)
+                    self._by_seq.pop(entry.seq, None)
+        else:
+            entry_or_none = self._by_seq.pop(delivery_tag, None)
+            if entry_or_none is not None:
+                self._confirm(entry_or_none, now)
+        self._advance()
+
+    def _confirm(self, entry: _Entry, now: float) -> None:
+        entry.confirmed = True
+        if self._observe is not None:
+            self._observe(now - entry.at)
+
+    def nacked(self, delivery_tag: int) -> None:
+        # RabbitMQ could not take the message (an internal error on its side). Nothing past it
+        # may be confirmed to PostgreSQL, even if a later multiple ack covers it; the session
+        # restarts and the slot resends it.
+        self._failed = True
+        raise BrokerUnavailable(f"RabbitMQ refused (nack) delivery tag {delivery_tag}")
+
+    def _advance(self) -> None:
+        if self._failed:
+            return
+        entries = self._entries
+        while entries and entries[0].confirmed:
+            entry = entries.popleft()
+            if entry.seq:
+                self._confirmed_seq = entry.seq
+            if entry.ends_txn and entry.lsn > self._flush_lsn:
+                self._flush_lsn = entry.lsn

@@ -1,0 +1,230 @@
+"""Where copies of tables go in the stream, and when (see snapshot.py for the reading).
+
+A copy is one more transaction in the stream, at the copy snapshot's consistent point:
+- a new slot's own snapshot: at the slot's start, before any change is streamed;
+- a temporary slot's snapshot (a backfill, a table not copied yet): reading pauses until that
+  point is known, then the stream runs up to the first transaction committed after it, and
+  the copy goes in just before that transaction.
+Requests for backfills arrive as logical messages in the stream itself; which tables have been
+copied is remembered in RabbitMQ (state.py) once RabbitMQ confirmed all of a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from extractor.assemble import Assembler, Outgoing
+from extractor.decode import Begin
+from extractor.replication import Exported
+from extractor.snapshot import Copier, Done, Failed, Ready, Rows
+from extractor.state import encode_state
+from shared.config import SourceConfig
+from shared.errors import CdcError
+from shared.lsn import format_lsn
+from shared.tables import TableRef
+
+log = logging.getLogger(__name__)
+
+
+class CopyHost(Protocol):
+    """What the stream session lends the copies."""
+
+    @property
+    def assembler(self) -> Assembler: ...
+
+    def publish(self, out: Outgoing) -> int: ...
+
+    def publish_state(self, body: bytes) -> None: ...
+
+    def confirmed(self, seq: int) -> bool: ...
+
+    def window_open(self) -> bool: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def start_streaming(self) -> bool: ...
+
+    def soon(self, callback_name: str) -> None: ...
+
+    def wake_threadsafe(self) -> None: ...
+
+    def fail(self, error: CdcError) -> None: ...
+
+    def count_copied(self, rows: int) -> None: ...
+
+
+@dataclass
+class CopyJob:
+    tables: list[TableRef]
+    copier: Copier
+    start_stream: bool  # a new slot: START_REPLICATION once the snapshot is imported
+    position: int | None = None  # known when the copier is Ready
+    injecting: bool = False
+    deferred: Begin | None = None  # the first transaction after the copy's place
+
+
+class Copies:
+    def __init__(self, cfg: SourceConfig, host: CopyHost, copied: set[TableRef]) -> None:
+        self._cfg = cfg
+        self._host = host
+        self.copied = copied
+        self._job: CopyJob | None = None
+        self._waiting: deque[list[TableRef]] = deque()
+        self._requested: list[TableRef] = []
+        self._state_pending: tuple[int, set[TableRef]] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._job is not None
+
+    @property
+    def injecting(self) -> bool:
+        return self._job is not None and self._job.injecting
+
+    def reading_allowed(self) -> bool:
+        """The stream may be read unless a copy's place is unknown yet or it is being copied."""
+        job = self._job
+        return job is None or (job.position is not None and not job.injecting)
+
+    def start(self, tables: list[TableRef], exported: Exported | None) -> None:
+        copier = Copier(
+            self._cfg,
+            tables,
+            self._cfg.capture,
+            wake=self._host.wake_threadsafe,
+            snapshot=exported.snapshot if exported else None,
+            position=exported.position if exported else 0,
+        )
+        self._job = CopyJob(tables, copier, start_stream=exported is not None)
+        self._host.pause_reading()
+        log.info("copy_started tables=%s", ",".join(str(t) for t in tables))
+        copier.start()
+
+    def stop(self) -> None:
+        """An unfinished copy is abandoned; the next run copies those tables again."""
+        if self._job is not None:
+            self._job.copier.stop()
+
+    # ------------------------------------------------------------ from the stream
+
+    def goes_first(self, begin: Begin) -> bool:
+        """At the first transaction after a pending copy's place, the copy goes first."""
+        job = self._job
+        if job is None or job.position is None or job.injecting:
+            return False
+        if begin.commit_start < job.position:
+            return False
+        job.deferred = begin
+        self._host.pause_reading()
+        self._begin_injecting(job)
+        self._host.soon("pump")
+        return True
+
+    def request(self, content: str) -> None:
+        """A backfill request seen in the stream; acted on at its transaction's commit."""
+        try:
+            doc = json.loads(content)
+            if doc.get("slot") != self._cfg.slot:
+                return
+            tables = [TableRef(s, t) for s, t in doc["tables"]]
+        except (ValueError, TypeError, KeyError):
+            log.warning("backfill_request_ignored reason=unreadable content=%.200s", content)
+            return
+        wanted = [t for t in tables if self._cfg.capture.captures(t)]
+        for t in set(tables) - set(wanted):
+            log.warning("backfill_request_ignored table=%s reason=not captured", t)
+        if wanted:
+            log.info("backfill_requested tables=%s", ",".join(str(t) for t in wanted))
+            self._requested.extend(wanted)
+
+    def committed(self) -> None:
+        if self._requested:
+            self._waiting.append(self._requested)
+            self._requested = []
+            if self._job is None:
+                self.start(self._waiting.popleft(), None)
+
+    # ------------------------------------------------------------ moving rows
+
+    def _begin_injecting(self, job: CopyJob) -> None:
+        assert job.position is not None
+        job.injecting = True
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+        self._host.assembler.begin(Begin(0, job.position, now, job.position), snapshot=True)
+
+    def pump(self) -> None:
+        """Move the copier's rows into the stream, as far as the confirm window allows."""
+        job = self._job
+        if job is None:
+            return
+        try:
+            while self._host.window_open():
+                if job.position is not None and not job.injecting:
+                    return  # the stream has not reached the copy's place yet
+                try:
+                    event = job.copier.events.get_nowait()
+                except queue.Empty:
+                    return
+                if isinstance(event, Failed):
+                    raise event.error
+                if isinstance(event, Ready):
+                    self._ready(job, event.position)
+                elif isinstance(event, Rows):
+                    self._rows(event)
+                elif isinstance(event, Done):
+                    self._finish(job, event)
+                    return
+        except CdcError as e:
+            self._host.fail(e)
+
+    def _ready(self, job: CopyJob, position: int) -> None:
+        job.position = position
+        if job.start_stream:
+            if self._host.start_streaming():
+                self._begin_injecting(job)
+        else:
+            self._host.resume_reading()
+
+    def _rows(self, event: Rows) -> None:
+        self._host.count_copied(len(event.changes))
+        size = max(event.size // max(len(event.changes), 1), 1)
+        for change in event.changes:
+            out = self._host.assembler.add(change, size)
+            if out is not None:
+                self._host.publish(out)
+
+    def _finish(self, job: CopyJob, done: Done) -> None:
+        out = self._host.assembler.commit()
+        seq = self._host.publish(out) if out is not None else 0
+        self._state_pending = (seq, set(job.tables))
+        log.info(
+            "copy_done tables=%d rows=%d position=%s",
+            len(job.tables),
+            done.rows,
+            format_lsn(job.position or 0),
+        )
+        self._job = None
+        if job.deferred is not None:
+            self._host.assembler.begin(job.deferred)
+        if self._waiting:
+            self.start(self._waiting.popleft(), None)
+        else:
+            self._host.resume_reading()
+
+    def confirmed(self) -> None:
+        """After confirms: store the copied tables once a copy is all confirmed; go on."""
+        pending = self._state_pending
+        if pending is not None and self._host.confirmed(pending[0]):
+            self._state_pending = None
+            self.copied |= pending[1]
+            self._host.publish_state(encode_state(self.copied))
+        if self.injecting:
+            self._host.soon("pump")

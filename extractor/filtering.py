@@ -1,0 +1,32 @@
+"""The table and column filter, applied to each change before it is published.
+
+wal2json filters what it can itself (exact names, ``schema.*``); this applies the whole filter
+(any wildcard, excluded tables, excluded columns) exactly, whatever wal2json let through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.tables import TableFilter, TableRef
+
+
+def keep_change(change: dict[str, Any], capture: TableFilter) -> dict[str, Any] | None:
+    """The change as it should travel, or None if its table is not captured."""
+    ref = TableRef(change["schema"], change["table"])
+    if not capture.captures(ref):
+        return None
+    if capture.exclude_columns:
+        key = change.get("key") or []
+        if "columns" in change:
+            _drop(change, ref, key, capture)
+        if change.get("old_key"):
+            _drop(change["old_key"], ref, key, capture)
+    return change
+
+
+def _drop(part: dict[str, Any], ref: TableRef, key: list[str], capture: TableFilter) -> None:
+    keep = [i for i, c in enumerate(part["columns"]) if not capture.drops_column(ref, c, key)]
+    if len(keep) != len(part["columns"]):
+        for field in ("columns", "types", "values"):
+            part[field] = [part[field][i] for i in keep]

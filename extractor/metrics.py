@@ -1,0 +1,57 @@
+"""The extractor's metrics (served by shared/observe.py)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shared.observe import LATENCY_BUCKETS
+
+
+class ExtractorMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "cdc_extractor_messages_published", "Messages published", registry=r
+        )
+        self.changes = Counter(
+            "cdc_extractor_changes_published", "Row changes published (copies included)", registry=r
+        )
+        self.transactions = Counter(
+            "cdc_extractor_transactions_published", "Source transactions published", registry=r
+        )
+        self.confirm_seconds = Histogram(
+            "cdc_extractor_confirm_seconds", "Publish to RabbitMQ confirm, per message",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.slot_lag_bytes = Gauge(
+            "cdc_extractor_slot_lag_bytes",
+            "WAL the slot keeps: current WAL LSN minus the slot's confirmed flush LSN (sampled)",
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "cdc_extractor_reconnects", "Sessions started again after a fault", registry=r
+        )
+        self.copied_rows = Counter(
+            "cdc_extractor_copied_rows",
+            "Rows read by table copies (snapshot, backfill)",
+            registry=r,
+        )
+        self._last_commit_seen = 0.0
+        since = Gauge(
+            "cdc_extractor_seconds_since_last_commit",
+            "Seconds since the last source transaction (heartbeats included) was decoded",
+            registry=r,
+        )
+        since.set_function(
+            lambda: time.monotonic() - self._last_commit_seen if self._last_commit_seen else -1.0
+        )
+        self.streaming = False
+
+    def commit_seen(self) -> None:
+        self._last_commit_seen = time.monotonic()
+
+    @property
+    def last_commit_seen(self) -> float:
+        return self._last_commit_seen

@@ -1,0 +1,104 @@
+"""How the extractor connects to PostgreSQL, and what a failed connection means.
+
+Every connection (the replication stream, copies, the heartbeat, the side commands) takes its
+parameters from connect_kwargs; classify_connect_error turns libpq's failure into a transient
+SourceUnavailable or a permanent SetupError that says what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+import psycopg2.errorcodes
+import psycopg2.extensions
+
+from shared.config import SourceConfig
+from shared.errors import SetupError, SourceUnavailable
+from shared.secret import redact
+
+# The walsender prints values with these session settings: timestamptz always in UTC, floats
+# with all their digits, dates in ISO order.
+_SESSION_OPTIONS = (
+    "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3"
+    " -c bytea_output=hex"
+)
+# Noticing a dead server or a cut network within seconds, not the kernel's fifteen minutes.
+_CONNECT_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+    "application_name": "pg2maria-extractor",
+}
+
+
+# libpq's words for a TLS set-up that fails the same way on every attempt: a certificate that
+# does not verify, a server without TLS under sslmode=require, files it cannot use. A TLS
+# connection cut in the middle ("SSL SYSCALL error", "SSL connection has been closed
+# unexpectedly") is not among them: that is an outage, retried.
+_TLS_SETUP_FAILURES = (
+    "certificate verify failed",
+    "does not match host name",
+    "server does not support ssl",
+    "root certificate file",
+    "certificate present, but not private key",
+    "could not load private key",
+    "could not read certificate",
+    "could not load ssl certificate",
+    "could not open certificate file",
+    "private key file",
+    "alert unknown ca",
+    "alert bad certificate",
+    "certificate required",
+    "sslmode value",
+    "wrong version number",
+)
+
+
+def connect_kwargs(source: SourceConfig) -> dict[str, Any]:
+    """Parameters of every PostgreSQL connection the extractor makes: the DSN's, with the TLS
+    settings laid over them (an explicit setting wins over the same key in the DSN)."""
+    params = dsn_kwargs(source.dsn.reveal())
+    params.update(source.tls_params())
+    return params
+
+
+def dsn_kwargs(dsn: str) -> dict[str, Any]:
+    """The user's DSN, our defaults where it is silent, our session options."""
+    params = dict(psycopg2.extensions.parse_dsn(dsn))
+    for key, value in _CONNECT_DEFAULTS.items():
+        params.setdefault(key, value)
+    params["options"] = (params.get("options", "") + " " + _SESSION_OPTIONS).strip()
+    return params
+
+
+def classify_connect_error(e: psycopg2.Error, dsn: str) -> Exception:
+    """Map a failed connection to a transient or a permanent fault, with a clear message."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    where = redact(dsn)
+    lowered = text.lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return SetupError(f"PostgreSQL refused the login ({where}): check the user and password")
+    if "does not exist" in lowered and ("database" in lowered or "role" in lowered):
+        return SetupError(f"PostgreSQL: {text} ({where})")
+    if "no pg_hba.conf entry" in lowered:
+        return SetupError(
+            f"PostgreSQL: {text}: allow this host for replication and the database in pg_hba.conf"
+        )
+    if "permission denied" in lowered or e.pgcode == psycopg2.errorcodes.INSUFFICIENT_PRIVILEGE:
+        return SetupError(f"PostgreSQL: {text}")
+    if any(marker in lowered for marker in _TLS_SETUP_FAILURES):
+        return SetupError(
+            f"PostgreSQL TLS failed ({where}): {text}: check source.sslmode, "
+            "source.sslrootcert (the CA that signed the server's certificate), and that the "
+            "DSN's host is a name the certificate holds"
+        )
+    return SourceUnavailable(f"cannot reach PostgreSQL ({where}): {text}")
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,313 @@
+"""The PostgreSQL side of the extractor: checks, the slot, and the replication stream.
+
+psycopg2 exceptions stop here: callers see SourceUnavailable / SlotBusy (transient) or
+SetupError (permanent, with the fix in the message).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import psycopg2.errorcodes
+import psycopg2.errors
+import psycopg2.extensions
+import psycopg2.extras
+
+from extractor.pgconnect import classify_connect_error, connect_kwargs, first_line
+from shared.config import SourceConfig
+from shared.errors import SetupError, SlotBusy, SourceUnavailable
+from shared.lsn import format_lsn, parse_lsn
+from shared.tables import TableFilter
+
+log = logging.getLogger(__name__)
+
+PLUGIN = "wal2json"
+NUMERIC_AS_STRING = "numeric-data-types-as-string"
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A new slot's consistent point and the snapshot that shows the data as of it."""
+
+    position: int
+    snapshot: str
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    plugin: str
+    database: str
+    confirmed_flush_lsn: int
+    active: bool
+
+
+def wal2json_options(capture: TableFilter) -> dict[str, str]:
+    """The plugin options of every session (see docs and the golden fixtures in tests/)."""
+    options = {
+        "format-version": "2",
+        "include-xids": "1",
+        "include-lsn": "1",
+        "include-pk": "1",
+        "include-types": "1",
+        "include-typmod": "1",
+        "include-timestamp": "1",
+        "include-transaction": "1",
+    }
+    options.update(capture.wal2json_options())
+    return options
+
+
+_warned: set[str] = set()
+
+
+def _warn_nan_once() -> None:
+    if "nan" in _warned:
+        return
+    _warned.add("nan")
+    log.warning(
+        "wal2json_loses_nan: this wal2json (before 2.6) prints NaN and Infinity of numeric, "
+        "real and double columns as null, so they arrive as NULL; install wal2json 2.6 or later "
+        "(see docs/types.md)"
+    )
+
+
+class ReplicationSource:
+    """One replication session: preflight, slot, START_REPLICATION, read and feedback."""
+
+    def __init__(self, cfg: SourceConfig) -> None:
+        self._cfg = cfg
+        self._conn: Any = None
+        self._cursor: Any = None
+        self.resume_lsn = 0
+        self.numeric_as_string = False
+        self.wal_sender_timeout = 0.0
+
+    # ------------------------------------------------------------------ set-up
+
+    def open(self, export_snapshot: bool) -> Exported | None:
+        """Check the server and make sure the slot exists (not streaming yet: see start).
+
+        If the slot had to be created and ``export_snapshot`` is set, it is created with an
+        exported snapshot, returned: valid until start() is called.
+        """
+        dsn = self._cfg.dsn.reveal()
+        slot = self._preflight(dsn)
+        exported = None
+        try:
+            self._conn = psycopg2.connect(
+                connection_factory=psycopg2.extras.LogicalReplicationConnection,
+                **connect_kwargs(self._cfg),
+            )
+            self._cursor = self._conn.cursor()
+            if slot is None:
+                exported = self._create_slot(export_snapshot)
+                slot = self._slot_info(dsn)
+                if slot is None:
+                    raise SourceUnavailable(f"slot {self._cfg.slot} vanished right after creation")
+            self.resume_lsn = slot.confirmed_flush_lsn
+        except psycopg2.Error as e:
+            self.close()
+            raise self._classify(e, dsn) from e
+        except BaseException:
+            self.close()
+            raise
+        return exported
+
+    def start(self) -> None:
+        """START_REPLICATION from the slot's confirmed position."""
+        try:
+            self._start()
+        except psycopg2.Error as e:
+            self.close()
+            raise self._classify(e, self._cfg.dsn.reveal()) from e
+        log.info(
+            "streaming slot=%s from_lsn=%s tables=%s numeric_as_string=%s",
+            self._cfg.slot,
+            format_lsn(self.resume_lsn),
+            self._cfg.capture,
+            self.numeric_as_string,
+        )
+
+    def _preflight(self, dsn: str) -> SlotInfo | None:
+        try:
+            conn = psycopg2.connect(**connect_kwargs(self._cfg))
+        except psycopg2.Error as e:
+            raise classify_connect_error(e, dsn) from e
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT current_setting('wal_level'),"
+                    " (SELECT rolreplication OR rolsuper FROM pg_roles"
+                    "  WHERE rolname = current_user),"
+                    " current_user, current_database(),"
+                    " (SELECT setting::float FROM pg_settings WHERE name = 'wal_sender_timeout')"
+                )
+                wal_level, can_replicate, user, database, sender_timeout = cur.fetchone()
+        except psycopg2.Error as e:
+            raise self._classify(e, dsn) from e
+        finally:
+            conn.close()
+        # In milliseconds; 0 disables the timeout.
+        self.wal_sender_timeout = (sender_timeout or 0) / 1000
+        if wal_level != "logical":
+            raise SetupError(
+                f"PostgreSQL wal_level is {wal_level!r}, logical decoding needs 'logical': "
+                "set wal_level = logical in postgresql.conf and restart PostgreSQL"
+            )
+        if not can_replicate:
+            raise SetupError(
+                f"role {user!r} lacks the REPLICATION attribute: "
+                f"run ALTER ROLE {user} REPLICATION as a superuser"
+            )
+        slot = self._slot_info(dsn)
+        if slot is not None:
+            if slot.plugin != PLUGIN:
+                raise SetupError(
+                    f"slot {self._cfg.slot} uses the plugin {slot.plugin!r}, not wal2json: "
+                    "choose another slot name (CDC_SLOT)"
+                )
+            if slot.database != database:
+                raise SetupError(
+                    f"slot {self._cfg.slot} belongs to database {slot.database!r}, "
+                    f"not {database!r}: choose another slot name (CDC_SLOT)"
+                )
+        return slot
+
+    def _slot_info(self, dsn: str) -> SlotInfo | None:
+        try:
+            conn = psycopg2.connect(**connect_kwargs(self._cfg))
+        except psycopg2.Error as e:
+            raise classify_connect_error(e, dsn) from e
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT plugin, database, confirmed_flush_lsn::text, active"
+                    " FROM pg_replication_slots WHERE slot_name = %s AND slot_type = 'logical'",
+                    (self._cfg.slot,),
+                )
+                row = cur.fetchone()
+        except psycopg2.Error as e:
+            raise SourceUnavailable(f"cannot read pg_replication_slots: {e}") from e
+        finally:
+            conn.close()
+        if row is None:
+            return None
+        plugin, database, flush, active = row
+        return SlotInfo(plugin, database, parse_lsn(flush) if flush else 0, bool(active))
+
+    def _create_slot(self, export_snapshot: bool) -> Exported | None:
+        # The name passed the settings check ([a-z0-9_]), so double quotes make it safe.
+        mode = "EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"
+        try:
+            self._cursor.execute(
+                f'CREATE_REPLICATION_SLOT "{self._cfg.slot}" LOGICAL {PLUGIN} {mode}'
+            )
+            row = self._cursor.fetchone()
+        except psycopg2.errors.DuplicateObject:
+            return None  # another extractor created it between our check and now
+        position = parse_lsn(row[1])
+        log.info(
+            "slot_created slot=%s plugin=%s position=%s",
+            self._cfg.slot,
+            PLUGIN,
+            format_lsn(position),
+        )
+        return Exported(position, str(row[2])) if export_snapshot and row[2] else None
+
+    def catalog(self) -> Any:
+        """A plain connection to the source database (the caller closes it)."""
+        dsn = self._cfg.dsn.reveal()
+        try:
+            conn = psycopg2.connect(**connect_kwargs(self._cfg))
+        except psycopg2.Error as e:
+            raise classify_connect_error(e, dsn) from e
+        conn.autocommit = True
+        return conn
+
+    def _start(self) -> None:
+        options = wal2json_options(self._cfg.capture)
+        try:
+            self._cursor.start_replication(
+                slot_name=self._cfg.slot,
+                options={**options, NUMERIC_AS_STRING: "1"},
+                decode=False,
+                status_interval=self._cfg.feedback_interval,
+            )
+            self.numeric_as_string = True
+        except psycopg2.errors.InvalidParameterValue as e:
+            # wal2json before 2.6 does not know the option; numbers then come as bare JSON
+            # numbers, which decode.py reads as exact text. Any other bad option is ours.
+            if NUMERIC_AS_STRING not in str(e):
+                raise
+            self._cursor.start_replication(
+                slot_name=self._cfg.slot,
+                options=options,
+                decode=False,
+                status_interval=self._cfg.feedback_interval,
+            )
+            _warn_nan_once()
+
+    def _classify(self, e: psycopg2.Error, dsn: str) -> Exception:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        code = e.pgcode
+        if code == psycopg2.errorcodes.OBJECT_IN_USE:
+            return SlotBusy(f"slot {self._cfg.slot} is in use by another process: {text}")
+        if code == psycopg2.errorcodes.UNDEFINED_FILE or "could not access file" in text:
+            return SetupError(
+                f"the wal2json output plugin is not installed on the PostgreSQL server ({text}): "
+                "install postgresql-15-wal2json (or your version's package)"
+            )
+        if "may not be used as an output plugin" in text:
+            # PostgreSQL 15.19+ only loads the output plugins its administrator allows.
+            return SetupError(
+                "PostgreSQL does not allow wal2json as an output plugin: add it to "
+                "output_plugin_libraries in postgresql.conf (e.g. output_plugin_libraries = "
+                "'pgoutput, wal2json') and reload PostgreSQL"
+            )
+        if code in (
+            psycopg2.errorcodes.INSUFFICIENT_PRIVILEGE,
+            psycopg2.errorcodes.INVALID_PARAMETER_VALUE,
+        ):
+            return SetupError(f"PostgreSQL: {text}")
+        if code == psycopg2.errorcodes.CONFIGURATION_LIMIT_EXCEEDED:
+            return SetupError(
+                f"PostgreSQL: {text}: raise max_replication_slots / max_wal_senders "
+                "or drop an unused slot"
+            )
+        if code is None and isinstance(e, psycopg2.OperationalError):
+            return classify_connect_error(e, dsn)
+        return SourceUnavailable(f"replication failed: {text}")
+
+    # ------------------------------------------------------------------ streaming
+
+    def fileno(self) -> int:
+        return int(self._conn.fileno())
+
+    def read(self) -> Any:
+        """The next replication message, or None if none is buffered. Never blocks."""
+        try:
+            return self._cursor.read_message()
+        except psycopg2.Error as e:
+            raise SourceUnavailable(f"replication stream lost: {first_line(e)}") from e
+
+    def send_feedback(self, lsn: int) -> None:
+        """Tell PostgreSQL it may forget everything before ``lsn``."""
+        if self._cursor is None:
+            return
+        try:
+            self._cursor.send_feedback(write_lsn=lsn, flush_lsn=lsn, force=True)
+        except psycopg2.Error as e:
+            raise SourceUnavailable(f"replication stream lost: {first_line(e)}") from e
+
+    def close(self) -> None:
+        conn, self._conn, self._cursor = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                log.debug("close of the replication connection failed", exc_info=True)

@@ -1,0 +1,60 @@
+"""What the extractor must remember between runs: which tables it has copied.
+
+Kept in RabbitMQ, beside the pipeline's queue, as the single message of a durable queue that
+holds at most one (``x-max-length`` 1, the older one dropped). Losing it costs a copy again,
+never data: a table copied twice is still exact (each copy starts with a truncate).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from shared.amqp import classify_broker_error, connection_parameters
+from shared.config import Config
+from shared.tables import TableRef
+from shared.topology import topology_for
+
+STATE_VERSION = 1
+
+
+def load_copied(cfg: Config) -> set[TableRef]:
+    """The tables a previous run finished copying (empty if nothing is stored)."""
+    topology = topology_for(cfg.broker, cfg.source.slot)
+    url = cfg.broker.url
+    try:
+        conn = pika.BlockingConnection(
+            connection_parameters(cfg.broker, "pg2maria-extractor-state")
+        )
+    except (pika.exceptions.AMQPError, OSError, ValueError) as e:
+        raise classify_broker_error(e, str(url)) from e
+    try:
+        ch = conn.channel()
+        ch.queue_declare(topology.state_queue, durable=True, arguments=topology.state_arguments)
+        method, _props, body = ch.basic_get(topology.state_queue, auto_ack=False)
+        if method is None:
+            return set()
+        ch.basic_nack(method.delivery_tag, requeue=True)
+    except (pika.exceptions.AMQPError, OSError) as e:
+        raise classify_broker_error(e, str(url), declaring=True) from e
+    finally:
+        if conn.is_open:
+            conn.close()
+    return decode_state(body)
+
+
+def decode_state(body: bytes) -> set[TableRef]:
+    try:
+        doc: Any = json.loads(body)
+        return {TableRef(s, t) for s, t in doc.get("copied", [])}
+    except (ValueError, TypeError, AttributeError):
+        return set()  # unreadable: copy again rather than guess
+
+
+def encode_state(copied: set[TableRef]) -> bytes:
+    return json.dumps(
+        {"v": STATE_VERSION, "copied": sorted([t.schema, t.table] for t in copied)}
+    ).encode()

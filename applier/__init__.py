@@ -1,0 +1,1 @@
+"""The applier: RabbitMQ -> idempotent upserts and deletes in MariaDB."""

@@ -1,0 +1,150 @@
+"""``python -m applier [--config PATH] [run | dlq list | dlq replay | verify]``"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from applier import dlq, verify
+from applier.service import ApplierService
+from shared.cli import EXIT_OK, fatal, load_or_exit, on_stop_signals, tune_gc
+from shared.config import APPLIER_NEEDS, Config
+from shared.errors import PermanentError, TransientError
+from shared.tables import parse_table_list
+
+PROG = "applier"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m applier",
+        description="Apply change messages from RabbitMQ to MariaDB, idempotently.",
+    )
+    parser.add_argument(
+        "--config", type=Path, help="YAML settings file (CDC_* variables override it)"
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="consume and apply until stopped (the default)")
+    dlq_parser = commands.add_parser("dlq", help="the dead-letter queue")
+    dlq_commands = dlq_parser.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_commands.add_parser(
+        "list", help="show parked messages and why (nothing is removed)"
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object per message")
+    again = dlq_commands.add_parser("replay", help="send parked messages back to be applied")
+    which = again.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every parked message")
+    which.add_argument("--id", action="append", dest="ids", metavar="MESSAGE_ID", help="this one")
+    check = commands.add_parser(
+        "verify",
+        help="compare source and target tables (counts and checksums, in chunks)",
+        description="Compares each captured table (or the --table ones) with its copy: each "
+        "database counts and checksums the rows of each chunk of the primary key itself; "
+        "chunks that differ are read row by row and the rows that differ are listed. Needs "
+        "source.dsn too. Exit code 0: all equal; 1: some rows or tables differ; 3: could not "
+        "verify (an error).",
+    )
+    check.add_argument(
+        "--table", action="append", dest="tables", metavar="SCHEMA.TABLE", help="only these"
+    )
+    check.add_argument(
+        "--chunk-rows", type=int, default=verify.CHUNK_ROWS, help="rows per chunk (%(default)s)"
+    )
+    check.add_argument(
+        "--show", type=int, default=20, help="differing keys listed per table (%(default)s)"
+    )
+    check.add_argument(
+        "--rechecks",
+        type=int,
+        default=verify.RECHECKS,
+        help="times a differing chunk is checked again, a second apart, before its rows are "
+        "reported (the pipeline may be applying it) (%(default)s)",
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object per table")
+    args = parser.parse_args(argv)
+
+    if args.command == "verify":
+        cfg = load_or_exit(PROG, args.config, APPLIER_NEEDS | {"source.dsn"})
+        return _verify(cfg, args)
+
+    if args.command == "dlq":
+        cfg = load_or_exit(PROG, args.config, frozenset({"source.slot", "broker.url"}))
+        try:
+            if args.dlq_command == "list":
+                dlq.list_parked(cfg, as_json=args.json)
+            else:
+                dlq.replay(cfg, None if args.all else set(args.ids))
+        except (PermanentError, TransientError) as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 1
+        return EXIT_OK
+
+    cfg = load_or_exit(PROG, args.config, APPLIER_NEEDS)
+    service = ApplierService(cfg)
+    on_stop_signals(service.request_stop)
+    tune_gc()
+    try:
+        service.run()
+    except PermanentError as e:
+        return fatal(PROG, e)
+    return EXIT_OK
+
+
+def _verify(cfg: Config, args: argparse.Namespace) -> int:
+    progress = _Progress()
+    as_json, show = bool(args.json), int(args.show)
+    try:
+        only = parse_table_list(",".join(args.tables), "--table") if args.tables else ()
+        chunk_rows, rechecks = max(args.chunk_rows, 1), max(args.rechecks, 0)
+        with verify.Verifier(cfg, chunk_rows, progress, rechecks) as verifier:
+            results = []
+            for ref in verifier.tables(only):
+                result = verifier.verify(ref)
+                progress.clear()
+                line = (
+                    json.dumps(verify.as_json(result)) if as_json else verify.render(result, show)
+                )
+                print(line, flush=True)
+                results.append(result)
+    except (PermanentError, TransientError) as e:
+        progress.clear()
+        print(f"{PROG}: verify failed: {e}", file=sys.stderr)
+        return 3
+    differing = [r for r in results if not r.equal]
+    if not as_json:
+        print(
+            f"{len(results)} table{'s' if len(results) != 1 else ''} verified, "
+            f"{len(differing)} with differences"
+        )
+    return 1 if differing else EXIT_OK
+
+
+class _Progress:
+    """One line on stderr, rewritten at most twice a second (only at a terminal)."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._shown_at = 0.0
+        self._shown = False
+
+    def __call__(self, line: str) -> None:
+        now = time.monotonic()
+        if not self._tty or now - self._shown_at < 0.5:
+            return
+        self._shown_at = now
+        self._shown = True
+        sys.stderr.write("\r\033[K" + line)
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self._shown = False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

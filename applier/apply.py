@@ -1,0 +1,199 @@
+"""Apply a batch of messages to MariaDB in one transaction, checkpoint included.
+
+The batch arrives in order, duplicates already left out (applier/sequence.py). Inside one call:
+1. create missing tables / add missing columns (DDL commits implicitly, so before the txn);
+2. BEGIN; read the checkpoint row FOR UPDATE and check it is the one the batch follows;
+3. run the plan's statements (executemany per group);
+4. write the batch's last position as the new checkpoint; COMMIT.
+Only after the COMMIT returns does the caller ack the messages to RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Connection, Engine
+
+from applier.checkpoint import Checkpoint, CheckpointStore
+from applier.naming import Naming, TargetRef
+from applier.plan import Plan, build_plan
+from applier.schema import TableShape, TargetSchema
+from applier.target import classify, create_target_engine
+from applier.upsert import Statements
+from shared.config import Config
+from shared.envelope import Envelope
+from shared.errors import CdcError, SchemaMismatch, TargetUnavailable
+from shared.lsn import format_lsn
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointMoved(CdcError):
+    """The checkpoint in MariaDB is not the one the batch was ordered against."""
+
+    def __init__(self, actual: Checkpoint | None) -> None:
+        super().__init__(f"checkpoint moved to {actual}")
+        self.actual = actual
+
+
+@dataclass
+class Prepared:
+    batch: list[Envelope]
+    shapes: dict[TargetRef, TableShape]
+    plan: Plan
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0  # messages
+    rows: dict[tuple[TargetRef, str], int] = field(default_factory=dict)
+    checkpoint: Checkpoint | None = None
+    seconds: float = 0.0
+    committed_at: float = 0.0  # wall clock, just after the COMMIT returned
+
+
+class Applier:
+    def __init__(self, cfg: Config) -> None:
+        self._cfg = cfg
+        self._where = str(cfg.target.url)
+        self._engine: Engine | None = None
+        self._naming = Naming(cfg.target.rename, cfg.target.schemas)
+        self._schema = TargetSchema(self._naming)
+        self._checkpoints = CheckpointStore(cfg.source.slot)
+        self._statements: Statements | None = None
+
+    def _connect(self) -> Engine:
+        if self._engine is None:
+            engine = create_target_engine(self._cfg.target)
+            try:
+                with engine.connect() as conn:
+                    self._checkpoints.ensure_table(conn)
+                    self._schema.ensure_catalog(conn)
+            except Exception as e:
+                engine.dispose()
+                raise classify(e, self._where) from e
+            self._engine = engine
+            self._statements = Statements(engine.dialect)
+            log.info("target_ready target=%s", self._where)
+        return self._engine
+
+    def reset(self) -> None:
+        """Drop the connections (after a transient fault) and forget cached schema."""
+        engine, self._engine = self._engine, None
+        self._schema.forget()
+        if engine is not None:
+            engine.dispose()
+
+    def close(self) -> None:
+        self.reset()
+
+    def checkpoint(self) -> Checkpoint | None:
+        engine = self._connect()
+        try:
+            with engine.connect() as conn:
+                return self._checkpoints.read(conn, lock=False)
+        except Exception as e:
+            raise self._fault(e) from e
+
+    def apply(
+        self, batch: list[Envelope], expect: Checkpoint | None, *, replay: bool = False
+    ) -> BatchResult:
+        """All of ``batch`` in one MariaDB transaction, or nothing (an exception).
+
+        ``expect`` is the checkpoint the caller's ordering was based on; if the table says
+        otherwise (another applier was active meanwhile), CheckpointMoved is raised and nothing
+        is written. A replay (a dead letter sent back by ``applier dlq replay``) is applied
+        without checking or moving the checkpoint.
+        """
+        try:
+            prepared = self.prepare(batch)
+        except Exception as e:
+            raise self._fault(e) from e
+        return self.execute(prepared, expect, replay=replay)
+
+    def prepare(self, batch: list[Envelope]) -> Prepared:
+        """The batch's statements and rows: work without the target, so it can be done while
+        the batch before is still being applied. Needs one connection made before (the
+        checkpoint read at start-up) for the dialect."""
+        if self._statements is None:
+            self._connect()
+        assert self._statements is not None
+        changes = [c for env in batch for c in env.changes]
+        shapes = self._schema.shapes(changes)
+        # Every table is assumed to exist; TRUNCATEs of tables that do not are dropped in
+        # ``execute``, once the schema is known.
+        plan = build_plan(changes, self._statements, set(shapes), self._naming)
+        return Prepared(batch, shapes, plan)
+
+    def execute(
+        self, prepared: Prepared, expect: Checkpoint | None, *, replay: bool = False
+    ) -> BatchResult:
+        """Apply a prepared batch: schema first (DDL commits on its own), then one transaction
+        with the checkpoint check, the statements and the new checkpoint."""
+        started = time.monotonic()
+        engine = self._connect()
+        batch, shapes, plan = prepared.batch, prepared.shapes, prepared.plan
+        result = BatchResult()
+        try:
+            # One connection for the whole batch: each checkout would cost a round trip.
+            with engine.connect() as conn:
+                if shapes and self._schema.needs_look(shapes):
+                    self._schema.ensure(conn, shapes)
+                with conn.begin():
+                    if not replay:
+                        self._expect(conn, expect)
+                    for group in plan.groups:
+                        if group.op == "truncate" and not self._schema.exists(group.table):
+                            continue
+                        if group.rows:
+                            conn.exec_driver_sql(group.statement.sql, group.rows)
+                        else:
+                            conn.exec_driver_sql(group.statement.sql)
+                    if not replay and batch:
+                        self._checkpoints.write(conn, batch[-1])
+                        result.checkpoint = Checkpoint.after(batch[-1])
+                result.rows = plan.counts
+                result.applied = len(batch)
+        except CheckpointMoved:
+            raise
+        except Exception as e:
+            raise self._fault(e) from e
+        result.seconds = time.monotonic() - started
+        result.committed_at = time.time()
+        return result
+
+    def skip(self, env: Envelope, expect: Checkpoint | None) -> None:
+        """Move the checkpoint past a message that went to the dead-letter queue."""
+        engine = self._connect()
+        try:
+            with engine.begin() as conn:
+                self._expect(conn, expect)
+                self._checkpoints.write(conn, env)
+        except CheckpointMoved:
+            raise
+        except Exception as e:
+            raise self._fault(e) from e
+
+    def _expect(self, conn: Connection, expect: Checkpoint | None) -> None:
+        actual = self._checkpoints.read(conn)
+        if actual != expect:
+            raise CheckpointMoved(actual)
+
+    def _fault(self, e: Exception) -> CdcError:
+        fault = classify(e, self._where)
+        if isinstance(fault, TargetUnavailable):
+            self.reset()
+        elif isinstance(fault, SchemaMismatch):
+            # Someone may have changed the target behind our back: look again next time.
+            self._schema.forget()
+        return fault
+
+
+def describe(env: Envelope) -> str:
+    tables = sorted({f"{c.schema}.{c.table}" for c in env.changes})
+    return (
+        f"xid={env.xid} commit_lsn={format_lsn(env.commit_lsn)} chunk={env.chunk} "
+        f"tables={','.join(tables) or '-'}"
+    )

@@ -1,0 +1,228 @@
+"""The RabbitMQ side of the applier: manual acks, bounded prefetch, dead-lettering.
+
+The queue has a single active consumer, so deliveries come in the order the extractor
+published them (source commit order); other appliers wait as standbys. Nothing is acked
+before the caller says its MariaDB transaction committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pika
+import pika.exceptions
+
+from shared.amqp import classify_broker_error, connection_parameters
+from shared.config import BrokerConfig
+from shared.errors import BrokerUnavailable, CdcError, PermanentError
+from shared.topology import Topology
+
+log = logging.getLogger(__name__)
+
+APP_ID = "pg2maria-applier"
+REPLAY_HEADER = "x-cdc-replay"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    tag: int
+    body: bytes
+    properties: Any
+    redelivered: bool
+
+    @property
+    def message_id(self) -> str:
+        return str(getattr(self.properties, "message_id", None) or "-")
+
+    @property
+    def replay(self) -> bool:
+        """Sent back from the dead-letter queue by ``applier dlq replay``."""
+        headers = getattr(self.properties, "headers", None) or {}
+        return bool(headers.get(REPLAY_HEADER))
+
+
+class Consumer:
+    def __init__(self, cfg: BrokerConfig, topology: Topology) -> None:
+        self._cfg = cfg
+        self._topology = topology
+        self._conn: Any = None
+        self._channel: Any = None
+        self._dlq_channel: Any = None
+        self._pending: list[Delivery] = []
+        self._unacked: set[int] = set()
+        self.prefetch = cfg.prefetch
+
+    @property
+    def where(self) -> str:
+        return str(self._cfg.url)
+
+    def _call(self, what: Callable[[], T], declaring: bool = False) -> T:
+        """Run a pika call; its exceptions become ours."""
+        try:
+            return what()
+        except CdcError:
+            raise
+        except (pika.exceptions.AMQPError, OSError) as e:
+            raise classify_broker_error(e, self.where, declaring) from e
+
+    def connect(self) -> None:
+        self._call(self._connect, declaring=True)
+        log.info(
+            "consuming queue=%s prefetch=%d broker=%s",
+            self._topology.queue,
+            self._cfg.prefetch,
+            self.where,
+        )
+
+    def _connect(self) -> None:
+        t = self._topology
+        try:
+            self._conn = pika.BlockingConnection(connection_parameters(self._cfg, APP_ID))
+        except ValueError as e:
+            # A certificate that does not verify is a ValueError too, and permanent.
+            failure = classify_broker_error(e, self.where)
+            if isinstance(failure, PermanentError):
+                raise failure from e
+            # pika's connection workflow raises this when the peer resets the socket right
+            # after accepting it (e.g. a broker that is still starting).
+            raise BrokerUnavailable(f"RabbitMQ connection failed ({self.where}): {e}") from e
+        ch = self._conn.channel()
+        ch.exchange_declare(t.dead_letter_exchange, exchange_type="direct", durable=True)
+        ch.queue_declare(t.dead_letter_queue, durable=True, arguments=t.dead_letter_arguments)
+        ch.queue_bind(t.dead_letter_queue, t.dead_letter_exchange, routing_key=t.routing_key)
+        ch.exchange_declare(t.exchange, exchange_type="direct", durable=True)
+        ch.queue_declare(t.queue, durable=True, arguments=t.queue_arguments)
+        ch.queue_bind(t.queue, t.exchange, routing_key=t.routing_key)
+        ch.basic_qos(prefetch_count=self._cfg.prefetch)
+        ch.basic_consume(t.queue, self._on_message, auto_ack=False)
+        self._channel = ch
+        dlq = self._conn.channel()
+        dlq.confirm_delivery()
+        self._dlq_channel = dlq
+
+    def _on_message(self, _ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        self._unacked.add(method.delivery_tag)
+        self._pending.append(
+            Delivery(method.delivery_tag, body, properties, bool(method.redelivered))
+        )
+
+    def poll(self, timeout: float, limit: int) -> list[Delivery]:
+        """Wait up to ``timeout`` for deliveries, then take whatever else has already arrived."""
+
+        def run() -> list[Delivery]:
+            if not self._pending:
+                self._conn.process_data_events(time_limit=timeout)
+            while self._pending and len(self._pending) < limit:
+                before = len(self._pending)
+                self._conn.process_data_events(time_limit=0)
+                if len(self._pending) == before:
+                    break
+            taken, self._pending = self._pending[:limit], self._pending[limit:]
+            return taken
+
+        return self._call(run)
+
+    @property
+    def unacked(self) -> int:
+        return len(self._unacked)
+
+    def widen(self) -> None:
+        """Let RabbitMQ deliver more: every message we may have is held, waiting for one that
+        is further back in the queue (after a crash, requeued messages can come back that way)."""
+        wider = min(self.prefetch * 2, self._cfg.prefetch * 4, 65535)
+        if wider != self.prefetch:
+            log.warning("prefetch_widened prefetch=%d held=%d", wider, len(self._unacked))
+            self.prefetch = wider
+            self._call(lambda: self._channel.basic_qos(prefetch_count=wider))
+
+    def narrow(self) -> None:
+        if self.prefetch != self._cfg.prefetch:
+            self.prefetch = self._cfg.prefetch
+            self._call(lambda: self._channel.basic_qos(prefetch_count=self.prefetch))
+
+    def ack(self, tags: list[int]) -> None:
+        """Acknowledge these deliveries: one ``multiple`` ack when no other unacked delivery is
+        older than the newest of them (a held message must never be acked by accident)."""
+        if not tags:
+            return
+        top = max(tags)
+        done = set(tags)
+        if all(t in done for t in self._unacked if t <= top):
+            self._call(lambda: self._channel.basic_ack(delivery_tag=top, multiple=True))
+        else:
+            for tag in sorted(done):
+                self._call(lambda t=tag: self._channel.basic_ack(delivery_tag=t))  # type: ignore[misc]
+        self._unacked -= done
+
+    def queue_depth(self) -> int:
+        """Messages ready in the queue (not counting those delivered to us)."""
+        q = self._topology.queue
+        frame = self._call(
+            lambda: self._channel.queue_declare(
+                q, durable=True, arguments=self._topology.queue_arguments, passive=True
+            )
+        )
+        return int(frame.method.message_count)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait while servicing the connection (heartbeats), e.g. while MariaDB is down."""
+        self._call(lambda: self._conn.sleep(seconds))
+
+    def park(self, delivery: Delivery, error: CdcError) -> None:
+        """Copy a message that can never be applied to the dead-letter queue, with the reason.
+
+        The copy is confirmed by RabbitMQ before this returns; the caller acks the original
+        afterwards (a crash in between parks it twice, never loses it).
+        """
+        reason = str(error)[:1000]
+        headers = dict(getattr(delivery.properties, "headers", None) or {})
+        headers.update(
+            {
+                "x-cdc-error": reason,
+                "x-cdc-error-type": type(error).__name__,
+                "x-cdc-failed-at": datetime.now(UTC).isoformat(),
+                "x-cdc-original-queue": self._topology.queue,
+            }
+        )
+        props = delivery.properties
+        properties = pika.BasicProperties(
+            content_type=getattr(props, "content_type", None),
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=getattr(props, "message_id", None),
+            type=getattr(props, "type", None),
+            app_id=APP_ID,
+            headers=headers,
+        )
+
+        def publish() -> None:
+            self._dlq_channel.basic_publish(
+                self._topology.dead_letter_exchange,
+                self._topology.routing_key,
+                delivery.body,
+                properties=properties,
+                mandatory=True,
+            )
+
+        self._call(publish)
+        log.error(
+            "dead_lettered message_id=%s queue=%s error=%s",
+            delivery.message_id,
+            self._topology.dead_letter_queue,
+            reason,
+        )
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._pending = []
+        self._unacked = set()
+        self.prefetch = self._cfg.prefetch
+        if conn is not None and conn.is_open:
+            try:
+                conn.close()
+            except (pika.exceptions.AMQPError, OSError):
+                log.debug("close of the RabbitMQ connection failed", exc_info=True)

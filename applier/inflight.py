@@ -1,0 +1,100 @@
+"""One batch at a time applied on a worker thread, while the main thread reads the next.
+
+While MariaDB works on this batch (the connector lets go of the GIL meanwhile), the main
+thread decodes the next messages and builds their statements (docs/performance.md). Depth
+one keeps every rule of the synchronous loop: a batch is submitted only after the one before
+it is finished (its outcome known, its messages acked), each batch is checked against the
+checkpoint the one before left, and nothing but building statements (which needs no
+connection) happens beside the batch in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from applier.apply import Applier, BatchResult, Prepared
+from applier.checkpoint import Checkpoint
+from shared.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# While waiting for a batch, the main thread services its RabbitMQ connection this often, so
+# heartbeats go out even when one batch takes minutes.
+_SERVICE_SECONDS = 0.5
+
+
+@dataclass
+class Done(Generic[T]):
+    """A finished batch: its items, and the result or the exception it raised."""
+
+    items: list[tuple[Envelope, T]]
+    expect: Checkpoint | None
+    result: BatchResult | None
+    error: BaseException | None
+
+
+class InFlight(Generic[T]):
+    def __init__(self, applier: Applier) -> None:
+        self._applier = applier
+        self._pool: ThreadPoolExecutor | None = None
+        self._items: list[tuple[Envelope, T]] = []
+        self._expect: Checkpoint | None = None
+        self._future: Future[BatchResult] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._future is not None
+
+    def submit(
+        self,
+        items: list[tuple[Envelope, T]],
+        prepared: Prepared | None,
+        expect: Checkpoint | None,
+    ) -> None:
+        """Apply ``items`` on the worker; ``prepared`` is their plan if it was made already
+        (None: the worker makes it, and classifies whatever goes wrong doing so)."""
+        if self._future is not None:
+            raise RuntimeError("a batch is already in flight; finish it first")
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply")
+        self._items, self._expect = items, expect
+        if prepared is None:
+            envs = [env for env, _ in items]
+            self._future = self._pool.submit(self._applier.apply, envs, expect)
+        else:
+            self._future = self._pool.submit(self._applier.execute, prepared, expect)
+
+    def finish(self, service: Callable[[float], None]) -> Done[T] | None:
+        """Wait for the batch in flight (None if there is none); ``service(seconds)`` keeps
+        the caller's connection alive meanwhile. Exceptions of the batch are returned, not
+        raised; one raised by ``service`` leaves the batch in flight for ``abandon``."""
+        future = self._future
+        if future is None:
+            return None
+        while not wait([future], timeout=_SERVICE_SECONDS).done:
+            service(0)
+        self._future = None
+        items, self._items = self._items, []
+        error = future.exception()
+        return Done(items, self._expect, None if error else future.result(), error)
+
+    def abandon(self) -> None:
+        """Wait for the batch in flight and forget it: the session is lost, its messages come
+        back, and whatever it committed is in the checkpoint read on reconnecting."""
+        future, self._future, self._items = self._future, None, []
+        if future is not None:
+            wait([future])
+            if future.exception() is not None:
+                log.debug("abandoned batch failed error=%s", future.exception())
+
+    def close(self) -> None:
+        self.abandon()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

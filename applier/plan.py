@@ -1,0 +1,209 @@
+"""Turn the changes of a batch into few statements, without changing the result.
+
+Changes are grouped by target table, keeping their order within each table. The target has
+no foreign keys or triggers of ours, so tables are independent and this reordering across
+tables cannot change the final state. Within a table, consecutive changes of the same shape
+(same statement, same columns) become one ``executemany``; a change of another shape starts a
+new group, so the order of changes to any one row is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from applier.naming import Naming, TargetRef
+from applier.typemap import Converter, converter
+from applier.upsert import Compiled, Statements
+from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE, Change
+
+_converters: dict[tuple[str, ...], tuple[tuple[int, Converter], ...]] = {}
+
+RowMaker = Callable[[list[object]], tuple[object, ...]]
+
+
+def _conversions(types: list[str]) -> tuple[tuple[int, Converter], ...]:
+    """(index, converter) for the columns whose values need one; cached per list of types."""
+    key = tuple(types)
+    found = _converters.get(key)
+    if found is None:
+        found = tuple((i, c) for i, c in enumerate(map(converter, types)) if c is not None)
+        _converters[key] = found
+    return found
+
+
+def _converted(types: list[str], values: list[object]) -> list[object]:
+    convs = _conversions(types)
+    if not convs:
+        return values
+    out = list(values)
+    for i, conv in convs:
+        out[i] = conv(out[i])
+    return out
+
+
+def _row_maker(types: list[str], stmt: Compiled) -> RowMaker:
+    """Values as the envelope holds them -> the row to bind, for every change of one shape.
+    Built once per run of same-shaped changes, so the per-row work is only what must be."""
+    convs = _conversions(types)
+    order = stmt.order
+    if order == tuple(range(len(types))):
+        if not convs:
+            return tuple
+
+        def converted(values: list[object]) -> tuple[object, ...]:
+            out = list(values)
+            for i, conv in convs:
+                out[i] = conv(out[i])
+            return tuple(out)
+
+        return converted
+    return lambda values: stmt.params(_converted(types, values))
+
+
+@dataclass
+class _Run:
+    """The last upsert shape seen for one source table, and the group it fills."""
+
+    columns: list[str]
+    types: list[str]
+    key: list[str]
+    groups: list[Group]
+    group: Group
+    make: RowMaker
+    count: list[int]  # the (table, "I"/"U") counter cell this run adds to
+
+
+AddFn = Callable[[TargetRef, str, Compiled, "tuple[object, ...] | None"], None]
+
+
+@dataclass
+class Group:
+    table: TargetRef
+    op: str  # "upsert", "delete" or "truncate"
+    statement: Compiled
+    rows: list[tuple[object, ...]] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    groups: list[Group]
+    counts: dict[tuple[TargetRef, str], int]  # (table, op) -> changes
+
+
+def build_plan(
+    changes: Iterable[Change],
+    statements: Statements,
+    has_table: set[TargetRef],
+    naming: Naming | None = None,
+) -> Plan:
+    naming = naming or Naming()
+    per_table: dict[TargetRef, list[Group]] = {}
+    cells: dict[tuple[TargetRef, str], list[int]] = {}
+    runs: dict[tuple[str, str, str], _Run] = {}
+
+    def add(table: TargetRef, op: str, stmt: Compiled, row: tuple[object, ...] | None) -> None:
+        groups = per_table.setdefault(table, [])
+        if groups and groups[-1].statement is stmt:
+            group = groups[-1]
+        else:
+            group = Group(table, op, stmt)
+            groups.append(group)
+        if row is not None:
+            group.rows.append(row)
+
+    def count(table: TargetRef, op: str) -> list[int]:
+        cell = cells.get((table, op))
+        if cell is None:
+            cell = cells[(table, op)] = [0]
+        cell[0] += 1
+        return cell
+
+    for ch in changes:
+        op = ch.op
+        if op == INSERT or (op == UPDATE and ch.old_key is None):
+            # The bulk of any stream: runs of inserts (or plain updates) of one shape into one
+            # table. The shape's statement, converters and group are looked up once per run.
+            run = runs.get((ch.schema, ch.table, op))
+            if (
+                run is not None
+                and run.groups[-1] is run.group
+                and ch.columns == run.columns
+                and ch.types == run.types
+                and ch.key == run.key
+            ):
+                run.group.rows.append(run.make(ch.values))
+                run.count[0] += 1
+                continue
+            table = naming.target(ch.schema, ch.table)
+            stmt = statements.upsert(table, tuple(ch.columns), tuple(ch.key))
+            make = _row_maker(ch.types, stmt)
+            add(table, "upsert", stmt, make(ch.values))
+            groups = per_table[table]
+            runs[(ch.schema, ch.table, op)] = _Run(
+                ch.columns, ch.types, ch.key, groups, groups[-1], make, count(table, op)
+            )
+            continue
+        table = naming.target(ch.schema, ch.table)
+        count(table, op)
+        if op == TRUNCATE:
+            if table in has_table:
+                add(table, "truncate", statements.truncate(table), None)
+            continue
+        if op == UPDATE:
+            if _replaces_row(ch):
+                # A new key, or no key to match on: the old row goes, the new one comes.
+                _add_delete(add, statements, table, ch)
+            values = _converted(ch.types, ch.values)
+            stmt = statements.upsert(table, tuple(ch.columns), tuple(ch.key))
+            add(table, "upsert", stmt, stmt.params(values))
+        elif op == DELETE:
+            _add_delete(add, statements, table, ch)
+
+    groups = [g for table_groups in per_table.values() for g in table_groups]
+    counts = {key: cell[0] for key, cell in cells.items()}
+    return Plan(groups, counts)
+
+
+def _add_delete(add: AddFn, statements: Statements, table: TargetRef, ch: Change) -> None:
+    old = ch.old_key
+    assert old is not None
+    values = _converted(old.types, old.values)
+    index = {name: i for i, name in enumerate(old.columns)}
+    if ch.key and all(c in index for c in ch.key):
+        # The identity holds the key columns (or the whole row under REPLICA IDENTITY FULL):
+        # match on the primary key only.
+        cols = tuple(ch.key)
+        row = tuple(values[index[c]] for c in cols)
+        stmt = statements.delete(table, cols, False)
+    elif ch.key:
+        # REPLICA IDENTITY USING INDEX on another unique index: match on its columns, which
+        # PostgreSQL requires to be NOT NULL.
+        cols = tuple(old.columns)
+        row = tuple(values)
+        stmt = statements.delete(table, cols, False)
+    else:
+        cols = tuple(old.columns)
+        row = tuple(values)
+        stmt = statements.delete(table, cols, True)
+    add(table, "delete", stmt, row)
+
+
+def _replaces_row(ch: Change) -> bool:
+    old = ch.old_key
+    if old is None:
+        return False
+    if not ch.key or not set(ch.key) <= set(old.columns):
+        # No primary key, or an identity without it (REPLICA IDENTITY USING INDEX): the old
+        # row is found by its identity, whatever changed.
+        return True
+    return _key_changed(ch)
+
+
+def _key_changed(ch: Change) -> bool:
+    old = ch.old_key
+    if old is None or not ch.key:
+        return False
+    new = dict(zip(ch.columns, ch.values, strict=True))
+    before = dict(zip(old.columns, old.values, strict=True))
+    return any(k in new and k in before and new[k] != before[k] for k in ch.key)

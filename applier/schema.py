@@ -1,0 +1,271 @@
+"""Target tables: created from the types in the messages, extended with columns that appear
+later, and changed when a source column's type changes.
+
+DDL in MariaDB commits the open transaction implicitly, so this runs before a batch's
+transaction begins, never inside it. The PostgreSQL type each target column was made from is
+kept in ``_cdc_columns``: a column is altered only when that type really changes on the source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import DDLElement
+from sqlalchemy.sql.compiler import DDLCompiler
+from sqlalchemy.types import TypeEngine
+
+from applier.naming import Naming, TargetRef
+from applier.typemap import column_type
+from shared.envelope import Change
+
+log = logging.getLogger(__name__)
+
+CHARSET = "utf8mb4"
+# Binary and NO PAD: 'a' <> 'A' and 'a' <> 'a ' as in PostgreSQL, so two source keys never
+# collapse into one target row.
+COLLATION = "utf8mb4_nopad_bin"
+
+# Bytes of MariaDB's 65,535-byte row limit we let VARCHAR columns take (utf8mb4: 4 bytes a
+# character); TEXT and BLOB columns count only a few bytes each.
+ROW_BUDGET = 60_000
+
+columns_table = sa.Table(
+    "_cdc_columns",
+    sa.MetaData(),
+    sa.Column("db", mysql.VARCHAR(64), primary_key=True),
+    sa.Column("tbl", mysql.VARCHAR(64), primary_key=True),
+    sa.Column("col", mysql.VARCHAR(64), primary_key=True),
+    sa.Column("pg_type", mysql.VARCHAR(255), nullable=False),
+    mariadb_engine="InnoDB",
+    mariadb_charset=CHARSET,
+    mariadb_collate=COLLATION,
+)
+
+
+def fit_row(
+    types: dict[str, TypeEngine[Any]], key: set[str], budget: int = ROW_BUDGET
+) -> dict[str, TypeEngine[Any]]:
+    """Turn the longest non-key VARCHARs into LONGTEXT until the row fits the budget."""
+    out = dict(types)
+
+    def width(t: TypeEngine[Any]) -> int:
+        length = getattr(t, "length", None)
+        return 4 * length + 2 if isinstance(t, mysql.VARCHAR) and length else 0
+
+    total = sum(width(t) for t in out.values())
+    for name in sorted(out, key=lambda n: width(out[n]), reverse=True):
+        if total <= budget:
+            break
+        if name in key or not width(out[name]):
+            continue
+        total -= width(out[name])
+        out[name] = mysql.LONGTEXT()
+    return out
+
+
+@dataclass
+class TableShape:
+    """What a batch tells us about one table: its columns (in order), types and key."""
+
+    target: TargetRef
+    columns: dict[str, str] = field(default_factory=dict)  # name -> PostgreSQL type
+    key: list[str] = field(default_factory=list)
+
+    def add(self, change: Change) -> None:
+        for name, type_text in zip(change.columns, change.types, strict=True):
+            self.columns[name] = type_text  # the latest: a type may change within a batch
+        if change.old_key is not None:
+            for name, type_text in zip(change.old_key.columns, change.old_key.types, strict=True):
+                self.columns.setdefault(name, type_text)
+        if change.key and not self.key:
+            self.key = list(change.key)
+
+
+class AlterColumn(DDLElement):
+    """``ALTER TABLE t ADD COLUMN IF NOT EXISTS c type`` or ``MODIFY COLUMN c type``."""
+
+    inherit_cache = False
+
+    def __init__(self, table: TargetRef, column: str, type_: TypeEngine[Any], add: bool) -> None:
+        self.table_ref = table
+        self.column = column
+        self.type_ = type_
+        self.add = add
+
+
+@compiles(AlterColumn)
+def _compile_alter_column(element: AlterColumn, compiler: DDLCompiler, **_kw: Any) -> str:
+    prep = compiler.preparer
+    table = prep.quote(element.table_ref.table)
+    if element.table_ref.database:
+        table = prep.quote(element.table_ref.database) + "." + table
+    verb = " ADD COLUMN IF NOT EXISTS " if element.add else " MODIFY COLUMN "
+    type_sql = compiler.dialect.type_compiler_instance.process(element.type_)
+    return "ALTER TABLE " + table + verb + prep.quote(element.column) + " " + type_sql
+
+
+class TargetSchema:
+    """Cache of the target's tables, their columns (lower-cased: MariaDB ignores their case)
+    and the PostgreSQL type each column came from."""
+
+    def __init__(self, naming: Naming) -> None:
+        self._naming = naming
+        self._columns: dict[TargetRef, dict[str, str | None]] = {}
+
+    def exists(self, target: TargetRef) -> bool:
+        """Whether the table is known to exist (after ``ensure`` for this batch)."""
+        return target in self._columns
+
+    def forget(self) -> None:
+        """After a reconnect or a schema error: read the catalog again."""
+        self._columns.clear()
+
+    def ensure_catalog(self, conn: Connection) -> None:
+        columns_table.create(conn, checkfirst=True)
+        conn.commit()
+
+    def shapes(self, changes: Iterable[Change]) -> dict[TargetRef, TableShape]:
+        shapes: dict[TargetRef, TableShape] = {}
+        last: tuple[str, str, list[str], list[str]] | None = None
+        for change in changes:
+            # Runs of changes to one table with the same columns say nothing new.
+            seen = (change.schema, change.table, change.columns, change.types)
+            if seen == last and change.old_key is None:
+                continue
+            last = seen
+            target = self._naming.target(change.schema, change.table)
+            shape = shapes.get(target)
+            if shape is None:
+                shape = shapes[target] = TableShape(target)
+            shape.add(change)
+        return shapes
+
+    def needs_look(self, shapes: dict[TargetRef, TableShape]) -> bool:
+        """Whether ``ensure`` has anything to read or change for these shapes (usually not:
+        the tables are known and the columns the same as in the last batch)."""
+        for shape in shapes.values():
+            known = self._columns.get(shape.target)
+            if known is None:
+                return True
+            for column, type_text in shape.columns.items():
+                if known.get(column.lower()) != type_text:
+                    return True
+        return False
+
+    def ensure(self, conn: Connection, shapes: dict[TargetRef, TableShape]) -> None:
+        """Create missing tables, add missing columns, follow type changes."""
+        for shape in shapes.values():
+            known = self._known(conn, shape.target)
+            if known is None:
+                if shape.columns:  # a TRUNCATE alone says nothing about the columns
+                    self._create(conn, shape)
+                continue
+            for column, type_text in shape.columns.items():
+                seen = column.lower()
+                if seen not in known:
+                    self._add(conn, shape, column, type_text)
+                elif known[seen] is None:
+                    self._record(conn, shape.target, column, type_text)
+                elif known[seen] != type_text:
+                    self._modify(conn, shape, column, known[seen], type_text)
+                known[seen] = type_text
+
+    def _known(self, conn: Connection, target: TargetRef) -> dict[str, str | None] | None:
+        if target in self._columns:
+            return self._columns[target]
+        rows = conn.execute(
+            sa.text(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = COALESCE(:db, DATABASE()) AND table_name = :t"
+            ),
+            {"db": target.database, "t": target.table},
+        ).fetchall()
+        if not rows:
+            conn.commit()
+            return None
+        recorded = dict(
+            conn.execute(
+                sa.select(columns_table.c.col, columns_table.c.pg_type).where(
+                    columns_table.c.db == (target.database or ""),
+                    columns_table.c.tbl == target.table,
+                )
+            ).fetchall()
+        )
+        conn.commit()
+        known: dict[str, str | None] = {str(r[0]).lower(): recorded.get(str(r[0])) for r in rows}
+        self._columns[target] = known
+        return known
+
+    def _record(self, conn: Connection, target: TargetRef, column: str, type_text: str) -> None:
+        stmt = mysql.insert(columns_table).values(
+            db=target.database or "", tbl=target.table, col=column, pg_type=type_text
+        )
+        conn.execute(stmt.on_duplicate_key_update(pg_type=stmt.inserted.pg_type))
+        conn.commit()
+
+    def _add(self, conn: Connection, shape: TableShape, column: str, type_text: str) -> None:
+        # The row's other columns are unknown here: a long VARCHAR could overflow MariaDB's row
+        # limit, so it is added as text.
+        type_ = fit_row({column: column_type(type_text, False)}, set(), ROW_BUDGET // 8)
+        conn.execute(AlterColumn(shape.target, column, type_[column], add=True))
+        conn.commit()
+        self._record(conn, shape.target, column, type_text)
+        log.info("column_added table=%s column=%s type=%s", shape.target, column, type_text)
+
+    def _modify(
+        self, conn: Connection, shape: TableShape, column: str, before: str | None, after: str
+    ) -> None:
+        type_ = column_type(after, column in shape.key)
+        conn.execute(AlterColumn(shape.target, column, type_, add=False))
+        conn.commit()
+        self._record(conn, shape.target, column, after)
+        log.warning(
+            "column_type_changed table=%s column=%s from=%s to=%s",
+            shape.target,
+            column,
+            before,
+            after,
+        )
+
+    def _create(self, conn: Connection, shape: TableShape) -> None:
+        key = set(shape.key)
+        types = fit_row(
+            {name: column_type(t, name in key) for name, t in shape.columns.items()}, key
+        )
+        columns = [
+            sa.Column(
+                name,
+                types[name],
+                primary_key=name in key,
+                nullable=name not in key,
+                autoincrement=False,
+            )
+            for name in shape.columns
+        ]
+        table = sa.Table(
+            shape.target.table,
+            sa.MetaData(),
+            *columns,
+            schema=shape.target.database,
+            mariadb_engine="InnoDB",
+            mariadb_charset=CHARSET,
+            mariadb_collate=COLLATION,
+        )
+        table.create(conn, checkfirst=True)
+        conn.commit()
+        for name, type_text in shape.columns.items():
+            self._record(conn, shape.target, name, type_text)
+        self._columns[shape.target] = {c.lower(): t for c, t in shape.columns.items()}
+        log.info(
+            "table_created table=%s columns=%d key=%s",
+            shape.target,
+            len(columns),
+            ",".join(shape.key) or "-",
+        )

@@ -1,0 +1,361 @@
+"""PostgreSQL type -> MariaDB column type, and the value conversion that goes with it.
+
+Values arrive as the text PostgreSQL printed (see shared/envelope.py). Most are bound as they
+are and MariaDB parses them exactly (a DECIMAL from its decimal text, a DATE from ISO text);
+only a few need work here: timestamptz is moved to UTC, bytea from hex to bytes, arrays to JSON.
+
+A value the MariaDB column cannot hold is refused, never changed: by MariaDB itself (strict
+sql_mode), whose error names the value and the column, or here (RowRejected) where MariaDB
+would store it changed (a numeric rounded) or the conversion could not keep it (an array's
+subscripts). Either way the message goes to the dead-letter queue with the reason. What
+MariaDB refuses can be replayed after changing the target column; what is refused here
+cannot. docs/types.md has the whole mapping and every such case.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
+
+from applier.pgtypes import parse_type
+from shared.errors import RowRejected
+
+log = logging.getLogger(__name__)
+
+Converter = Callable[[Any], Any]
+
+# MariaDB's DECIMAL holds at most 65 digits, 30 of them after the point.
+MAX_DECIMAL_PRECISION = 65
+MAX_DECIMAL_SCALE = 30
+# A key column must be bounded; 255 utf8mb4 characters keep three of them under InnoDB's
+# 3072-byte key limit.
+KEY_VARCHAR = 255
+# Longer VARCHARs would eat MariaDB's 65,535-byte row limit; they become TEXT types.
+MAX_INLINE_VARCHAR = 4000
+# MariaDB's JSON_VALID (the CHECK of a JSON column) refuses documents nested deeper than this
+# (measured on 10.11: 31 nested arrays or objects pass, 32 do not).
+MAX_JSON_DEPTH = 31
+
+
+def column_type(type_text: str, is_key: bool) -> TypeEngine[Any]:
+    """The MariaDB column type for a PostgreSQL type (see docs/types.md)."""
+    t = parse_type(type_text)
+    if t.array:
+        return mysql.JSON() if not is_key else mysql.VARCHAR(KEY_VARCHAR)
+    name, args = t.name, t.args
+    simple: dict[str, TypeEngine[Any]] = {
+        "smallint": mysql.SMALLINT(),
+        "integer": mysql.INTEGER(),
+        "bigint": mysql.BIGINT(),
+        "oid": mysql.INTEGER(unsigned=True),
+        # DOUBLE, not FLOAT: the value arrives as the shortest decimal text of the float4,
+        # and a DOUBLE holds that text exactly, so whole-row matches (tables without a key)
+        # compare equal; FLOAT would store a nearby binary value that no longer does.
+        "real": mysql.DOUBLE(),
+        "double precision": mysql.DOUBLE(),
+        "boolean": mysql.BOOLEAN(),
+        "date": mysql.DATE(),
+        "json": mysql.JSON(),
+        "jsonb": mysql.JSON(),
+        "uuid": mysql.CHAR(36),
+    }
+    if name in simple:
+        return simple[name]
+    if name == "numeric":
+        exact = decimal_for(args)
+        if exact is not None:
+            return mysql.DECIMAL(*exact)
+        return mysql.DECIMAL(MAX_DECIMAL_PRECISION, MAX_DECIMAL_SCALE)
+    if name in ("timestamp with time zone", "timestamp without time zone", "timestamp"):
+        return mysql.DATETIME(fsp=args[0] if args else 6)
+    if name in ("time without time zone", "time"):
+        return mysql.TIME(fsp=args[0] if args else 6)
+    if name == "time with time zone":
+        # MariaDB's TIME has no offset, and a time of day cannot be moved to UTC without a
+        # date: kept as PostgreSQL's text, e.g. 12:00:00+02.
+        return mysql.VARCHAR(32)
+    if name == "bytea":
+        return mysql.VARBINARY(KEY_VARCHAR) if is_key else mysql.LONGBLOB()
+    if name in ("character varying", "character") and args:
+        return _character(args[0], is_key)
+    if is_key:
+        return mysql.VARCHAR(KEY_VARCHAR)
+    return mysql.LONGTEXT()
+
+
+def decimal_for(args: tuple[int, ...]) -> tuple[int, int] | None:
+    """The DECIMAL(M,D) that holds every value of ``numeric(p,s)`` exactly; None when no DECIMAL
+    does (no typmod, or too many digits): the column is then DECIMAL(65,30) and each value is
+    checked on its own (see _wide_numeric)."""
+    if not args:
+        return None
+    precision = args[0]
+    scale = args[1] if len(args) > 1 else 0
+    if scale < 0:
+        # numeric(3,-2): up to 3 significant digits, rounded to hundreds (99900 at most).
+        precision, scale = precision - scale, 0
+    elif scale > precision:
+        # numeric(2,5): below 0.001, five digits after the point; MariaDB wants M >= D.
+        precision = scale
+    if precision > MAX_DECIMAL_PRECISION or scale > MAX_DECIMAL_SCALE:
+        return None
+    return precision, scale
+
+
+def _character(length: int, is_key: bool) -> TypeEngine[Any]:
+    # char(n) too becomes VARCHAR(n): PostgreSQL sends its value padded to n, and MariaDB's
+    # CHAR would strip the trailing spaces on the way out.
+    if is_key:
+        length = min(length, KEY_VARCHAR)
+    if length > MAX_INLINE_VARCHAR:
+        return mysql.LONGTEXT()
+    return mysql.VARCHAR(length)
+
+
+def converter(type_text: str) -> Converter | None:
+    """How to turn the envelope's value into the value to bind; None: bind it as it is."""
+    t = parse_type(type_text)
+    if t.array:
+        return _array_converter(t.name)
+    if t.name == "timestamp with time zone":
+        return _timestamptz
+    if t.name == "bytea":
+        return _bytea
+    if t.name == "boolean":
+        return _boolean
+    if t.name in ("real", "double precision"):
+        return _number_text
+    if t.name == "numeric":
+        return _number_text if decimal_for(t.args) is not None else _wide_numeric
+    if t.name in ("json", "jsonb"):
+        return _json
+    return None
+
+
+def _number_text(value: Any) -> Any:
+    # Always text: the JSON holds integers for whole values and text for the rest, and one
+    # executemany must bind the same type all down a column. NaN and ±Infinity (text from
+    # wal2json 2.6+) are bound too: MariaDB refuses them ("Incorrect double value: 'NaN'").
+    return None if value is None else str(value)
+
+
+def _wide_numeric(value: Any) -> Any:
+    """An unconstrained numeric into DECIMAL(65,30): refuse what would not fit exactly."""
+    if value is None:
+        return None
+    text = str(value)
+    digits = text.lstrip("+-")
+    whole, _, fraction = digits.partition(".")
+    if "e" in digits.lower() or not whole.isdigit() or (fraction and not fraction.isdigit()):
+        raise RowRejected(f"numeric {text[:60]!r} has no exact DECIMAL equivalent")
+    whole = whole.lstrip("0")
+    fraction = fraction.rstrip("0")
+    if len(whole) > MAX_DECIMAL_PRECISION - MAX_DECIMAL_SCALE or len(fraction) > MAX_DECIMAL_SCALE:
+        raise RowRejected(
+            f"numeric {text[:60]!r} does not fit DECIMAL({MAX_DECIMAL_PRECISION},"
+            f"{MAX_DECIMAL_SCALE}) (at most {MAX_DECIMAL_PRECISION - MAX_DECIMAL_SCALE} digits "
+            f"before the point and {MAX_DECIMAL_SCALE} after)"
+        )
+    return text
+
+
+def _timestamptz(value: Any) -> Any:
+    if value is None:
+        return None
+    text = str(value)
+    # The extractor's session runs in UTC, so this is the usual case and needs no parsing.
+    if text.endswith("+00"):
+        return text[:-3]
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            return text
+        return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    except (ValueError, OverflowError) as e:
+        raise RowRejected(f"timestamptz {text!r} has no MariaDB DATETIME equivalent") from e
+
+
+def _bytea(value: Any) -> Any:
+    if value is None:
+        return None
+    text = str(value)
+    if text.startswith("\\x"):
+        text = text[2:]
+    try:
+        return bytes.fromhex(text)
+    except ValueError as e:
+        raise RowRejected(f"bytea value is not hex: {text[:40]!r}") from e
+
+
+# A JSON string, for stripping strings before counting brackets.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+# A \u escape of a UTF-16 surrogate (D800-DFFF), as json (not jsonb) may keep one unpaired.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]", re.ASCII)
+
+
+def _json(value: Any) -> Any:
+    """json and jsonb, bound as PostgreSQL printed them.
+
+    MariaDB's JSON column (LONGTEXT with a JSON_VALID check) refuses two kinds of document
+    PostgreSQL accepts, and says only "CONSTRAINT `t.c` failed" (the message then goes to the
+    dead-letter queue): say why, in a log line. The value is still bound as it is, so that
+    after the column is made LONGTEXT, ``applier dlq replay`` carries it exactly.
+    """
+    if value is None:
+        return None
+    text = str(value)
+    # Cheap tests first: most documents have few brackets and no surrogate escapes at all.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        depth = _json_depth(text)
+        if depth > MAX_JSON_DEPTH:
+            log.warning(
+                "json_refused_by_mariadb reason=nested depth=%d limit=%d (a JSON column's "
+                "JSON_VALID check refuses it; a LONGTEXT column holds it)",
+                depth,
+                MAX_JSON_DEPTH,
+            )
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(text):
+        log.warning(
+            "json_refused_by_mariadb reason=unpaired_surrogate_escape (a \\uD800-\\uDFFF "
+            "escape without its pair; a JSON column's JSON_VALID check refuses it; a LONGTEXT "
+            "column holds it)"
+        )
+    return text
+
+
+def _json_depth(text: str) -> int:
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        if m.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return False  # not for us to judge: MariaDB's check will say what it says
+
+    def lone(v: Any) -> bool:
+        if isinstance(v, str):
+            # A paired escape decodes to one character above U+FFFF; a lone one stays a
+            # surrogate, which UTF-8 cannot encode.
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+            return False
+        if isinstance(v, list):
+            return any(lone(x) for x in v)
+        if isinstance(v, dict):
+            return any(lone(k) or lone(x) for k, x in v.items())
+        return False
+
+    try:
+        return lone(doc)
+    except RecursionError:
+        return False
+
+
+def _boolean(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    return str(value).lower() in ("t", "true", "1")
+
+
+_NUMERIC_ELEMENTS = {"smallint", "integer", "bigint", "oid", "numeric", "real", "double precision"}
+
+
+def _array_converter(element: str) -> Converter:
+    """A PostgreSQL array literal (``{1,2}``, ``{"a b",NULL}``) -> JSON text (``[1,2]``)."""
+    numeric = element in _NUMERIC_ELEMENTS
+    boolean = element == "boolean"
+
+    def scalar(token: str, quoted: bool) -> Any:
+        if not quoted and token.upper() == "NULL":
+            return None
+        if boolean and not quoted:
+            return token in ("t", "true")
+        if numeric and not quoted:
+            return _JsonNumber(token)
+        return token
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            parsed, _ = _parse_array(str(value), 0, scalar)
+        except IndexError as e:
+            raise RowRejected(f"unterminated array literal: {str(value)[:60]!r}") from e
+        return _dump(parsed)
+
+    return convert
+
+
+class _JsonNumber(str):
+    """Numeric text to write into JSON as a number, exactly as PostgreSQL printed it."""
+
+
+def _dump(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(_dump(v) for v in value) + "]"
+    if isinstance(value, _JsonNumber):
+        text = str(value)
+        return text if text not in ("NaN", "Infinity", "-Infinity") else json.dumps(text)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _parse_array(text: str, pos: int, scalar: Callable[[str, bool], Any]) -> tuple[list[Any], int]:
+    if pos == 0 and text.startswith("["):
+        # Explicit bounds, e.g. "[0:1]={1,2}" (PostgreSQL prints them only when a lower bound
+        # is not 1). A JSON array always starts at its first element: every subscript would
+        # change, so such an array is refused rather than shifted.
+        bounds = text.split("=", 1)[0]
+        raise RowRejected(
+            f"array with lower bounds other than 1 ({bounds[:60]}) cannot be carried as a JSON "
+            "array without changing its subscripts"
+        )
+    if pos >= len(text) or text[pos] != "{":
+        raise RowRejected(f"not an array literal: {text[:60]!r}")
+    pos += 1
+    items: list[Any] = []
+    while pos < len(text):
+        ch = text[pos]
+        if ch == "}":
+            return items, pos + 1
+        if ch == ",":
+            pos += 1
+            continue
+        if ch == "{":
+            sub, pos = _parse_array(text, pos, scalar)
+            items.append(sub)
+            continue
+        if ch == '"':
+            buf = []
+            pos += 1
+            while text[pos] != '"':
+                if text[pos] == "\\":
+                    pos += 1
+                buf.append(text[pos])
+                pos += 1
+            items.append(scalar("".join(buf), True))
+            pos += 1
+            continue
+        end = pos
+        while end < len(text) and text[end] not in ",}":
+            end += 1
+        items.append(scalar(text[pos:end].strip(), False))
+        pos = end
+    raise RowRejected(f"unterminated array literal: {text[:60]!r}")

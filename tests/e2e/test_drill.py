@@ -1,0 +1,22 @@
+"""A short fault drill in CI; ``make drill`` runs the long one (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from tests.drill import Drill, markdown
+from tests.support.pipeline import Pipeline
+
+
+def test_short_fault_drill(pipeline: Pipeline) -> None:
+    seed = int(os.environ.get("CDC_DRILL_SEED", time.time()))
+    drill = Drill(
+        pipeline, faults=14, seed=seed, rate=100, pause=(1.0, 2.5), mariadb_down=(3.0, 6.0)
+    )
+    report = drill.run()
+    summary = markdown(report, "tests/e2e/test_drill.py", seed)
+    assert sum(report.faults.values()) == 14
+    assert not report.unexpected_exits, report.unexpected_exits
+    assert report.passed, summary
+    assert report.transactions > 100

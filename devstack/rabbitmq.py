@@ -159,11 +159,14 @@ class RabbitMQ:
         wait_until(self._listening, f"RabbitMQ on port {self.port}", timeout=120)
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
+        # In a folder the service user can read: the Erlang VM looks in its working folder
+        # first, and prints its eacces error report into the output when it may not.
         return run(
             as_user(
                 self.user, [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args], self.env()
             ),
             timeout=timeout,
+            cwd=self.root,
         )
 
     def stop(self) -> None:

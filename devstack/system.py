@@ -99,9 +99,16 @@ def as_user(
     return ["runuser", "-u", user, "--", *base, *argv]
 
 
-def run(argv: Sequence[str], *, input_text: str | None = None, timeout: float = 120) -> str:
+def run(
+    argv: Sequence[str],
+    *,
+    input_text: str | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> str:
     proc = subprocess.run(
         list(argv),
+        cwd=cwd,
         input=input_text,
         capture_output=True,
         text=True,

@@ -8,6 +8,7 @@ initial snapshot copy; OLTP (pgbench's TPC-B-like workload); latency at a steady
 single-row transactions (source commit to target commit, from the applier's histogram);
 the stage limits (wal2json decoding alone with pg_recvlogical, RabbitMQ publishing with
 confirms alone, MariaDB batched upserts alone); peak resident memory of both processes.
+Each part starts once the machine is quiet again after the part before (Bench.settle).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sqlalchemy.engine import make_url
 from devstack.postgres import BIN
 from devstack.stack import Stack, default_dir
 from devstack.system import free_port
-from tests.support.measure import SERVERS, Watch, percentile
+from tests.support.measure import SERVERS, Watch, percentile, wait_for_quiet
 from tests.support.pipeline import Pipeline, Proc, new_pipeline, wait_until
 
 BULK_TABLE = """CREATE TABLE bulk (
@@ -100,6 +101,19 @@ class Bench:
 
     def pg(self) -> Any:
         return self.p.pg()
+
+    def settle(self, part: str) -> None:
+        """Each part starts on a quiet machine, not during the servers' clean-up of the part
+        before (autovacuum of a million dead rows, InnoDB purge, a checkpoint)."""
+        conn = self.pg()  # autocommit, and no "with": VACUUM refuses a transaction block
+        try:
+            with conn.cursor() as cur:
+                cur.execute("VACUUM")
+                cur.execute("CHECKPOINT")
+        finally:
+            conn.close()
+        waited = wait_for_quiet(max_seconds=10 if self.sizes is TINY else 120)
+        print(f"bench: settled {waited:.0f} s before {part}", flush=True)
 
     def target_count(self, table: str) -> int:
         maria = self.p.maria()
@@ -424,16 +438,21 @@ def run(bench: Bench, parts: list[str]) -> dict[str, float]:
     figures: dict[str, float] = {}
     if "copy" in parts:
         bench.seed()
+        bench.settle("snapshot copy")
         figures["copy"] = bench.snapshot_copy()
     else:
         bench.start_pipeline()
     if "bulk" in parts:
+        bench.settle("bulk")
         figures["bulk"] = bench.bulk()
     if "oltp" in parts:
+        bench.settle("OLTP")
         bench.oltp()
     if "latency" in parts:
+        bench.settle("latency")
         figures["p99"] = bench.latency()[0.99]
     if "stages" in parts:
+        bench.settle("stage limits")
         stages = {
             "wal2json decoding": bench.stage_decoding(),
             "MariaDB upserts": bench.stage_upserts(),

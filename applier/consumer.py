@@ -75,7 +75,7 @@ class Consumer:
         log.info(
             "consuming queue=%s prefetch=%d broker=%s",
             self._topology.queue,
-            self._cfg.prefetch,
+            self.prefetch,
             self.where,
         )
 
@@ -98,7 +98,7 @@ class Consumer:
         ch.exchange_declare(t.exchange, exchange_type="direct", durable=True)
         ch.queue_declare(t.queue, durable=True, arguments=t.queue_arguments)
         ch.queue_bind(t.queue, t.exchange, routing_key=t.routing_key)
-        ch.basic_qos(prefetch_count=self._cfg.prefetch)
+        ch.basic_qos(prefetch_count=self.prefetch)
         ch.basic_consume(t.queue, self._on_message, auto_ack=False)
         self._channel = ch
         dlq = self._conn.channel()
@@ -131,19 +131,27 @@ class Consumer:
     def unacked(self) -> int:
         return len(self._unacked)
 
-    def widen(self) -> None:
+    def widen(self) -> bool:
         """Let RabbitMQ deliver more: every message we may have is held, waiting for one that
-        is further back in the queue (after a crash, requeued messages can come back that way)."""
+        is further back in the queue (after a crash, requeued messages can come back that way).
+
+        RabbitMQ applies a prefetch to a consumer only when the consumer starts (a basic.qos
+        after basic.consume changes nothing for it), so the wider window takes effect when the
+        caller reconnects: True means it should."""
         wider = min(self.prefetch * 2, self._cfg.prefetch * 4, 65535)
-        if wider != self.prefetch:
-            log.warning("prefetch_widened prefetch=%d held=%d", wider, len(self._unacked))
-            self.prefetch = wider
-            self._call(lambda: self._channel.basic_qos(prefetch_count=wider))
+        if wider == self.prefetch:
+            return False
+        log.warning(
+            "prefetch_widened prefetch=%d held=%d (reconnecting to apply it)",
+            wider,
+            len(self._unacked),
+        )
+        self.prefetch = wider
+        return True
 
     def narrow(self) -> None:
-        if self.prefetch != self._cfg.prefetch:
-            self.prefetch = self._cfg.prefetch
-            self._call(lambda: self._channel.basic_qos(prefetch_count=self.prefetch))
+        """Back to the configured prefetch from the next connection on."""
+        self.prefetch = self._cfg.prefetch
 
     def ack(self, tags: list[int]) -> None:
         """Acknowledge these deliveries: one ``multiple`` ack when no other unacked delivery is
@@ -220,7 +228,6 @@ class Consumer:
         conn, self._conn = self._conn, None
         self._pending = []
         self._unacked = set()
-        self.prefetch = self._cfg.prefetch
         if conn is not None and conn.is_open:
             try:
                 conn.close()

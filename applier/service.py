@@ -74,6 +74,7 @@ class ApplierService:
         self._gap_reported_at = 0.0
         self._refreshed_at = 0.0
         self._budget = cfg.target.max_batch_changes
+        self._rewind = False  # reconnect to let a wider prefetch take effect
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -145,7 +146,14 @@ class ApplierService:
                 if accepted >= budget:
                     self._release()
                     accepted = 0
+                if self._rewind:
+                    break
             self._release()
+            if self._rewind:
+                self._rewind = False
+                if self._finish([]):
+                    self._connect()  # what is held is requeued and comes back in queue order
+                continue
             self._stats.maybe_report()
             self._sample()
         # A requested stop: what is in flight is committed and acked before leaving.
@@ -378,10 +386,12 @@ class ApplierService:
             if not len(self._sequencer):
                 self._consumer.narrow()
             return
-        if self._consumer.unacked >= self._consumer.prefetch:
+        if self._consumer.unacked >= self._consumer.prefetch and self._consumer.widen():
             # Every message RabbitMQ will give us is held: the one they wait for is further
-            # back in the queue. Without a wider window we would wait for ever.
-            self._consumer.widen()
+            # back in the queue. Without a wider window we would wait for ever. Reconnecting
+            # requeues what we hold; it comes back in queue order, with the wider window.
+            self._rewind = True
+            return
         if self._blocked_since is None:
             self._blocked_since = now
             return

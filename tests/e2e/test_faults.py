@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+import mariadb
 import psycopg2
 
 from shared import envelope
@@ -143,6 +144,23 @@ def test_out_of_order_redelivery_is_applied_in_source_order(pipeline: Pipeline) 
     pipeline.wait_converged(TABLES)
     wait_until(lambda: pipeline.queue_depth() == 0, "everything consumed")
     assert "ordering_gap" not in applier.output()
+
+
+def test_a_predecessor_behind_the_prefetch_window_is_reached(pipeline: Pipeline) -> None:
+    # The first message sits behind more than a prefetch window of its successors: every
+    # message the applier may hold waits for it. The applier must widen its window (which
+    # RabbitMQ applies only to a consumer that starts anew) until it reaches it.
+    messages = captured_messages(pipeline, 40, seed=19)
+    republish(pipeline, messages[:10])
+    applier = pipeline.start("applier", CDC_BROKER_PREFETCH="8")
+    tenth = envelope.decode(messages[9][1]).commit_lsn
+    wait_until(lambda: checkpoint_lsn(pipeline) == tenth, "the first ten messages applied")
+    # The eleventh behind nineteen of its successors: more than twice the window of 8.
+    republish(pipeline, messages[11:30] + messages[10:11] + messages[30:])
+    pipeline.wait_converged(TABLES)
+    wait_until(lambda: pipeline.queue_depth() == 0, "everything consumed")
+    assert "prefetch_widened" in applier.output()
+    assert applier.alive()
 
 
 def test_a_missing_message_is_reported_not_passed_over(pipeline: Pipeline) -> None:
@@ -327,3 +345,17 @@ def test_unreachable_host_is_retried_with_clear_lines(pipeline: Pipeline) -> Non
     assert "cannot reach PostgreSQL" in out and "Traceback" not in out
     assert proc.alive()
     assert proc.stop() == 0
+
+
+def checkpoint_lsn(pipeline: Pipeline) -> int | None:
+    maria = pipeline.maria()
+    try:
+        cur = maria.cursor()
+        try:
+            cur.execute("SELECT commit_lsn FROM _cdc_checkpoint WHERE complete")
+        except mariadb.Error:  # created with the first batch
+            return None
+        row = cur.fetchone()
+        return int(row[0]) if row else None
+    finally:
+        maria.close()

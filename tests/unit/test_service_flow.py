@@ -89,8 +89,8 @@ class FakeBroker:
     def narrow(self) -> None:
         pass
 
-    def widen(self) -> None:
-        pass
+    def widen(self) -> bool:
+        return False
 
     def ack(self, tags: list[int]) -> None:
         self.acked += tags

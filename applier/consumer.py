@@ -55,7 +55,8 @@ class Consumer:
         self._dlq_channel: Any = None
         self._pending: list[Delivery] = []
         self._unacked: set[int] = set()
-        self.prefetch = cfg.prefetch
+        self.prefetch = cfg.prefetch  # what the current consumer started with
+        self._next_prefetch = cfg.prefetch  # what the next one starts with
 
     @property
     def where(self) -> str:
@@ -98,6 +99,7 @@ class Consumer:
         ch.exchange_declare(t.exchange, exchange_type="direct", durable=True)
         ch.queue_declare(t.queue, durable=True, arguments=t.queue_arguments)
         ch.queue_bind(t.queue, t.exchange, routing_key=t.routing_key)
+        self.prefetch = self._next_prefetch
         ch.basic_qos(prefetch_count=self.prefetch)
         ch.basic_consume(t.queue, self._on_message, auto_ack=False)
         self._channel = ch
@@ -139,19 +141,19 @@ class Consumer:
         after basic.consume changes nothing for it), so the wider window takes effect when the
         caller reconnects: True means it should."""
         wider = min(self.prefetch * 2, self._cfg.prefetch * 4, 65535)
-        if wider == self.prefetch:
+        if wider <= self.prefetch:
             return False
         log.warning(
             "prefetch_widened prefetch=%d held=%d (reconnecting to apply it)",
             wider,
             len(self._unacked),
         )
-        self.prefetch = wider
+        self._next_prefetch = wider
         return True
 
     def narrow(self) -> None:
         """Back to the configured prefetch from the next connection on."""
-        self.prefetch = self._cfg.prefetch
+        self._next_prefetch = self._cfg.prefetch
 
     def ack(self, tags: list[int]) -> None:
         """Acknowledge these deliveries: one ``multiple`` ack when no other unacked delivery is

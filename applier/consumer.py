@@ -93,12 +93,8 @@ class Consumer:
             # after accepting it (e.g. a broker that is still starting).
             raise BrokerUnavailable(f"RabbitMQ connection failed ({self.where}): {e}") from e
         ch = self._conn.channel()
-        ch.exchange_declare(t.dead_letter_exchange, exchange_type="direct", durable=True)
-        ch.queue_declare(t.dead_letter_queue, durable=True, arguments=t.dead_letter_arguments)
-        ch.queue_bind(t.dead_letter_queue, t.dead_letter_exchange, routing_key=t.routing_key)
-        ch.exchange_declare(t.exchange, exchange_type="direct", durable=True)
-        ch.queue_declare(t.queue, durable=True, arguments=t.queue_arguments)
-        ch.queue_bind(t.queue, t.exchange, routing_key=t.routing_key)
+        for method, args in t.declarations():
+            getattr(ch, method)(**args)
         self.prefetch = self._next_prefetch
         ch.basic_qos(prefetch_count=self.prefetch)
         ch.basic_consume(t.queue, self._on_message, auto_ack=False)

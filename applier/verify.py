@@ -31,7 +31,7 @@ from applier.checksums import FLOATS, Key
 from applier.naming import Naming, TargetRef
 from applier.target import classify, create_target_engine
 from extractor.catalog import captured_tables
-from extractor.pgconnect import classify_connect_error, connect_kwargs
+from extractor.pgconnect import connect
 from shared.config import Config
 from shared.errors import SetupError
 from shared.tables import TableRef
@@ -111,12 +111,7 @@ class Verifier:
         self._engine: sa.engine.Engine | None = None
 
     def __enter__(self) -> Verifier:
-        dsn = self._cfg.source.dsn
-        try:
-            self._pg = psycopg2.connect(**connect_kwargs(self._cfg.source))
-        except psycopg2.Error as e:
-            raise classify_connect_error(e, dsn.reveal()) from e
-        self._pg.autocommit = True
+        self._pg = connect(self._cfg.source)
         self._engine = create_target_engine(self._cfg.target)
         return self
 

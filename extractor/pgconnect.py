@@ -66,6 +66,17 @@ def connect_kwargs(source: SourceConfig) -> dict[str, Any]:
     return params
 
 
+def connect(source: SourceConfig) -> Any:
+    """A plain autocommit connection to the source database (the caller closes it); a failure
+    is classified as transient or permanent."""
+    try:
+        conn = psycopg2.connect(**connect_kwargs(source))
+    except psycopg2.Error as e:
+        raise classify_connect_error(e, source.dsn.reveal()) from e
+    conn.autocommit = True
+    return conn
+
+
 def dsn_kwargs(dsn: str) -> dict[str, Any]:
     """The user's DSN, our defaults where it is silent, our session options."""
     params = dict(psycopg2.extensions.parse_dsn(dsn))

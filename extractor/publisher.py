@@ -11,6 +11,7 @@ to a durable queue: RabbitMQ confirms it only once the queue has it on disk, and
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -96,40 +97,23 @@ class Publisher:
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_returned)
         t = self._topology
-        steps: list[Callable[[Callable[[Any], None]], None]] = [
-            lambda cb: channel.exchange_declare(
-                t.dead_letter_exchange, exchange_type="direct", durable=True, callback=cb
-            ),
-            lambda cb: channel.queue_declare(
-                t.dead_letter_queue, durable=True, arguments=t.dead_letter_arguments, callback=cb
-            ),
-            lambda cb: channel.queue_bind(
-                t.dead_letter_queue, t.dead_letter_exchange, routing_key=t.routing_key, callback=cb
-            ),
-            lambda cb: channel.exchange_declare(
-                t.exchange, exchange_type="direct", durable=True, callback=cb
-            ),
-            lambda cb: channel.queue_declare(
-                t.queue, durable=True, arguments=t.queue_arguments, callback=cb
-            ),
-            lambda cb: channel.queue_bind(
-                t.queue, t.exchange, routing_key=t.routing_key, callback=cb
-            ),
-            lambda cb: channel.queue_declare(
-                t.state_queue, durable=True, arguments=t.state_arguments, callback=cb
-            ),
-            lambda cb: channel.confirm_delivery(ack_nack_callback=self._on_ack_nack, callback=cb),
+        calls = [
+            functools.partial(getattr(channel, method), **args)
+            for method, args in t.declarations(with_state=True)
         ]
+        calls.append(
+            functools.partial(channel.confirm_delivery, ack_nack_callback=self._on_ack_nack)
+        )
 
         def run(index: int) -> None:
-            if index == len(steps):
+            if index == len(calls):
                 log.info(
                     "broker_ready exchange=%s queue=%s broker=%s", t.exchange, t.queue, self.where
                 )
                 self._declaring = False
                 self._on_ready()
                 return
-            steps[index](lambda _frame: run(index + 1))
+            calls[index](callback=lambda _frame: run(index + 1))
 
         run(0)
 

@@ -16,7 +16,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from extractor.pgconnect import classify_connect_error, connect_kwargs, first_line
+from extractor.pgconnect import classify_connect_error, connect, connect_kwargs, first_line
 from shared.config import SourceConfig
 from shared.errors import SetupError, SlotBusy, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
@@ -104,7 +104,7 @@ class ReplicationSource:
             self._cursor = self._conn.cursor()
             if slot is None:
                 exported = self._create_slot(export_snapshot)
-                slot = self._slot_info(dsn)
+                slot = self._slot_info()
                 if slot is None:
                     raise SourceUnavailable(f"slot {self._cfg.slot} vanished right after creation")
             self.resume_lsn = slot.confirmed_flush_lsn
@@ -132,12 +132,8 @@ class ReplicationSource:
         )
 
     def _preflight(self, dsn: str) -> SlotInfo | None:
+        conn = connect(self._cfg)
         try:
-            conn = psycopg2.connect(**connect_kwargs(self._cfg))
-        except psycopg2.Error as e:
-            raise classify_connect_error(e, dsn) from e
-        try:
-            conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute(
                     "SELECT current_setting('wal_level'),"
@@ -163,7 +159,7 @@ class ReplicationSource:
                 f"role {user!r} lacks the REPLICATION attribute: "
                 f"run ALTER ROLE {user} REPLICATION as a superuser"
             )
-        slot = self._slot_info(dsn)
+        slot = self._slot_info()
         if slot is not None:
             if slot.plugin != PLUGIN:
                 raise SetupError(
@@ -177,13 +173,9 @@ class ReplicationSource:
                 )
         return slot
 
-    def _slot_info(self, dsn: str) -> SlotInfo | None:
+    def _slot_info(self) -> SlotInfo | None:
+        conn = connect(self._cfg)
         try:
-            conn = psycopg2.connect(**connect_kwargs(self._cfg))
-        except psycopg2.Error as e:
-            raise classify_connect_error(e, dsn) from e
-        try:
-            conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute(
                     "SELECT plugin, database, confirmed_flush_lsn::text, active"
@@ -221,13 +213,7 @@ class ReplicationSource:
 
     def catalog(self) -> Any:
         """A plain connection to the source database (the caller closes it)."""
-        dsn = self._cfg.dsn.reveal()
-        try:
-            conn = psycopg2.connect(**connect_kwargs(self._cfg))
-        except psycopg2.Error as e:
-            raise classify_connect_error(e, dsn) from e
-        conn.autocommit = True
-        return conn
+        return connect(self._cfg)
 
     def _start(self) -> None:
         options = wal2json_options(self._cfg.capture)

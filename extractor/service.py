@@ -37,8 +37,7 @@ class ExtractorService:
 
     def run(self) -> None:
         """Returns after a requested stop; raises a PermanentError that needs a person."""
-        if self._cfg.metrics_port:
-            self._endpoint.start(self._cfg.metrics_port, self._cfg.metrics_host)
+        self._endpoint.start(self._cfg.metrics_port, self._cfg.metrics_host)
         try:
             while not self._stop.is_set():
                 try:

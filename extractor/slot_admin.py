@@ -18,7 +18,7 @@ import pika.exceptions
 import psycopg2
 import psycopg2.extensions
 
-from extractor.pgconnect import classify_connect_error, connect_kwargs
+from extractor.pgconnect import connect
 from shared.amqp import connection_parameters
 from shared.config import Config
 from shared.errors import SetupError
@@ -51,19 +51,9 @@ class SlotStatus:
         return asdict(self)
 
 
-def _source(cfg: Config) -> psycopg2.extensions.connection:
-    dsn = cfg.source.dsn.reveal()
-    try:
-        conn: psycopg2.extensions.connection = psycopg2.connect(**connect_kwargs(cfg.source))
-    except psycopg2.Error as e:
-        raise classify_connect_error(e, dsn) from e
-    conn.autocommit = True
-    return conn
-
-
 def slot_status(cfg: Config) -> SlotStatus:
     status = SlotStatus(cfg.source.slot, exists=False)
-    conn = _source(cfg)
+    conn = connect(cfg.source)
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -175,7 +165,7 @@ def drop_slot(cfg: Config, confirm: Callable[[SlotStatus], bool]) -> bool:
         )
     if not confirm(status):
         return False
-    conn = _source(cfg)
+    conn = connect(cfg.source)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_drop_replication_slot(%s)", (cfg.source.slot,))

@@ -30,7 +30,7 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from extractor.heartbeat import HEARTBEAT_PREFIX
-from extractor.pgconnect import classify_connect_error, connect_kwargs
+from extractor.pgconnect import connect, connect_kwargs
 from extractor.replication import PLUGIN
 from shared.config import SourceConfig
 from shared.envelope import INSERT, TRUNCATE
@@ -289,12 +289,8 @@ def _describe(conn: Any, table: TableRef) -> tuple[Any, list[str], list[str], in
 def request_backfill(cfg: SourceConfig, tables: list[TableRef]) -> int:
     """Ask the running extractor (through the WAL) to copy these tables again; returns the
     request's LSN. The extractor acts on it when its stream reaches it, even after a restart."""
+    conn = connect(cfg)
     try:
-        conn = psycopg2.connect(**connect_kwargs(cfg))
-    except psycopg2.Error as e:
-        raise classify_connect_error(e, cfg.dsn.reveal()) from e
-    try:
-        conn.autocommit = True
         with conn.cursor() as cur:
             for t in tables:
                 cur.execute("SELECT to_regclass(%s)", (str(t),))

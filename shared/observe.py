@@ -34,7 +34,10 @@ class Endpoint:
         self._alive = alive
         self._server: ThreadingHTTPServer | None = None
 
-    def start(self, port: int, host: str) -> None:
+    def start(self, port: int | None, host: str) -> None:
+        """Serve on ``port`` (None: metrics_port is off, nothing is served)."""
+        if port is None:
+            return
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):

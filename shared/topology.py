@@ -49,6 +49,41 @@ class Topology:
     def state_arguments(self) -> dict[str, Any]:
         return {"x-queue-type": "classic", "x-max-length": 1, "x-overflow": "drop-head"}
 
+    def declarations(self, with_state: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        """The channel calls, in order, that declare it all: (pika method, its arguments).
+        Both processes run the same list, so they can never disagree on an argument."""
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("exchange_declare", {"exchange": self.dead_letter_exchange}),
+            (
+                "queue_declare",
+                {"queue": self.dead_letter_queue, "arguments": self.dead_letter_arguments},
+            ),
+            (
+                "queue_bind",
+                {
+                    "queue": self.dead_letter_queue,
+                    "exchange": self.dead_letter_exchange,
+                    "routing_key": self.routing_key,
+                },
+            ),
+            ("exchange_declare", {"exchange": self.exchange}),
+            ("queue_declare", {"queue": self.queue, "arguments": self.queue_arguments}),
+            (
+                "queue_bind",
+                {"queue": self.queue, "exchange": self.exchange, "routing_key": self.routing_key},
+            ),
+        ]
+        if with_state:
+            steps.append(
+                ("queue_declare", {"queue": self.state_queue, "arguments": self.state_arguments})
+            )
+        for method, args in steps:
+            if method == "exchange_declare":
+                args.update(exchange_type="direct", durable=True)
+            elif method == "queue_declare":
+                args["durable"] = True
+        return steps
+
 
 def topology_for(broker: BrokerConfig, slot: str) -> Topology:
     return Topology(

@@ -28,7 +28,6 @@ from typing import Any
 
 import mariadb
 import psycopg2
-from sqlalchemy.engine import make_url
 
 from devstack.postgres import BIN
 from devstack.stack import Stack, default_dir
@@ -362,14 +361,8 @@ class Bench:
     def stage_upserts(self) -> float:
         """MariaDB alone: 1,000-row executemany upserts, one commit each, into a fresh table."""
         n = self.sizes.stage_rows
-        url = make_url(self.stack.mariadb.url(self.p.target_db))
-        conn = mariadb.connect(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            password=url.password,
-            database=url.database,
-        )
+        conn = self.p.maria()
+        conn.autocommit = False  # one commit per 1,000-row batch, as the applier does
         cur = conn.cursor()
         cur.execute(
             "CREATE TABLE stage_upsert (id BIGINT PRIMARY KEY, account INT NOT NULL,"

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection, Engine
 
 from applier.checkpoint import Checkpoint, CheckpointStore
-from applier.naming import Naming, TargetRef
 from applier.plan import Plan, build_plan
 from applier.schema import TableShape, TargetSchema
 from applier.target import classify, create_target_engine
@@ -26,6 +25,7 @@ from shared.config import Config
 from shared.envelope import Envelope
 from shared.errors import CdcError, SchemaMismatch, TargetUnavailable
 from shared.lsn import format_lsn
+from shared.naming import Naming, TargetRef
 
 log = logging.getLogger(__name__)
 

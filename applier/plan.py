@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from applier.naming import Naming, TargetRef
 from applier.typemap import Converter, converter
 from applier.upsert import Compiled, Statements
 from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE, Change
+from shared.naming import Naming, TargetRef
 
 _converters: dict[tuple[str, ...], tuple[tuple[int, Converter], ...]] = {}
 

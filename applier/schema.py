@@ -21,9 +21,9 @@ from sqlalchemy.schema import DDLElement
 from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.types import TypeEngine
 
-from applier.naming import Naming, TargetRef
 from applier.typemap import column_type
 from shared.envelope import Change
+from shared.naming import Naming, TargetRef
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from applier.naming import TargetRef
+from shared.naming import TargetRef
 
 
 @lru_cache(maxsize=256)

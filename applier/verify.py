@@ -28,12 +28,11 @@ from sqlalchemy.dialects import mysql
 
 from applier import checksums, compare
 from applier.checksums import FLOATS, Key
-from applier.naming import Naming, TargetRef
 from applier.target import classify, create_target_engine
-from extractor.catalog import captured_tables
-from extractor.pgconnect import connect
 from shared.config import Config
 from shared.errors import SetupError
+from shared.naming import Naming, TargetRef
+from shared.postgres import captured_tables, connect
 from shared.tables import TableRef
 
 CHUNK_ROWS = 10_000

@@ -1,29 +1,13 @@
-"""What the source database holds: the captured tables, and those whose updates cannot be
-identified."""
+"""Captured tables whose updates and deletes PostgreSQL cannot identify."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from shared.tables import TableFilter, TableRef
+from shared.tables import TableRef
 
 log = logging.getLogger(__name__)
-
-
-def captured_tables(conn: Any, capture: TableFilter) -> list[TableRef]:
-    """The ordinary tables of the database that the filter captures, in a stable order."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
-            " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-            " AND n.nspname NOT LIKE 'pg\\_%'"
-            " ORDER BY 1, 2"
-        )
-        refs = [TableRef(s, t) for s, t in cur.fetchall()]
-    return [r for r in refs if capture.captures(r)]
 
 
 def warn_unidentified(conn: Any, tables: list[TableRef]) -> list[TableRef]:

@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg2
 
-from extractor.pgconnect import connect_kwargs, first_line
 from shared.config import SourceConfig
 from shared.errors import SourceUnavailable
+from shared.postgres import connect_kwargs, first_line
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
-from extractor.pgconnect import classify_connect_error, connect, connect_kwargs, first_line
 from shared.config import SourceConfig
 from shared.errors import SetupError, SlotBusy, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
+from shared.postgres import classify_connect_error, connect, connect_kwargs, first_line
 from shared.tables import TableFilter
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ import pika.exceptions
 import psycopg2
 import psycopg2.extensions
 
-from extractor.pgconnect import connect
 from shared.amqp import connection_parameters
 from shared.config import Config
 from shared.errors import SetupError
+from shared.postgres import connect
 from shared.topology import topology_for
 
 log = logging.getLogger(__name__)

@@ -30,12 +30,12 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from extractor.heartbeat import HEARTBEAT_PREFIX
-from extractor.pgconnect import connect, connect_kwargs
 from extractor.replication import PLUGIN
 from shared.config import SourceConfig
 from shared.envelope import INSERT, TRUNCATE
 from shared.errors import CdcError, SetupError, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
+from shared.postgres import connect, connect_kwargs
 from shared.tables import TableFilter, TableRef
 
 log = logging.getLogger(__name__)

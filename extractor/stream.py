@@ -21,7 +21,7 @@ import pika.exceptions
 from pika.adapters.select_connection import IOLoop, PollEvents
 
 from extractor.assemble import Assembler, Outgoing
-from extractor.catalog import captured_tables, warn_unidentified
+from extractor.catalog import warn_unidentified
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
 from extractor.decode import Begin, Commit, LogicalMessage, RowChange, decode_record
@@ -36,6 +36,7 @@ from shared.amqp import classify_broker_error
 from shared.config import Config
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SourceUnavailable
 from shared.lsn import format_lsn
+from shared.postgres import captured_tables
 from shared.topology import topology_for
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from applier.naming import Naming
+from shared.naming import Naming
 from shared.tables import TableRef
 from tests.support.pipeline import Pipeline, wait_until
 

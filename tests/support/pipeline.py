@@ -21,8 +21,8 @@ import psycopg2
 from sqlalchemy.engine import make_url
 
 from applier.compare import Difference, compare_table
-from applier.naming import Naming
 from devstack.stack import APP_USER, Stack
+from shared.naming import Naming
 
 ROOT = Path(__file__).resolve().parents[2]
 

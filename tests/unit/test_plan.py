@@ -5,10 +5,10 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from applier.naming import Naming, TargetRef
 from applier.plan import Group, build_plan
 from applier.upsert import Statements
 from shared.envelope import Change, OldKey
+from shared.naming import Naming, TargetRef
 from shared.tables import TableRef
 
 

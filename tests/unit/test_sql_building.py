@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from applier.naming import TargetRef
 from applier.upsert import Compiled, Statements
+from shared.naming import TargetRef
 
 
 @pytest.fixture(scope="module")

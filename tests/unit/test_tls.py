@@ -16,10 +16,10 @@ from pika.adapters.utils.connection_workflow import (
 )
 
 from applier.target import classify, tls_connect_args
-from extractor.pgconnect import classify_connect_error, connect_kwargs
 from shared.amqp import classify_broker_error, connection_parameters
 from shared.config import BrokerConfig, SourceConfig, TargetConfig
 from shared.errors import BrokerUnavailable, SetupError, SourceUnavailable, TargetUnavailable
+from shared.postgres import classify_connect_error, connect_kwargs
 from shared.secret import Secret
 from shared.tables import TableFilter
 

@@ -1,4 +1,4 @@
-"""How the extractor connects to PostgreSQL, and what a failed connection means.
+"""PostgreSQL access for both processes: connecting, what a failed connection means, the catalog.
 
 Every connection (the replication stream, copies, the heartbeat, the side commands) takes its
 parameters from connect_kwargs; classify_connect_error turns libpq's failure into a transient
@@ -16,6 +16,7 @@ import psycopg2.extensions
 from shared.config import SourceConfig
 from shared.errors import SetupError, SourceUnavailable
 from shared.secret import redact
+from shared.tables import TableFilter, TableRef
 
 # The walsender prints values with these session settings: timestamptz always in UTC, floats
 # with all their digits, dates in ISO order.
@@ -113,3 +114,18 @@ def classify_connect_error(e: psycopg2.Error, dsn: str) -> Exception:
 def first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def captured_tables(conn: Any, capture: TableFilter) -> list[TableRef]:
+    """The ordinary tables of the database that the filter captures, in a stable order."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND n.nspname NOT LIKE 'pg\\_%'"
+            " ORDER BY 1, 2"
+        )
+        refs = [TableRef(s, t) for s, t in cur.fetchall()]
+    return [r for r in refs if capture.captures(r)]

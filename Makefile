@@ -37,11 +37,11 @@ demo: setup
 # The long fault drill (100+ faults, about 10 minutes); writes docs/reliability.md.
 DRILL_FAULTS ?= 120
 drill: setup
-	$(BIN)/python -m tests.drill --faults $(DRILL_FAULTS) --report docs/reliability.md
+	$(BIN)/python -m drill --faults $(DRILL_FAULTS) --report docs/reliability.md
 
 # Throughput, latency, stage limits and memory; writes docs/performance.md.
 bench: setup
-	$(BIN)/python -m tests.bench --report docs/performance.md
+	$(BIN)/python -m bench --report docs/performance.md
 
 stack-start: setup
 	$(BIN)/python -m devstack start

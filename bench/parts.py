@@ -1,39 +1,27 @@
-"""The benchmark: end-to-end figures and each stage's own limit, measured in one run.
-
-    python -m tests.bench                     (make bench: the full run, writes docs/performance.md)
-    python -m tests.bench --tiny              (CI: every part, tiny sizes, no figures asserted)
-
-Parts: bulk (rows in 1,000-row transactions, first source commit to last target commit);
-initial snapshot copy; OLTP (pgbench's TPC-B-like workload); latency at a steady rate of
-single-row transactions (source commit to target commit, from the applier's histogram);
-the stage limits (wal2json decoding alone with pg_recvlogical, RabbitMQ publishing with
-confirms alone, MariaDB batched upserts alone); peak resident memory of both processes.
-Each part starts once the machine is quiet again after the part before (Bench.settle).
-"""
+"""The end-to-end parts of the benchmark: the initial copy, bulk, OLTP and latency, each
+measured from the source's first commit to the target's last, with what the machine spent on
+it (bench/measure.py)."""
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import re
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import mariadb
 import psycopg2
 
+from bench.measure import Watch, percentile, wait_for_quiet
+from bench.report import Figures
 from devstack.postgres import BIN
-from devstack.stack import Stack, default_dir
+from devstack.stack import Stack
 from devstack.system import free_port
-from tests.support.measure import SERVERS, Watch, percentile, wait_for_quiet
-from tests.support.pipeline import Pipeline, Proc, new_pipeline, wait_until
+from harness.pipeline import Pipeline, Proc, wait_until
 
 BULK_TABLE = """CREATE TABLE bulk (
     id bigint PRIMARY KEY, account integer NOT NULL, amount numeric(12,2) NOT NULL,
@@ -54,17 +42,6 @@ class Sizes:
 
 
 TINY = Sizes(20_000, 20_000, 5, 1, 2, 100, 5, 20_000)
-
-
-@dataclass
-class Figures:
-    rows: list[tuple[str, str, str]] = field(default_factory=list)  # part, figure, value
-    memory: dict[str, dict[str, float]] = field(default_factory=dict)  # part -> process -> MB
-    cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # part -> group -> cores
-
-    def add(self, part: str, figure: str, value: str) -> None:
-        self.rows.append((part, figure, value))
-        print(f"bench: {part}: {figure} = {value}", flush=True)
 
 
 class Bench:
@@ -306,252 +283,3 @@ class Bench:
         ):
             buckets[float(m.group(1))] = float(m.group(2))
         return buckets
-
-    def stage_decoding(self) -> float:
-        """wal2json alone: pg_recvlogical writing the decoded stream to /dev/null."""
-        n = self.sizes.stage_rows
-        slot = f"{self.p.name}_decode"
-        conn = self.pg()
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE stage_decode (LIKE bulk)")
-            cur.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (slot,))
-            for lo in range(1, n + 1, 1000):
-                cur.execute(
-                    f"INSERT INTO stage_decode SELECT {BULK_ROW} FROM generate_series(%s, %s) g",
-                    (lo, min(lo + 999, n)),
-                )
-            cur.execute("SELECT pg_current_wal_lsn()::text")
-            end = cur.fetchone()[0]
-        conn.close()
-        pg = self.stack.postgres
-        argv = [
-            str(BIN / "pg_recvlogical"), "-d", pg.dsn(self.p.source_db), "-S", slot, "--start",
-            "-E", end, "-f", "/dev/null", "--no-loop",
-            "-o", "format-version=2", "-o", "include-lsn=1", "-o", "include-pk=1",
-            "-o", "include-types=1", "-o", "include-timestamp=1", "-o", "include-xids=1",
-        ]  # fmt: skip
-        started = time.monotonic()
-        subprocess.run(argv, check=True, capture_output=True, timeout=1800)
-        took = time.monotonic() - started
-        conn = self.pg()
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            cur.execute("DROP TABLE stage_decode")
-        conn.close()
-        rate = n / took
-        self.figures.add(
-            "stage limits", "wal2json decoding alone (pg_recvlogical) rows/s", f"{rate:,.0f}"
-        )
-        return rate
-
-    def stage_publishing(self, body: bytes, rows_per_message: int) -> float:
-        """RabbitMQ alone: our publisher, persistent messages, confirms, into a scratch queue."""
-        from tests.support.publish_bench import publish_with_confirms
-
-        messages = max(self.sizes.stage_rows // rows_per_message, 50)
-        took = publish_with_confirms(
-            self.stack.rabbitmq.url(), f"{self.p.name}.stage", body, messages
-        )
-        rate = messages * rows_per_message / took
-        self.figures.add(
-            "stage limits", "RabbitMQ publishing with confirms alone rows/s", f"{rate:,.0f}"
-        )
-        return rate
-
-    def stage_upserts(self) -> float:
-        """MariaDB alone: 1,000-row executemany upserts, one commit each, into a fresh table."""
-        n = self.sizes.stage_rows
-        conn = self.p.maria()
-        conn.autocommit = False  # one commit per 1,000-row batch, as the applier does
-        cur = conn.cursor()
-        cur.execute(
-            "CREATE TABLE stage_upsert (id BIGINT PRIMARY KEY, account INT NOT NULL,"
-            " amount DECIMAL(12,2) NOT NULL, note LONGTEXT, at DATETIME(6) NOT NULL)"
-            " CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
-        )
-        sql = (
-            "INSERT INTO stage_upsert (id, account, amount, note, at) VALUES (?, ?, ?, ?, ?)"
-            " ON DUPLICATE KEY UPDATE account = VALUES(account), amount = VALUES(amount),"
-            " note = VALUES(note), at = VALUES(at)"
-        )
-        started = time.monotonic()
-        for lo in range(1, n + 1, 1000):
-            rows = [
-                (g, g % 1000, f"{(g % 100000) / 100:.2f}", f"row {g}", "2026-01-01 00:00:00.000000")
-                for g in range(lo, min(lo + 999, n) + 1)
-            ]
-            cur.executemany(sql, rows)
-            conn.commit()
-        took = time.monotonic() - started
-        cur.execute("DROP TABLE stage_upsert")
-        conn.close()
-        rate = n / took
-        self.figures.add("stage limits", "MariaDB batched upserts alone rows/s", f"{rate:,.0f}")
-        return rate
-
-
-def sample_body(bench: Bench) -> bytes:
-    """A message as the extractor builds it for 1,000 rows of the bulk table."""
-    from shared import envelope
-
-    changes = [
-        {
-            "op": "insert", "lsn": "0/1", "schema": "public", "table": "bulk",
-            "columns": ["id", "account", "amount", "note", "at"],
-            "types": ["bigint", "integer", "numeric(12,2)", "text", "timestamp with time zone"],
-            "values": [g, g % 1000, f"{(g % 100000) / 100:.2f}", f"row {g}", "2026-01-01 00:00:00.123456+00"],
-            "key": ["id"],
-        }
-        for g in range(1000)
-    ]  # fmt: skip
-    return envelope.encode(
-        slot="s", xid=1, commit_lsn=1, commit_time="", prev_lsn=0, resumed=False,
-        chunk=0, first=0, last=True, changes=changes,
-    )  # fmt: skip
-
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.platform()}"
-
-
-PARTS = ("copy", "bulk", "oltp", "latency", "stages")
-NOTES_MARKER = "<!-- notes: kept by python -m tests.bench; write below -->"
-
-
-def run(bench: Bench, parts: list[str]) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    if "copy" in parts:
-        bench.seed()
-        bench.settle("snapshot copy")
-        figures["copy"] = bench.snapshot_copy()
-    else:
-        bench.start_pipeline()
-    if "bulk" in parts:
-        bench.settle("bulk")
-        figures["bulk"] = bench.bulk()
-    if "oltp" in parts:
-        bench.settle("OLTP")
-        bench.oltp()
-    if "latency" in parts:
-        bench.settle("latency")
-        figures["p99"] = bench.latency()[0.99]
-    if "stages" in parts:
-        bench.settle("stage limits")
-        stages = {
-            "wal2json decoding": bench.stage_decoding(),
-            "MariaDB upserts": bench.stage_upserts(),
-            "RabbitMQ publishing": bench.stage_publishing(sample_body(bench), 1000),
-        }
-        slowest = min(stages, key=lambda k: stages[k])
-        figures["slowest"] = stages[slowest]
-        bench.figures.add(
-            "stage limits", "slowest stage", f"{slowest} ({stages[slowest]:,.0f} rows/s)"
-        )
-        for part in ("bulk", "copy"):
-            if part in figures:
-                ratio = figures[part] / stages[slowest]
-                bench.figures.add("ratios", f"{part} / slowest stage", f"{ratio:.2f}")
-    return figures
-
-
-def markdown(bench: Bench, figures: dict[str, float], command: str) -> str:
-    lines = [
-        "# Performance",
-        "",
-        "Measured by `make bench` in one run on the local stack: the three servers, the",
-        "extractor and the applier all on the same machine.",
-        "",
-        f"Machine: {machine()}.",
-        f"Command: `{command}`.",
-        "",
-        "| part | figure | value |",
-        "| --- | --- | --- |",
-    ]
-    lines += [f"| {part} | {figure} | {value} |" for part, figure, value in bench.figures.rows]
-    lines += ["", "Peak resident memory (MB) while each part ran:", ""]
-    lines += ["| part | extractor | applier |", "| --- | --- | --- |"]
-    for part, peak_mb in bench.figures.memory.items():
-        lines.append(
-            f"| {part} | {peak_mb.get('extractor', 0):.0f} | {peak_mb.get('applier', 0):.0f} |"
-        )
-    lines += ["", f"CPU while each part ran, in cores busy (the machine has {os.cpu_count()}):", ""]
-    groups = ["extractor", "applier", *SERVERS, "benchmark"]
-    lines += ["| part | " + " | ".join(groups) + " | total |", "|" + " --- |" * (len(groups) + 2)]
-    for part, cores in bench.figures.cpu.items():
-        cells = " | ".join(f"{cores.get(g, 0.0):.2f}" for g in groups)
-        lines.append(f"| {part} | {cells} | {sum(cores.get(g, 0.0) for g in groups):.2f} |")
-    lines += ["", "Targets (issue: bulk at least 0.6 of the slowest stage; p99 at most 250 ms at",
-              "1,000 transactions/s; each process under 200 MB):", ""]  # fmt: skip
-    if "bulk" in figures and "slowest" in figures:
-        ratio = figures["bulk"] / figures["slowest"]
-        lines.append(
-            f"- bulk / slowest stage: {ratio:.2f} — {'met' if ratio >= 0.6 else 'NOT met'}"
-        )
-    if "p99" in figures:
-        p99 = figures["p99"] * 1000
-        lines.append(f"- latency p99: {p99:.0f} ms — {'met' if p99 <= 250 else 'NOT met'}")
-    peaks = [v for m in bench.figures.memory.values() for v in m.values()]
-    peak = max(peaks) if peaks else 0.0
-    lines.append(f"- highest resident memory: {peak:.0f} MB — {'met' if peak < 200 else 'NOT met'}")
-    if "copy" in figures and "bulk" in figures:
-        ok = figures["copy"] >= figures["bulk"]
-        lines.append(
-            f"- snapshot copy {figures['copy']:,.0f} rows/s vs bulk streaming "
-            f"{figures['bulk']:,.0f} rows/s — {'met' if ok else 'NOT met'}"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.bench", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--tiny", action="store_true", help="every part, tiny sizes (CI)")
-    parser.add_argument(
-        "--parts", default=",".join(PARTS), help="comma-separated: " + ",".join(PARTS)
-    )
-    parser.add_argument("--bulk-rows", type=int)
-    parser.add_argument("--report", type=Path, help="write the table here (markdown)")
-    args = parser.parse_args(argv)
-    sizes = TINY if args.tiny else Sizes()
-    if args.bulk_rows:
-        sizes.bulk_rows = args.bulk_rows
-        sizes.stage_rows = min(sizes.stage_rows, args.bulk_rows)
-    stack = Stack.load(default_dir() / ("bench-tiny" if args.tiny else "bench"))
-    stack.start()
-    logdir = stack.root / "logs"
-    logdir.mkdir(exist_ok=True)
-    pipeline = new_pipeline(stack, logdir)
-    bench = Bench(stack, pipeline, sizes)
-    try:
-        figures = run(bench, args.parts.split(","))
-    finally:
-        pipeline.destroy()
-        if args.tiny:
-            stack.stop()
-    command = "python -m tests.bench" + (" --tiny" if args.tiny else "")
-    if args.parts != ",".join(PARTS):
-        command += f" --parts {args.parts}"
-    text = markdown(bench, figures, command)
-    print(text)
-    if args.report:
-        notes = ""
-        if args.report.exists():
-            old = args.report.read_text()
-            if NOTES_MARKER in old:
-                notes = old[old.index(NOTES_MARKER) :]
-        args.report.write_text(text + "\n" + (notes or NOTES_MARKER + "\n"))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

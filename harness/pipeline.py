@@ -24,7 +24,7 @@ from applier.compare import Difference, compare_table
 from devstack.stack import APP_USER, Stack
 from shared.naming import Naming
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_until(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import Stack, default_dir
-from tests.support.pipeline import Pipeline, new_pipeline
+from harness.pipeline import Pipeline, new_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 

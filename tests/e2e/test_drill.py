@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from tests.drill import Drill, markdown
-from tests.support.pipeline import Pipeline
+from drill.run import Drill, markdown
+from harness.pipeline import Pipeline
 
 
 def test_short_fault_drill(pipeline: Pipeline) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.pipeline import Pipeline, wait_until
+from harness.pipeline import Pipeline, wait_until
 
 
 def test_numbers_of_both_kinds_in_one_batch(pipeline: Pipeline) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 import mariadb
 import psycopg2
 
+from harness.pipeline import Pipeline, Proc, wait_until
+from harness.workload import TABLES, Workload
 from shared import envelope
-from tests.support.pipeline import Pipeline, Proc, wait_until
-from tests.support.workload import TABLES, Workload
 
 
 def workload(pipeline: Pipeline, seed: int) -> Workload:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support.pipeline import Pipeline, wait_until
-from tests.support.workload import TABLES, Workload
+from harness.pipeline import Pipeline, wait_until
+from harness.workload import TABLES, Workload
 
 
 def workload(pipeline: Pipeline, seed: int) -> Workload:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support.pipeline import Pipeline, wait_until
-from tests.support.workload import TABLES, Workload
+from harness.pipeline import Pipeline, wait_until
+from harness.workload import TABLES, Workload
 
 
 def filled(pipeline: Pipeline, rows: int) -> None:

@@ -14,7 +14,7 @@ import mariadb
 import pytest
 
 from devstack.tls import make_ca
-from tests.support.pipeline import ROOT, Pipeline, wait_until
+from harness.pipeline import ROOT, Pipeline, wait_until
 
 TABLE = "accounts_tls"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg2
 
-from tests.support.pipeline import Pipeline, wait_until
+from harness.pipeline import Pipeline, wait_until
 
 Rows = list[dict[str, Any]]
 

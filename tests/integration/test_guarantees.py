@@ -9,9 +9,9 @@ from typing import Any
 import mariadb
 import pika
 
+from harness.pipeline import Pipeline, wait_until
 from shared import envelope
 from shared.lsn import parse_lsn
-from tests.support.pipeline import Pipeline, wait_until
 
 
 def slot_flush(pipeline: Pipeline) -> int:

@@ -13,7 +13,7 @@ import pytest
 from devstack.postgres import Postgres
 from devstack.stack import APP_USER, Stack
 from devstack.system import free_port
-from tests.support.pipeline import ROOT, Pipeline, Proc
+from harness.pipeline import ROOT, Pipeline, Proc
 
 
 def run(module: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:

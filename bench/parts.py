@@ -20,8 +20,8 @@ from bench.measure import Watch, percentile, wait_for_quiet
 from bench.report import Figures
 from devstack.postgres import BIN
 from devstack.stack import Stack
-from devstack.system import free_port
-from harness.pipeline import Pipeline, Proc, wait_until
+from devstack.system import free_port, wait_until
+from harness.pipeline import Pipeline, Proc
 
 BULK_TABLE = """CREATE TABLE bulk (
     id bigint PRIMARY KEY, account integer NOT NULL, amount numeric(12,2) NOT NULL,

@@ -161,7 +161,7 @@ class Postgres:
             ),
             timeout=120,
         )
-        wait_until(lambda: port_open(self.port), f"PostgreSQL on port {self.port}")
+        wait_until(lambda: port_open(self.port), f"PostgreSQL on port {self.port}", timeout=90)
 
     def stop(self, mode: str = "fast") -> None:
         if not pid_alive(read_pid(self.data / "postmaster.pid")):

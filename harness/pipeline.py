@@ -7,9 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +21,10 @@ from sqlalchemy.engine import make_url
 
 from applier.compare import Difference, compare_table
 from devstack.stack import APP_USER, Stack
+from devstack.system import wait_until
 from shared.naming import Naming
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def wait_until(
-    condition: Callable[[], bool], what: str, timeout: float = 60, interval: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Proc:

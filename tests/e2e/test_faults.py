@@ -11,7 +11,8 @@ from typing import Any
 import mariadb
 import psycopg2
 
-from harness.pipeline import Pipeline, Proc, wait_until
+from devstack.system import wait_until
+from harness.pipeline import Pipeline, Proc
 from harness.workload import TABLES, Workload
 from shared import envelope
 

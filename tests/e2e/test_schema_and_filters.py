@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from harness.pipeline import Pipeline, wait_until
+from devstack.system import wait_until
+from harness.pipeline import Pipeline
 from shared.naming import Naming
 from shared.tables import TableRef
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from harness.pipeline import Pipeline, wait_until
+from devstack.system import wait_until
+from harness.pipeline import Pipeline
 from harness.workload import TABLES, Workload
 
 

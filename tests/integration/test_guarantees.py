@@ -9,7 +9,8 @@ from typing import Any
 import mariadb
 import pika
 
-from harness.pipeline import Pipeline, wait_until
+from devstack.system import wait_until
+from harness.pipeline import Pipeline
 from shared import envelope
 from shared.lsn import parse_lsn
 

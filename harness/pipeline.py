@@ -20,8 +20,9 @@ import psycopg2
 from sqlalchemy.engine import make_url
 
 from applier.compare import Difference, compare_table
-from devstack.stack import APP_USER, Stack
+from devstack.stack import APP_USER
 from devstack.system import wait_until
+from harness.servers import Servers
 from shared.naming import Naming
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ class Proc:
 
 @dataclass
 class Pipeline:
-    stack: Stack
+    stack: Servers
     name: str
     logdir: Path
     procs: list[Proc] = field(default_factory=list)
@@ -250,7 +251,7 @@ class Pipeline:
             return int(ch.queue_declare(queue or self.queue, passive=True).method.message_count)
 
 
-def new_pipeline(stack: Stack, logdir: Path) -> Pipeline:
+def new_pipeline(stack: Servers, logdir: Path) -> Pipeline:
     p = Pipeline(stack, f"t_{uuid.uuid4().hex[:10]}", logdir)
     p.create()
     return p

@@ -23,7 +23,9 @@ from applier.compare import Difference, compare_table
 from devstack.stack import APP_USER
 from devstack.system import wait_until
 from harness.servers import Servers
+from shared.config import load_config
 from shared.naming import Naming
+from shared.topology import Topology, topology_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,8 +124,14 @@ class Pipeline:
         return {**self.env, **self.stack.tls_env()}
 
     @property
+    def topology(self) -> Topology:
+        """The exchanges and queues the processes declare with these settings."""
+        cfg = load_config(None, environ=self.env, need=frozenset({"source.slot", "broker.url"}))
+        return topology_for(cfg.broker, cfg.source.slot)
+
+    @property
     def queue(self) -> str:
-        return f"cdc.{self.name}"
+        return self.topology.queue
 
     # ------------------------------------------------------------ lifecycle
 
@@ -160,8 +168,9 @@ class Pipeline:
         if self.stack.mariadb.running():
             self.stack.mariadb.sql(f"DROP DATABASE IF EXISTS `{self.name}`;")
         if self.stack.rabbitmq.running():
+            t = self.topology
             with self.channel() as ch:
-                for q in (self.queue, self.queue + ".dead"):
+                for q in (t.queue, t.dead_letter_queue, t.state_queue):
                     ch.queue_delete(q)
 
     def start(self, module: str, *args: str, **env: str) -> Proc:

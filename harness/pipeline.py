@@ -23,6 +23,7 @@ from applier.compare import Difference, compare_table
 from devstack.stack import APP_USER
 from devstack.system import wait_until
 from harness.servers import Servers
+from harness.workload import Workload
 from shared.config import load_config
 from shared.naming import Naming
 from shared.topology import Topology, topology_for
@@ -215,6 +216,13 @@ class Pipeline:
             yield conn.channel()
         finally:
             conn.close()
+
+    def workload(self, seed: int) -> Workload:
+        """harness/workload.py's tables, created in the source database, and a workload on
+        them."""
+        w = Workload(self.stack.postgres.dsn(self.source_db), seed)
+        w.create_schema()
+        return w
 
     def sql(self, *statements: str) -> None:
         with self.pg() as conn, conn.cursor() as cur:

@@ -19,8 +19,6 @@ from harness.containers import LocalOnly
 from harness.pipeline import Pipeline, new_pipeline
 from harness.servers import Servers, servers_for_tests
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Servers]:

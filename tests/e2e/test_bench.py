@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from harness.pipeline import ROOT
 
 
+@pytest.mark.slow
 def test_bench_runs_every_part() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--tiny"],

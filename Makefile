@@ -1,6 +1,7 @@
 # Everything a fresh Debian 12 machine needs, from a clean clone:
 #   make setup   apt packages (if missing) + .venv with the project and its test tools
-#   make test    setup, lint (ruff, mypy), then every test; the tests start their own servers
+#   make test    setup, lint (ruff, mypy, import rules), then every test; the tests start
+#                their own servers
 #   make demo    setup, local stack, both processes, sql/demo.sql, source and target side by side
 #   make drill   the long fault drill; its figures go to docs/reliability.md
 #   make bench   the benchmark (about 10 minutes); its table goes to docs/performance.md
@@ -24,6 +25,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 test: lint
 	$(BIN)/pytest
@@ -37,11 +39,11 @@ demo: setup
 # The long fault drill (100+ faults, about 10 minutes); writes docs/reliability.md.
 DRILL_FAULTS ?= 120
 drill: setup
-	$(BIN)/python -m tests.drill --faults $(DRILL_FAULTS) --report docs/reliability.md
+	$(BIN)/python -m drill --faults $(DRILL_FAULTS) --report docs/reliability.md
 
 # Throughput, latency, stage limits and memory; writes docs/performance.md.
 bench: setup
-	$(BIN)/python -m tests.bench --report docs/performance.md
+	$(BIN)/python -m bench --report docs/performance.md
 
 stack-start: setup
 	$(BIN)/python -m devstack start

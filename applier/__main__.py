@@ -6,11 +6,10 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from applier import dlq, verify
 from applier.service import ApplierService
-from shared.cli import EXIT_OK, fatal, load_or_exit, on_stop_signals, tune_gc
+from shared import cli
 from shared.config import APPLIER_NEEDS, Config
 from shared.errors import PermanentError, TransientError
 from shared.tables import parse_table_list
@@ -19,13 +18,7 @@ PROG = "applier"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m applier",
-        description="Apply change messages from RabbitMQ to MariaDB, idempotently.",
-    )
-    parser.add_argument(
-        "--config", type=Path, help="YAML settings file (CDC_* variables override it)"
-    )
+    parser = cli.parser(PROG, "Apply change messages from RabbitMQ to MariaDB, idempotently.")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="consume and apply until stopped (the default)")
     dlq_parser = commands.add_parser("dlq", help="the dead-letter queue")
@@ -67,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "verify":
-        cfg = load_or_exit(PROG, args.config, APPLIER_NEEDS | {"source.dsn"})
+        cfg = cli.load_or_exit(PROG, args.config, APPLIER_NEEDS | {"source.dsn"})
         return _verify(cfg, args)
 
     if args.command == "dlq":
-        cfg = load_or_exit(PROG, args.config, frozenset({"source.slot", "broker.url"}))
+        cfg = cli.load_or_exit(PROG, args.config, frozenset({"source.slot", "broker.url"}))
         try:
             if args.dlq_command == "list":
                 dlq.list_parked(cfg, as_json=args.json)
@@ -79,18 +72,18 @@ def main(argv: list[str] | None = None) -> int:
                 dlq.replay(cfg, None if args.all else set(args.ids))
         except (PermanentError, TransientError) as e:
             print(f"{PROG}: {e}", file=sys.stderr)
-            return 1
-        return EXIT_OK
+            return cli.EXIT_FAULT
+        return cli.EXIT_OK
 
-    cfg = load_or_exit(PROG, args.config, APPLIER_NEEDS)
+    cfg = cli.load_or_exit(PROG, args.config, APPLIER_NEEDS)
     service = ApplierService(cfg)
-    on_stop_signals(service.request_stop)
-    tune_gc()
+    cli.on_stop_signals(service.request_stop)
+    cli.tune_gc()
     try:
         service.run()
     except PermanentError as e:
-        return fatal(PROG, e)
-    return EXIT_OK
+        return cli.fatal(PROG, e)
+    return cli.EXIT_OK
 
 
 def _verify(cfg: Config, args: argparse.Namespace) -> int:
@@ -112,14 +105,14 @@ def _verify(cfg: Config, args: argparse.Namespace) -> int:
     except (PermanentError, TransientError) as e:
         progress.clear()
         print(f"{PROG}: verify failed: {e}", file=sys.stderr)
-        return 3
+        return cli.EXIT_UNVERIFIED
     differing = [r for r in results if not r.equal]
     if not as_json:
         print(
             f"{len(results)} table{'s' if len(results) != 1 else ''} verified, "
             f"{len(differing)} with differences"
         )
-    return 1 if differing else EXIT_OK
+    return cli.EXIT_NEGATIVE if differing else cli.EXIT_OK
 
 
 class _Progress:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,9 @@ import mariadb
 import psycopg2
 from sqlalchemy.engine import make_url
 
-from applier.compare import compare_table, read_source, read_target, source_columns
+from applier.compare import Difference, compare_table, read_source, read_target, source_columns
 from devstack.stack import Stack
+from devstack.system import TimedOut, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("customers", "order_lines")
@@ -67,19 +67,19 @@ def main() -> int:
             database=url.database,
         )
         maria.autocommit = True
-        deadline = time.monotonic() + 90
-        while True:
-            diffs = {t: compare_table(pg, maria, "public", t, t) for t in TABLES}
-            if all(d.equal for d in diffs.values()):
-                break
-            if time.monotonic() > deadline:
-                for t, d in diffs.items():
-                    print(f"{t}: {d.summary()}")
-                print(
-                    "demo: the target did not converge in 90 s; see .stack/logs/", file=sys.stderr
-                )
-                return 1
-            time.sleep(0.5)
+        diffs: dict[str, Difference] = {}
+
+        def converged() -> bool:
+            diffs.update({t: compare_table(pg, maria, "public", t, t) for t in TABLES})
+            return all(d.equal for d in diffs.values())
+
+        try:
+            wait_until(converged, "the target to converge", timeout=90, interval=0.5)
+        except TimedOut:
+            for t, d in diffs.items():
+                print(f"{t}: {d.summary()}")
+            print("demo: the target did not converge in 90 s; see .stack/logs/", file=sys.stderr)
+            return 1
         for t in TABLES:
             _side_by_side(pg, maria, t)
         print("\nconverged: " + ", ".join(f"{t} {d.summary()}" for t, d in diffs.items()))
@@ -107,14 +107,15 @@ def _size(path: Path) -> int:
 def _wait_for_log(
     path: Path, start: int, needle: str, proc: subprocess.Popen[bytes], timeout: float = 60
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def started() -> bool:
         if proc.poll() is not None:
             raise SystemExit(f"demo: {path.stem} exited with code {proc.returncode}; see {path}")
-        if path.exists() and needle in path.read_text(errors="replace")[start:]:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"demo: {path.stem} did not start in {timeout:.0f}s; see {path}")
+        return path.exists() and needle in path.read_text(errors="replace")[start:]
+
+    try:
+        wait_until(started, f"{path.stem} to start", timeout, interval=0.2)
+    except TimedOut:
+        raise SystemExit(f"demo: {path.stem} did not start in {timeout:.0f}s; see {path}") from None
 
 
 def _side_by_side(pg: Any, maria: Any, table: str) -> None:

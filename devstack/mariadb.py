@@ -25,6 +25,31 @@ from devstack.tls import Certificates, install
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
+# The tests' MariaDB options beyond where it listens and keeps its files, whoever runs it (this
+# module, or harness/containers.py with the image of compose.yaml).
+SERVER_OPTIONS = [
+    # Started with --no-defaults the server would be latin1; the pipeline asks for utf8mb4
+    # itself, and the server's default matches so ad-hoc queries do too.
+    "--character-set-server=utf8mb4",
+    "--collation-server=utf8mb4_nopad_bin",
+    "--skip-name-resolve",
+    "--innodb-buffer-pool-size=256M",
+    "--max-connections=200",
+]
+
+
+def loopback_url(port: int, database: str, user: str, password: str) -> str:
+    return f"mariadb+mariadbconnector://{user}:{password}@127.0.0.1:{port}/{database}"
+
+
+def target_user_sql(user: str, password: str, database: str, host: str) -> str:
+    """sql/target-user.sql for ``database``, the user connecting from ``host``."""
+    script = (SQL_DIR / "target-user.sql").read_text()
+    return (
+        f"SET @db = '{database}', @user = '{user}', @host = '{host}', "
+        f"@password = '{password}';\n" + script
+    )
+
 
 @dataclass
 class MariaDB:
@@ -53,8 +78,9 @@ class MariaDB:
         return self.root / "mariadb.log"
 
     def url(self, database: str, user: str = "root", password: str | None = None) -> str:
-        pw = self.password if password is None else password
-        return f"mariadb+mariadbconnector://{user}:{pw}@127.0.0.1:{self.port}/{database}"
+        return loopback_url(
+            self.port, database, user, self.password if password is None else password
+        )
 
     def init(self) -> None:
         if (self.data / "mysql").exists():
@@ -115,13 +141,7 @@ class MariaDB:
             f"--socket={self.socket}",
             f"--pid-file={self.pid_file}",
             f"--log-error={self.log}",
-            # Started with --no-defaults the server would be latin1; the pipeline asks for
-            # utf8mb4 itself, and the server's default matches so ad-hoc queries do too.
-            "--character-set-server=utf8mb4",
-            "--collation-server=utf8mb4_nopad_bin",
-            "--skip-name-resolve",
-            "--innodb-buffer-pool-size=256M",
-            "--max-connections=200",
+            *SERVER_OPTIONS,
             *self.tls_args(),
         ]
         if self.user:
@@ -194,8 +214,4 @@ class MariaDB:
 
     def grant_target(self, user: str, password: str, database: str) -> None:
         """sql/target-user.sql for ``database``, the user connecting from 127.0.0.1."""
-        script = (SQL_DIR / "target-user.sql").read_text()
-        self.sql(
-            f"SET @db = '{database}', @user = '{user}', @host = '127.0.0.1', "
-            f"@password = '{password}';\n" + script
-        )
+        self.sql(target_user_sql(user, password, database, "127.0.0.1"))

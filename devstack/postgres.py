@@ -40,6 +40,42 @@ REPLICATION_SETTINGS: dict[str, str] = {
     "output_plugin_libraries": "'pgoutput, test_decoding, wal2json'",
 }
 
+# Everything the tests' PostgreSQL runs with beyond where it listens, whoever runs it (this
+# module, or harness/containers.py with the image of compose.yaml).
+SERVER_SETTINGS: dict[str, str] = {
+    **REPLICATION_SETTINGS,
+    "max_connections": "200",
+    "timezone": f"'{SERVER_TIMEZONE}'",
+    "log_timezone": "'UTC'",
+    "log_min_messages": "warning",
+    "shared_buffers": "128MB",
+}
+
+
+def loopback_dsn(port: int, database: str, user: str, password: str) -> str:
+    # Plain unless a client asks for TLS (the pipeline's source.sslmode wins over this):
+    # libpq's default would quietly encrypt every test's and benchmark's connection.
+    return f"postgresql://{user}:{password}@127.0.0.1:{port}/{database}?sslmode=disable"
+
+
+def psql_arguments(database: str, variables: dict[str, str] | None = None) -> list[str]:
+    """psql's arguments after where it connects: as the superuser, the script on standard
+    input, stop at the first error, rows unaligned; ``variables`` as psql variables."""
+    settings = [a for k, v in (variables or {}).items() for a in ("-v", f"{k}={v}")]
+    return [
+        "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-U", "postgres", "-d", database,
+        *settings, "-f", "-",
+    ]  # fmt: skip
+
+
+def source_role(
+    role: str, password: str, owner: str, schema: str = "public"
+) -> tuple[str, dict[str, str]]:
+    """sql/source-role.sql and its psql variables: ``role`` may read what ``owner`` creates
+    in ``schema``."""
+    script = (SQL_DIR / "source-role.sql").read_text()
+    return script, {"role": role, "password": password, "schema": schema, "owner": owner}
+
 
 @dataclass
 class Postgres:
@@ -69,10 +105,9 @@ class Postgres:
     def dsn(
         self, database: str = "postgres", user: str = "postgres", password: str | None = None
     ) -> str:
-        pw = self.password if password is None else password
-        # Plain unless a client asks for TLS (the pipeline's source.sslmode wins over this):
-        # libpq's default would quietly encrypt every test's and benchmark's connection.
-        return f"postgresql://{user}:{pw}@127.0.0.1:{self.port}/{database}?sslmode=disable"
+        return loopback_dsn(
+            self.port, database, user, self.password if password is None else password
+        )
 
     def init(self) -> None:
         if (self.data / "PG_VERSION").exists():
@@ -108,12 +143,7 @@ class Postgres:
             "listen_addresses": "'127.0.0.1'",
             "port": str(self.port),
             "unix_socket_directories": f"'{self.socket_dir}'",
-            **REPLICATION_SETTINGS,
-            "max_connections": "200",
-            "timezone": f"'{SERVER_TIMEZONE}'",
-            "log_timezone": "'UTC'",
-            "log_min_messages": "warning",
-            "shared_buffers": "128MB",
+            **SERVER_SETTINGS,
         }
         settings.update(self.overrides)
         with conf.open("a") as f:
@@ -161,7 +191,7 @@ class Postgres:
             ),
             timeout=120,
         )
-        wait_until(lambda: port_open(self.port), f"PostgreSQL on port {self.port}")
+        wait_until(lambda: port_open(self.port), f"PostgreSQL on port {self.port}", timeout=90)
 
     def stop(self, mode: str = "fast") -> None:
         if not pid_alive(read_pid(self.data / "postmaster.pid")):
@@ -179,33 +209,9 @@ class Postgres:
     ) -> str:
         """Run SQL as the superuser over the private socket (no password needed there);
         ``variables`` become psql variables (-v name=value)."""
-        settings = [a for k, v in (variables or {}).items() for a in ("-v", f"{k}={v}")]
-        out = run(
-            as_user(
-                self.user,
-                [
-                    str(BIN / "psql"),
-                    "-X",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-At",
-                    "-h",
-                    str(self.socket_dir),
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    database,
-                    *settings,
-                    "-f",
-                    "-",
-                ],
-            ),
-            input_text=sql,
-        )
-        return out
+        where = ["-h", str(self.socket_dir), "-p", str(self.port)]
+        argv = [str(BIN / "psql"), *where, *psql_arguments(database, variables)]
+        return run(as_user(self.user, argv), input_text=sql)
 
     def provision(self, app_user: str, app_password: str, database: str) -> None:
         """The source database, owned by an application role (OWNER_ROLE, which the demo writes
@@ -229,6 +235,5 @@ class Postgres:
     ) -> None:
         """sql/source-role.sql in ``database``: tables ``owner`` creates in ``schema`` are
         readable."""
-        script = (SQL_DIR / "source-role.sql").read_text()
-        variables = {"role": role, "password": password, "schema": schema, "owner": owner}
+        script, variables = source_role(role, password, owner, schema)
         self.psql(script, database, variables)

@@ -27,6 +27,10 @@ RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 _TLS_MARK = "# devstack tls"
 
 
+def loopback_url(port: int, user: str, password: str, vhost: str = "%2F") -> str:
+    return f"amqp://{user}:{password}@127.0.0.1:{port}/{vhost}"
+
+
 @dataclass
 class RabbitMQ:
     root: Path
@@ -54,7 +58,7 @@ class RabbitMQ:
         return self.root / "log" / "rabbit.log"
 
     def url(self, vhost: str = "%2F") -> str:
-        return f"amqp://{self.app_user}:{self.password}@127.0.0.1:{self.port}/{vhost}"
+        return loopback_url(self.port, self.app_user, self.password, vhost)
 
     def tls_url(self, vhost: str = "%2F") -> str:
         """The TLS listener's URL; its certificate names 127.0.0.1 (see devstack/tls.py)."""

@@ -29,6 +29,12 @@ class StackError(RuntimeError):
     """A server could not be set up, started or stopped."""
 
 
+class TimedOut(StackError, AssertionError):
+    """A condition did not come true in time. For devstack a StackError (one line, exit 1);
+    for a test, the benchmark or the drill waiting on their servers and processes, a failed
+    check (AssertionError), as a test's own assert would be."""
+
+
 def missing_packages() -> list[str]:
     return sorted({pkg for path, pkg in REQUIRED_FILES.items() if not os.path.exists(path)})
 
@@ -135,14 +141,18 @@ def port_open(port: int) -> bool:
 
 
 def wait_until(
-    condition: Callable[[], bool], what: str, timeout: float = 90, interval: float = 0.1
+    condition: Callable[[], bool], what: str, timeout: float = 60, interval: float = 0.1
 ) -> None:
+    """Return once ``condition()`` is true, checking every ``interval`` seconds; TimedOut
+    naming ``what`` after ``timeout`` seconds. The condition is checked at least once, the
+    last time after the deadline."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if condition():
             return
+        if time.monotonic() > deadline:
+            raise TimedOut(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 
 from extractor import slot_admin
 from extractor.service import ExtractorService
 from extractor.snapshot import request_backfill
-from shared.cli import EXIT_OK, fatal, load_or_exit, on_stop_signals, tune_gc
+from shared import cli
 from shared.config import EXTRACTOR_NEEDS, Config
 from shared.errors import CdcError, ConfigError, PermanentError, SetupError
 from shared.lsn import format_lsn
@@ -20,12 +18,8 @@ PROG = "extractor"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m extractor",
-        description="Stream a PostgreSQL logical replication slot (wal2json) into RabbitMQ.",
-    )
-    parser.add_argument(
-        "--config", type=Path, help="YAML settings file (CDC_* variables override it)"
+    parser = cli.parser(
+        PROG, "Stream a PostgreSQL logical replication slot (wal2json) into RabbitMQ."
     )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="stream until stopped (the default)")
@@ -54,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     drop.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     args = parser.parse_args(argv)
 
-    cfg = load_or_exit(PROG, args.config, EXTRACTOR_NEEDS)
+    cfg = cli.load_or_exit(PROG, args.config, EXTRACTOR_NEEDS)
     if args.command in ("status", "drop-slot"):
         try:
             if args.command == "status":
@@ -62,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             return _drop_slot(cfg, args.yes)
         except CdcError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
-            return 1
+            return cli.EXIT_FAULT
     if args.command == "backfill":
         try:
             tables = parse_table_list(",".join(args.tables), "backfill")
@@ -75,27 +69,27 @@ def main(argv: list[str] | None = None) -> int:
             lsn = request_backfill(cfg.source, list(tables))
         except CdcError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
-            return 2 if isinstance(e, ConfigError) else 1
+            return cli.EXIT_CONFIG if isinstance(e, ConfigError) else cli.EXIT_FAULT
         print(
             f"backfill of {', '.join(str(t) for t in tables)} requested at {format_lsn(lsn)}; "
             "the extractor copies them when its stream reaches that point"
         )
-        return EXIT_OK
+        return cli.EXIT_OK
 
     service = ExtractorService(cfg)
-    on_stop_signals(service.request_stop)
-    tune_gc()
+    cli.on_stop_signals(service.request_stop)
+    cli.tune_gc()
     try:
         service.run()
     except PermanentError as e:
-        return fatal(PROG, e)
-    return EXIT_OK
+        return cli.fatal(PROG, e)
+    return cli.EXIT_OK
 
 
 def _status(cfg: Config, as_json: bool) -> int:
     status = slot_admin.slot_status(cfg)
     print(json.dumps(status.as_dict()) if as_json else slot_admin.render(status))
-    return EXIT_OK if status.exists else 1
+    return cli.EXIT_OK if status.exists else cli.EXIT_NEGATIVE
 
 
 def _drop_slot(cfg: Config, yes: bool) -> int:
@@ -115,9 +109,9 @@ def _drop_slot(cfg: Config, yes: bool) -> int:
 
     if slot_admin.drop_slot(cfg, confirm):
         print(f"slot {cfg.source.slot} dropped")
-        return EXIT_OK
+        return cli.EXIT_OK
     print("not dropped", file=sys.stderr)
-    return 1
+    return cli.EXIT_FAULT
 
 
 if __name__ == "__main__":

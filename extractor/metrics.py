@@ -51,7 +51,3 @@ class ExtractorMetrics:
 
     def commit_seen(self) -> None:
         self._last_commit_seen = time.monotonic()
-
-    @property
-    def last_commit_seen(self) -> float:
-        return self._last_commit_seen

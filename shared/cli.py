@@ -1,7 +1,9 @@
-"""What both command-line entry points share: loading settings, exit codes, signals."""
+"""What both command-line entry points share: the parser's start, loading settings, exit
+codes, signals."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import logging
 import signal
@@ -15,8 +17,17 @@ from shared.config import Config, load_config
 from shared.errors import ConfigError, PermanentError
 
 EXIT_OK = 0
-EXIT_FAULT = 1
-EXIT_CONFIG = 2
+EXIT_FAULT = 1  # a fault no retry can fix, or a command that could not do its work
+EXIT_CONFIG = 2  # a bad setting
+EXIT_NEGATIVE = 1  # a command whose answer is no: status finds no slot, verify differences
+EXIT_UNVERIFIED = 3  # verify could not compare (an error)
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """``python -m <prog>``'s parser, with the option every command takes (--config)."""
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    p.add_argument("--config", type=Path, help="YAML settings file (CDC_* variables override it)")
+    return p
 
 
 def load_or_exit(prog: str, path: Path | None, need: frozenset[str]) -> Config:
@@ -49,7 +60,7 @@ def on_stop_signals(stop: Callable[[], None]) -> None:
     def handler(signum: int, _frame: FrameType | None) -> None:
         seen["count"] += 1
         if seen["count"] > 1:
-            raise SystemExit(128 + signum)
+            raise SystemExit(128 + signum)  # as a shell reports a death by that signal
         logging.getLogger(__name__).info("signal_received signal=%s", signal.Signals(signum).name)
         stop()
 

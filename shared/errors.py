@@ -68,7 +68,3 @@ class SchemaMismatch(PermanentError):
 
 class RowRejected(PermanentError):
     """MariaDB refused a value in a change (out of range, invalid, too long)."""
-
-
-class OrderingGap(PermanentError):
-    """A message arrived whose predecessor was never applied."""

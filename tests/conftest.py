@@ -1,37 +1,42 @@
 """Servers for the integration and end-to-end tests.
 
-The test stack lives in .stack/test (CDC_TEST_STACK_DIR to change it), apart from the demo's.
-It is started once per session and stopped at the end, unless it was already running before
-(then it is left as it was, which makes re-running tests during development fast).
+By default the local servers of devstack in .stack/test (CDC_TEST_STACK_DIR to change it), apart
+from the demo's: started once per session and stopped at the end, unless they were already
+running before (then they are left as they were, which makes re-running tests during
+development fast). CDC_TEST_SERVERS=containers runs compose.yaml's images instead
+(harness/servers.py says what each provider can do).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from devstack.stack import Stack, default_dir
-from tests.support.pipeline import Pipeline, new_pipeline
-
-ROOT = Path(__file__).resolve().parent.parent
+from devstack.stack import Stack
+from harness.containers import LocalOnly
+from harness.pipeline import Pipeline, new_pipeline
+from harness.servers import Servers, servers_for_tests
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    root = Path(os.environ.get("CDC_TEST_STACK_DIR", default_dir() / "test"))
-    st = Stack.load(root)
-    was_running = all(st.running().values())
-    st.start()
-    yield st
-    if not was_running:
-        st.stop()
+def stack() -> Iterator[Servers]:
+    """The servers, from the provider CDC_TEST_SERVERS names (harness/servers.py)."""
+    with servers_for_tests() as servers:
+        yield servers
 
 
 @pytest.fixture
-def pipeline(stack: Stack, tmp_path: Path) -> Iterator[Pipeline]:
+def local_stack(stack: Servers) -> Stack:
+    """The local servers, for a test that makes servers of its own beside them."""
+    if not isinstance(stack, Stack):
+        raise LocalOnly("this test (it makes a PostgreSQL cluster of its own with devstack)")
+    return stack
+
+
+@pytest.fixture
+def pipeline(stack: Servers, tmp_path: Path) -> Iterator[Pipeline]:
     """A fresh source database, slot, queue and target database for one test."""
     for server in (stack.postgres, stack.mariadb, stack.rabbitmq):
         server.start()  # a previous test may have stopped one on purpose

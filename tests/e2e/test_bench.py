@@ -5,12 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support.pipeline import ROOT
+import pytest
+
+from harness.pipeline import ROOT
 
 
+@pytest.mark.slow
 def test_bench_runs_every_part() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.bench", "--tiny"],
+        [sys.executable, "-m", "bench", "--tiny"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import time
 
-from tests.drill import Drill, markdown
-from tests.support.pipeline import Pipeline
+import pytest
+
+from drill.run import Drill, markdown
+from harness.pipeline import Pipeline
 
 
+@pytest.mark.slow
 def test_short_fault_drill(pipeline: Pipeline) -> None:
     seed = int(os.environ.get("CDC_DRILL_SEED", time.time()))
     drill = Drill(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support.pipeline import Pipeline, wait_until
+from devstack.system import wait_until
+from harness.pipeline import Pipeline
 
 
 def test_numbers_of_both_kinds_in_one_batch(pipeline: Pipeline) -> None:

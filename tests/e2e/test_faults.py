@@ -11,15 +11,10 @@ from typing import Any
 import mariadb
 import psycopg2
 
+from devstack.system import wait_until
+from harness.pipeline import Pipeline, Proc
+from harness.workload import TABLES
 from shared import envelope
-from tests.support.pipeline import Pipeline, Proc, wait_until
-from tests.support.workload import TABLES, Workload
-
-
-def workload(pipeline: Pipeline, seed: int) -> Workload:
-    w = Workload(pipeline.stack.postgres.dsn(pipeline.source_db), seed)
-    w.create_schema()
-    return w
 
 
 def slot_state(pipeline: Pipeline) -> tuple[bool, str]:
@@ -33,7 +28,7 @@ def slot_state(pipeline: Pipeline) -> tuple[bool, str]:
 
 
 def test_sigterm_stops_both_cleanly_and_a_restart_resumes(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=11)
+    w = pipeline.workload(11)
     extractor, applier = pipeline.start_pipeline()
     w.start(2000, rate=300)
     wait_until(lambda: w.transactions >= 300, "writes")
@@ -49,7 +44,7 @@ def test_sigterm_stops_both_cleanly_and_a_restart_resumes(pipeline: Pipeline) ->
 
 
 def test_sigterm_confirms_what_was_published(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=12)
+    w = pipeline.workload(12)
     extractor = pipeline.start("extractor", CDC_SOURCE_HEARTBEAT_INTERVAL="0")
     extractor.wait_for("streaming slot=")
     w.run(200)
@@ -65,7 +60,7 @@ def test_sigterm_confirms_what_was_published(pipeline: Pipeline) -> None:
 
 
 def test_standby_applier_takes_over(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=13)
+    w = pipeline.workload(13)
     extractor = pipeline.start("extractor")
     active = pipeline.start("applier", CDC_LOG_LEVEL="DEBUG")
     extractor.wait_for("streaming slot=")
@@ -88,7 +83,7 @@ def test_standby_applier_takes_over(pipeline: Pipeline) -> None:
 
 
 def test_standby_extractor_takes_over(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=14)
+    w = pipeline.workload(14)
     first, _ = pipeline.start_pipeline()
     second = pipeline.start("extractor")
     second.wait_for("is in use by another process")
@@ -123,7 +118,7 @@ def republish(pipeline: Pipeline, messages: list[tuple[Any, bytes]]) -> None:
 
 
 def captured_messages(pipeline: Pipeline, transactions: int, seed: int) -> list[tuple[Any, bytes]]:
-    w = workload(pipeline, seed)
+    w = pipeline.workload(seed)
     extractor = pipeline.start("extractor", CDC_SOURCE_MAX_CHUNK_CHANGES="3")
     extractor.wait_for("streaming slot=")
     w.run(transactions)

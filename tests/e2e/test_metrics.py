@@ -7,8 +7,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from devstack.system import free_port
-from tests.support.pipeline import Pipeline, wait_until
+from devstack.system import free_port, wait_until
+from harness.pipeline import Pipeline
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

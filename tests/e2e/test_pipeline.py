@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from tests.support.pipeline import Pipeline, wait_until
-from tests.support.workload import TABLES, Workload
-
-
-def workload(pipeline: Pipeline, seed: int) -> Workload:
-    w = Workload(pipeline.stack.postgres.dsn(pipeline.source_db), seed)
-    w.create_schema()
-    return w
+from devstack.system import wait_until
+from harness.pipeline import Pipeline
+from harness.workload import TABLES
 
 
 def test_random_dml_converges_exactly(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=1)
+    w = pipeline.workload(1)
     pipeline.start_pipeline()
     w.run(300)
     pipeline.wait_converged(TABLES)
-    counts = {t: len(pipeline.differences([t])) for t in TABLES}
-    assert counts  # compared every table, row by row, values exactly
+    # Converged on the workload's rows, not on tables left empty.
+    with pipeline.pg() as conn, conn.cursor() as cur:
+        for table in TABLES:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            assert cur.fetchone()[0] > 0, f"{table} is empty"
 
 
 def test_replay_after_target_outage(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=2)
+    w = pipeline.workload(2)
     extractor, applier = pipeline.start_pipeline()
     w.run(20)
     pipeline.wait_converged(TABLES)
@@ -39,7 +37,7 @@ def test_replay_after_target_outage(pipeline: Pipeline) -> None:
 
 
 def test_kill_extractor_mid_stream(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=3)
+    w = pipeline.workload(3)
     extractor, _ = pipeline.start_pipeline()
     w.start(400)
     wait_until(lambda: w.transactions >= 100, "the workload to get going")
@@ -51,7 +49,7 @@ def test_kill_extractor_mid_stream(pipeline: Pipeline) -> None:
 
 
 def test_kill_applier_mid_stream(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=4)
+    w = pipeline.workload(4)
     _, applier = pipeline.start_pipeline()
     w.start(400)
     wait_until(lambda: w.transactions >= 100, "the workload to get going")
@@ -63,7 +61,7 @@ def test_kill_applier_mid_stream(pipeline: Pipeline) -> None:
 
 
 def test_kill_both_repeatedly(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=5)
+    w = pipeline.workload(5)
     extractor, applier = pipeline.start_pipeline()
     w.start(600)
     for round_ in range(3):
@@ -79,7 +77,7 @@ def test_kill_both_repeatedly(pipeline: Pipeline) -> None:
 
 
 def test_server_restarts_are_ridden_through(pipeline: Pipeline) -> None:
-    w = workload(pipeline, seed=6)
+    w = pipeline.workload(6)
     extractor, applier = pipeline.start_pipeline()
     w.run(30)
     pipeline.wait_converged(TABLES)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from devstack.system import wait_until
+from harness.pipeline import Pipeline
 from shared.naming import Naming
 from shared.tables import TableRef
-from tests.support.pipeline import Pipeline, wait_until
 
 
 def target_columns(pipeline: Pipeline, table: str, database: str | None = None) -> dict[str, str]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support.pipeline import Pipeline, wait_until
-from tests.support.workload import TABLES, Workload
+from devstack.system import wait_until
+from harness.pipeline import Pipeline
+from harness.workload import TABLES
 
 
 def filled(pipeline: Pipeline, rows: int) -> None:
@@ -21,8 +22,7 @@ def filled(pipeline: Pipeline, rows: int) -> None:
 
 def test_initial_snapshot_copies_existing_rows_exactly(pipeline: Pipeline) -> None:
     filled(pipeline, 5000)
-    w = Workload(pipeline.stack.postgres.dsn(pipeline.source_db), 21)
-    w.create_schema()
+    w = pipeline.workload(21)
     w.run(200)  # rows in the workload's tables before the pipeline ever ran
     extractor, _ = pipeline.start_pipeline()
     w.run(200)  # and changes after
@@ -33,8 +33,7 @@ def test_initial_snapshot_copies_existing_rows_exactly(pipeline: Pipeline) -> No
 
 def test_writes_during_the_copy_are_neither_lost_nor_doubled(pipeline: Pipeline) -> None:
     filled(pipeline, 20000)
-    w = Workload(pipeline.stack.postgres.dsn(pipeline.source_db), 22)
-    w.create_schema()
+    w = pipeline.workload(22)
     w.run(100)
     w.start(800, rate=200)  # writing while the slot is created and the copy runs
     pipeline.start_pipeline()
@@ -44,8 +43,7 @@ def test_writes_during_the_copy_are_neither_lost_nor_doubled(pipeline: Pipeline)
 
 def test_a_restart_during_the_copy_copies_again_cleanly(pipeline: Pipeline) -> None:
     filled(pipeline, 100000)
-    w = Workload(pipeline.stack.postgres.dsn(pipeline.source_db), 23)
-    w.create_schema()
+    w = pipeline.workload(23)
     # Small messages, one confirm at a time: the copy takes long enough to be cut short.
     slow = {"CDC_SOURCE_MAX_CHUNK_CHANGES": "50", "CDC_BROKER_MAX_INFLIGHT": "1"}
     extractor = pipeline.start("extractor", **slow)
@@ -63,8 +61,7 @@ def test_a_restart_during_the_copy_copies_again_cleanly(pipeline: Pipeline) -> N
 
 
 def test_backfill_repairs_a_table_while_changes_flow(pipeline: Pipeline) -> None:
-    w = Workload(pipeline.stack.postgres.dsn(pipeline.source_db), 24)
-    w.create_schema()
+    w = pipeline.workload(24)
     extractor, _ = pipeline.start_pipeline()
     w.run(300)
     pipeline.wait_converged(TABLES)

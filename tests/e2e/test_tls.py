@@ -13,8 +13,9 @@ from pathlib import Path
 import mariadb
 import pytest
 
+from devstack.system import wait_until
 from devstack.tls import make_ca
-from tests.support.pipeline import ROOT, Pipeline, wait_until
+from harness.pipeline import ROOT, Pipeline
 
 TABLE = "accounts_tls"
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg2
 
-from tests.support.pipeline import Pipeline, wait_until
+from devstack.system import wait_until
+from harness.pipeline import Pipeline
 
 Rows = list[dict[str, Any]]
 

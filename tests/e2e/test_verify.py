@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from tests.support.pipeline import ROOT, Pipeline
+from harness.pipeline import ROOT, Pipeline
 
 TABLES = (
     # Every kind of canonical text the checksums use, several chunks of a numeric key.

@@ -9,9 +9,10 @@ from typing import Any
 import mariadb
 import pika
 
+from devstack.system import wait_until
+from harness.pipeline import Pipeline
 from shared import envelope
 from shared.lsn import parse_lsn
-from tests.support.pipeline import Pipeline, wait_until
 
 
 def slot_flush(pipeline: Pipeline) -> int:

@@ -4,7 +4,7 @@ roles hold only what the README says: no superuser, no ownership, no DROP."""
 from __future__ import annotations
 
 from devstack.stack import APP_USER
-from tests.support.pipeline import Pipeline
+from harness.pipeline import Pipeline
 
 
 def test_the_source_role_only_logs_in_replicates_and_reads(pipeline: Pipeline) -> None:

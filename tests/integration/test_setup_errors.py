@@ -13,7 +13,8 @@ import pytest
 from devstack.postgres import Postgres
 from devstack.stack import APP_USER, Stack
 from devstack.system import free_port
-from tests.support.pipeline import ROOT, Pipeline, Proc
+from harness.pipeline import ROOT, Pipeline, Proc
+from harness.servers import Servers
 
 
 def run(module: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -83,7 +84,7 @@ def test_config_file_with_env_override(pipeline: Pipeline, tmp_path: Path) -> No
     assert extractor.stop() == 0
 
 
-def test_wrong_password_is_one_clear_line(pipeline: Pipeline, stack: Stack) -> None:
+def test_wrong_password_is_one_clear_line(pipeline: Pipeline, stack: Servers) -> None:
     env = {
         **pipeline.env,
         "CDC_SOURCE_DSN": stack.postgres.dsn(pipeline.source_db, APP_USER, "wrong"),
@@ -101,7 +102,7 @@ def test_wrong_password_is_one_clear_line(pipeline: Pipeline, stack: Stack) -> N
     assert "MariaDB refused" in last_line(proc)
 
 
-def test_role_without_replication(pipeline: Pipeline, stack: Stack) -> None:
+def test_role_without_replication(pipeline: Pipeline, stack: Servers) -> None:
     stack.postgres.psql(f"CREATE ROLE {pipeline.name}_r LOGIN PASSWORD 'pw';")
     try:
         env = {
@@ -129,8 +130,11 @@ def test_role_without_replication(pipeline: Pipeline, stack: Stack) -> None:
     ],
     ids=["wal_level", "no_wal2json", "plugin_not_allowed"],
 )
-def test_server_not_set_up(stack: Stack, settings: dict[str, str], expected: list[str]) -> None:
+def test_server_not_set_up(
+    local_stack: Stack, settings: dict[str, str], expected: list[str]
+) -> None:
     # A second, short-lived cluster: its folder must be reachable by the postgres user.
+    stack = local_stack
     root = stack.root / "scratch" / f"pg-{uuid.uuid4().hex[:8]}"
     pg = Postgres(root, free_port(), "pw", settings)
     pg.init()

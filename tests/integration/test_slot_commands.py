@@ -8,7 +8,8 @@ import pty
 import subprocess
 import sys
 
-from tests.support.pipeline import ROOT, Pipeline, wait_until
+from devstack.system import wait_until
+from harness.pipeline import ROOT, Pipeline
 
 
 def cli(pipeline: Pipeline, *args: str, tty_input: str | None = None) -> tuple[int, str]:

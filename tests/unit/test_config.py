@@ -7,25 +7,7 @@ import pytest
 from shared.config import APPLIER_NEEDS, EXTRACTOR_NEEDS, load_config
 from shared.errors import ConfigError
 from shared.tables import TableRef
-
-SOURCE_DSN = "postgresql://rep:pg-s3cret@pg.example:5432/app"
-BROKER_URL = "amqp://cdc:rabbit-s3cret@rabbit.example:5672/%2F"
-TARGET_URL = "mariadb+mariadbconnector://app:maria-s3cret@maria.example:3306/target"
-PASSWORDS = ("pg-s3cret", "rabbit-s3cret", "maria-s3cret")
-
-
-def full_env(**overrides: str) -> dict[str, str]:
-    env = {
-        "CDC_SOURCE_DSN": SOURCE_DSN,
-        "CDC_SLOT": "cdc_main",
-        "CDC_TABLES": 'public.orders, "Mixed Case".items, lines',
-        "CDC_BROKER_URL": BROKER_URL,
-        "CDC_TARGET_URL": TARGET_URL,
-        "CDC_LOG_LEVEL": "debug",
-        "CDC_METRICS_PORT": "9100",
-    }
-    env.update(overrides)
-    return env
+from tests.support.settings import BROKER_URL, PASSWORDS, SOURCE_DSN, TARGET_URL, full_env
 
 
 def write_yaml(tmp_path: Path, text: str) -> Path:

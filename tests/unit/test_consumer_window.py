@@ -7,7 +7,7 @@ from __future__ import annotations
 from applier.consumer import Consumer
 from shared.config import load_config
 from shared.topology import topology_for
-from tests.unit.test_config import full_env
+from tests.support.settings import full_env
 
 
 def consumer(prefetch: int) -> Consumer:

@@ -4,8 +4,6 @@ which order, against which checkpoint, and when each message is acked."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 
@@ -15,6 +13,7 @@ from applier.consumer import Delivery
 from applier.inflight import InFlight
 from applier.plan import Plan
 from applier.service import ApplierService
+from devstack.system import wait_until
 from shared.config import APPLIER_NEEDS, load_config
 from shared.envelope import Change, Envelope
 from shared.errors import CdcError, RowRejected, TargetUnavailable
@@ -232,7 +231,7 @@ def test_next_batch_is_prepared_while_one_is_in_flight(service: ApplierService) 
     releasing = threading.Thread(target=service._release)
     releasing.start()
     # 200 is prepared at once, though 100 is still being applied (and unacked).
-    wait_for(lambda: target.prepared == [100, 200])
+    wait_until(lambda: target.prepared == [100, 200], "200 prepared", timeout=10, interval=0.01)
     assert broker.acked == []
     target.gate.set()
     releasing.join(10)
@@ -250,10 +249,3 @@ def test_a_plan_that_cannot_be_made_is_left_to_the_apply_thread(service: Applier
     assert target.applied == [100, 200]
     assert target.executed == 0
     assert broker.acked == [1, 2]
-
-
-def wait_for(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)

@@ -1,6 +1,6 @@
 """The fault drill: random DML on several tables while faults hit every part, in random order.
 
-    python -m tests.drill --faults 120 --report docs/reliability.md     (make drill)
+    python -m drill --faults 120 --report docs/reliability.md     (make drill)
 
 Faults: kill -9 of the extractor, of the applier, of both; RabbitMQ restart; MariaDB down for a
 while; PostgreSQL restart (fast or immediate, i.e. a crash); a TCP cut between one process and
@@ -23,9 +23,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from devstack.stack import Stack, default_dir
-from tests.support.pipeline import Pipeline, Proc, new_pipeline
-from tests.support.proxy import Proxy
-from tests.support.workload import TABLES, Workload
+from harness.pipeline import Pipeline, Proc, new_pipeline
+from harness.proxy import Proxy
+from harness.workload import TABLES, Workload
 
 KINDS = (
     "kill_extractor",
@@ -286,9 +286,7 @@ def markdown(report: Report, command: str, seed: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.drill", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m drill", description=__doc__.splitlines()[0])
     parser.add_argument("--faults", type=int, default=120)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--rate", type=float, default=150.0, help="source transactions per second")
@@ -309,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline.destroy()
         stack.stop()
     command = (
-        f"python -m tests.drill --faults {args.faults} --seed {args.seed} --rate {args.rate:g}"
+        f"python -m drill --faults {args.faults} --seed {args.seed} --rate {args.rate:g}"
         f" --big-rows {args.big_rows}"
     )
     text = markdown(report, command, args.seed)
@@ -319,7 +317,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         args.report.write_text(text)
     return 0 if report.passed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

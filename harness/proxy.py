@@ -24,7 +24,6 @@ class Proxy:
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._closed = False
-        self.severed = 0
         threading.Thread(target=self._accept, daemon=True, name=f"proxy-{self.port}").start()
 
     def _accept(self) -> None:
@@ -72,7 +71,6 @@ class Proxy:
         for a, b in pairs:
             _reset(a)
             _reset(b)
-        self.severed += len(pairs)
         return len(pairs)
 
     def close(self) -> None:

@@ -7,9 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,22 +20,15 @@ import psycopg2
 from sqlalchemy.engine import make_url
 
 from applier.compare import Difference, compare_table
-from devstack.stack import APP_USER, Stack
+from devstack.stack import APP_USER
+from devstack.system import wait_until
+from harness.servers import Servers
+from harness.workload import Workload
+from shared.config import load_config
 from shared.naming import Naming
+from shared.topology import Topology, topology_for
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(
-    condition: Callable[[], bool], what: str, timeout: float = 60, interval: float = 0.1
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Proc:
@@ -93,7 +85,7 @@ class Proc:
 
 @dataclass
 class Pipeline:
-    stack: Stack
+    stack: Servers
     name: str
     logdir: Path
     procs: list[Proc] = field(default_factory=list)
@@ -133,8 +125,14 @@ class Pipeline:
         return {**self.env, **self.stack.tls_env()}
 
     @property
+    def topology(self) -> Topology:
+        """The exchanges and queues the processes declare with these settings."""
+        cfg = load_config(None, environ=self.env, need=frozenset({"source.slot", "broker.url"}))
+        return topology_for(cfg.broker, cfg.source.slot)
+
+    @property
     def queue(self) -> str:
-        return f"cdc.{self.name}"
+        return self.topology.queue
 
     # ------------------------------------------------------------ lifecycle
 
@@ -171,8 +169,9 @@ class Pipeline:
         if self.stack.mariadb.running():
             self.stack.mariadb.sql(f"DROP DATABASE IF EXISTS `{self.name}`;")
         if self.stack.rabbitmq.running():
+            t = self.topology
             with self.channel() as ch:
-                for q in (self.queue, self.queue + ".dead"):
+                for q in (t.queue, t.dead_letter_queue, t.state_queue):
                     ch.queue_delete(q)
 
     def start(self, module: str, *args: str, **env: str) -> Proc:
@@ -218,6 +217,13 @@ class Pipeline:
         finally:
             conn.close()
 
+    def workload(self, seed: int) -> Workload:
+        """harness/workload.py's tables, created in the source database, and a workload on
+        them."""
+        w = Workload(self.stack.postgres.dsn(self.source_db), seed)
+        w.create_schema()
+        return w
+
     def sql(self, *statements: str) -> None:
         with self.pg() as conn, conn.cursor() as cur:
             for s in statements:
@@ -262,7 +268,7 @@ class Pipeline:
             return int(ch.queue_declare(queue or self.queue, passive=True).method.message_count)
 
 
-def new_pipeline(stack: Stack, logdir: Path) -> Pipeline:
+def new_pipeline(stack: Servers, logdir: Path) -> Pipeline:
     p = Pipeline(stack, f"t_{uuid.uuid4().hex[:10]}", logdir)
     p.create()
     return p

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.pipeline import Proc
+from harness.pipeline import Proc
 
 _TICK = os.sysconf("SC_CLK_TCK")
 SERVERS = ("PostgreSQL", "MariaDB", "RabbitMQ")

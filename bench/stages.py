@@ -1,0 +1,152 @@
+"""Each stage's own limit, measured alone: wal2json decoding (pg_recvlogical), RabbitMQ
+publishing with confirms (the extractor's publisher), MariaDB batched upserts. The slowest of
+the three bounds what the whole pipeline can do on this machine."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from pika.adapters.select_connection import IOLoop
+
+from bench.parts import BULK_ROW
+from devstack.postgres import BIN
+from extractor.publisher import Publisher
+from harness.pipeline import Pipeline
+from shared import envelope
+from shared.config import BrokerConfig
+from shared.errors import CdcError
+from shared.secret import Secret
+from shared.topology import Topology
+
+
+def decoding_alone(p: Pipeline, rows: int) -> float:
+    """wal2json alone: pg_recvlogical writing the decoded stream to /dev/null. Rows/s."""
+    slot = f"{p.name}_decode"
+    conn = p.pg()
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE stage_decode (LIKE bulk)")
+        cur.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (slot,))
+        for lo in range(1, rows + 1, 1000):
+            cur.execute(
+                f"INSERT INTO stage_decode SELECT {BULK_ROW} FROM generate_series(%s, %s) g",
+                (lo, min(lo + 999, rows)),
+            )
+        cur.execute("SELECT pg_current_wal_lsn()::text")
+        end = cur.fetchone()[0]
+    conn.close()
+    argv = [
+        str(BIN / "pg_recvlogical"), "-d", p.stack.postgres.dsn(p.source_db), "-S", slot, "--start",
+        "-E", end, "-f", "/dev/null", "--no-loop",
+        "-o", "format-version=2", "-o", "include-lsn=1", "-o", "include-pk=1",
+        "-o", "include-types=1", "-o", "include-timestamp=1", "-o", "include-xids=1",
+    ]  # fmt: skip
+    started = time.monotonic()
+    subprocess.run(argv, check=True, capture_output=True, timeout=1800)
+    took = time.monotonic() - started
+    conn = p.pg()
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        cur.execute("DROP TABLE stage_decode")
+    conn.close()
+    return rows / took
+
+
+def upserts_alone(p: Pipeline, rows: int) -> float:
+    """MariaDB alone: 1,000-row executemany upserts, one commit each, into a fresh table."""
+    conn = p.maria()
+    conn.autocommit = False  # one commit per 1,000-row batch, as the applier does
+    cur = conn.cursor()
+    cur.execute(
+        "CREATE TABLE stage_upsert (id BIGINT PRIMARY KEY, account INT NOT NULL,"
+        " amount DECIMAL(12,2) NOT NULL, note LONGTEXT, at DATETIME(6) NOT NULL)"
+        " CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+    )
+    sql = (
+        "INSERT INTO stage_upsert (id, account, amount, note, at) VALUES (?, ?, ?, ?, ?)"
+        " ON DUPLICATE KEY UPDATE account = VALUES(account), amount = VALUES(amount),"
+        " note = VALUES(note), at = VALUES(at)"
+    )
+    started = time.monotonic()
+    for lo in range(1, rows + 1, 1000):
+        batch = [
+            (g, g % 1000, f"{(g % 100000) / 100:.2f}", f"row {g}", "2026-01-01 00:00:00.000000")
+            for g in range(lo, min(lo + 999, rows) + 1)
+        ]
+        cur.executemany(sql, batch)
+        conn.commit()
+    took = time.monotonic() - started
+    cur.execute("DROP TABLE stage_upsert")
+    conn.close()
+    return rows / took
+
+
+def publishing_alone(p: Pipeline, rows: int) -> float:
+    """RabbitMQ alone: our publisher, persistent messages of 1,000 rows, confirms, into a
+    scratch queue. Rows/s."""
+    rows_per_message = 1000
+    messages = max(rows // rows_per_message, 50)
+    took = publish_with_confirms(p.stack.rabbitmq.url(), f"{p.name}.stage", sample_body(), messages)
+    return messages * rows_per_message / took
+
+
+def sample_body() -> bytes:
+    """A message as the extractor builds it for 1,000 rows of the bulk table."""
+    changes = [
+        {
+            "op": "insert", "lsn": "0/1", "schema": "public", "table": "bulk",
+            "columns": ["id", "account", "amount", "note", "at"],
+            "types": ["bigint", "integer", "numeric(12,2)", "text", "timestamp with time zone"],
+            "values": [g, g % 1000, f"{(g % 100000) / 100:.2f}", f"row {g}", "2026-01-01 00:00:00.123456+00"],
+            "key": ["id"],
+        }
+        for g in range(1000)
+    ]  # fmt: skip
+    return envelope.encode(
+        slot="s", xid=1, commit_lsn=1, commit_time="", prev_lsn=0, resumed=False,
+        chunk=0, first=0, last=True, changes=changes,
+    )  # fmt: skip
+
+
+def publish_with_confirms(
+    url: str, name: str, body: bytes, messages: int, window: int = 512
+) -> float:
+    """Seconds to publish ``messages`` copies of ``body`` and have every one confirmed, with
+    the extractor's publisher: persistent messages, confirms, the same window of unconfirmed
+    messages, into a scratch durable queue."""
+    ioloop = IOLoop()
+    cfg = BrokerConfig(Secret(url), name, name, "classic", window, 1)
+    topology = Topology(name, name, name, name + ".dlx", name + ".dead", "classic")
+    state = {"sent": 0, "confirmed": 0, "started": 0.0, "took": 0.0}
+    failure: list[CdcError] = []
+
+    def pump() -> None:
+        while state["sent"] < messages and state["sent"] - state["confirmed"] < window:
+            publisher.publish(body, f"m{state['sent']}", {})
+            state["sent"] += 1
+
+    def ready() -> None:
+        state["started"] = time.monotonic()
+        pump()
+
+    def confirm(tag: int, multiple: bool, ack: bool) -> None:
+        state["confirmed"] = tag if multiple else state["confirmed"] + 1
+        if state["confirmed"] >= messages:
+            state["took"] = time.monotonic() - state["started"]
+            publisher.close()
+            ioloop.stop()
+        else:
+            pump()
+
+    def fail(e: CdcError) -> None:
+        failure.append(e)
+        ioloop.stop()
+
+    publisher = Publisher(
+        cfg, topology, ioloop, on_ready=ready, on_confirm=confirm, on_failure=fail
+    )
+    publisher.connect()
+    ioloop.start()
+    if failure:
+        raise failure[0]
+    return state["took"]

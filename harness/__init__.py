@@ -1,0 +1,3 @@
+"""The pipeline under test, for the tests, the benchmark and the drill: both processes as
+subprocesses on a set of servers (pipeline.py), a reproducible workload (workload.py), and a
+loopback proxy that cuts connections (proxy.py)."""

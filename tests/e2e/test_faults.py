@@ -12,6 +12,7 @@ import mariadb
 import psycopg2
 
 from shared import envelope
+from shared.position import END, Position
 from tests.support.pipeline import Pipeline, Proc, wait_until
 from tests.support.workload import TABLES, Workload
 
@@ -153,8 +154,8 @@ def test_a_predecessor_behind_the_prefetch_window_is_reached(pipeline: Pipeline)
     messages = captured_messages(pipeline, 40, seed=19)
     republish(pipeline, messages[:10])
     applier = pipeline.start("applier", CDC_BROKER_PREFETCH="8")
-    tenth = envelope.decode(messages[9][1]).commit_lsn
-    wait_until(lambda: checkpoint_lsn(pipeline) == tenth, "the first ten messages applied")
+    tenth = envelope.decode(messages[9][1]).end
+    wait_until(lambda: checkpoint(pipeline) == tenth, "the first ten messages applied")
     # The eleventh behind nineteen of its successors: more than twice the window of 8.
     republish(pipeline, messages[11:30] + messages[10:11] + messages[30:])
     pipeline.wait_converged(TABLES)
@@ -171,13 +172,7 @@ def test_a_missing_message_is_reported_not_passed_over(pipeline: Pipeline) -> No
     applier.wait_for("ordering_gap", timeout=60)
     assert "ordering_gap" in applier.output()
     # Nothing after the gap was applied: the target is still at the state before it.
-    maria = pipeline.maria()
-    cur = maria.cursor()
-    cur.execute("SELECT commit_lsn, chunk FROM _cdc_checkpoint")
-    lsn, chunk = cur.fetchone()
-    maria.close()
-    last_before = envelope.decode(messages[29][1])
-    assert (lsn, chunk) == (last_before.commit_lsn, last_before.chunk)
+    assert checkpoint(pipeline) == envelope.decode(messages[29][1]).end
     republish(pipeline, [missing])
     pipeline.wait_converged(TABLES)
     assert applier.alive()
@@ -347,15 +342,21 @@ def test_unreachable_host_is_retried_with_clear_lines(pipeline: Pipeline) -> Non
     assert proc.stop() == 0
 
 
-def checkpoint_lsn(pipeline: Pipeline) -> int | None:
+def checkpoint(pipeline: Pipeline) -> Position | None:
+    """The applier's position (applier/checkpoint.py), None before its first batch."""
     maria = pipeline.maria()
     try:
         cur = maria.cursor()
         try:
-            cur.execute("SELECT commit_lsn FROM _cdc_checkpoint WHERE complete")
+            cur.execute(
+                "SELECT commit_lsn, snapshot, complete, change_lsn, change_n FROM _cdc_checkpoint"
+            )
         except mariadb.Error:  # created with the first batch
             return None
         row = cur.fetchone()
-        return int(row[0]) if row else None
+        if row is None:
+            return None
+        commit, copy, complete, lsn, n = row
+        return Position(int(commit), bool(copy), END if complete else (int(lsn), int(n)))
     finally:
         maria.close()

@@ -105,24 +105,6 @@ def test_standby_extractor_takes_over(pipeline: Pipeline) -> None:
     assert took < 15, f"the standby took {took:.1f}s to take over"
 
 
-def drain(pipeline: Pipeline) -> list[tuple[Any, bytes]]:
-    """Take every message off the queue (acked: they are ours now)."""
-    out: list[tuple[Any, bytes]] = []
-    with pipeline.channel() as ch:
-        while True:
-            method, props, body = ch.basic_get(pipeline.queue, auto_ack=True)
-            if method is None:
-                return out
-            out.append((props, body))
-
-
-def republish(pipeline: Pipeline, messages: list[tuple[Any, bytes]]) -> None:
-    with pipeline.channel() as ch:
-        ch.confirm_delivery()
-        for props, body in messages:
-            ch.basic_publish("cdc", pipeline.name, body, properties=props, mandatory=True)
-
-
 def captured_messages(pipeline: Pipeline, transactions: int, seed: int) -> list[tuple[Any, bytes]]:
     w = workload(pipeline, seed)
     extractor = pipeline.start("extractor", CDC_SOURCE_MAX_CHUNK_CHANGES="3")
@@ -130,7 +112,7 @@ def captured_messages(pipeline: Pipeline, transactions: int, seed: int) -> list[
     w.run(transactions)
     wait_until(lambda: pipeline.queue_depth() >= transactions, "messages in the queue")
     assert extractor.stop() == 0
-    messages = drain(pipeline)
+    messages = pipeline.drain()
     assert any(envelope.decode(b).chunk > 0 for _, b in messages)  # some split transactions
     return messages
 
@@ -140,7 +122,7 @@ def test_out_of_order_redelivery_is_applied_in_source_order(pipeline: Pipeline) 
     scrambled = list(messages)
     random.Random(15).shuffle(scrambled)
     # Some twice, as after a crash, and in any order.
-    republish(pipeline, scrambled + random.Random(16).sample(messages, 40))
+    pipeline.republish(scrambled + random.Random(16).sample(messages, 40))
     applier = pipeline.start("applier", CDC_BROKER_PREFETCH=str(len(messages) + 50))
     pipeline.wait_converged(TABLES)
     wait_until(lambda: pipeline.queue_depth() == 0, "everything consumed")
@@ -152,12 +134,12 @@ def test_a_predecessor_behind_the_prefetch_window_is_reached(pipeline: Pipeline)
     # message the applier may hold waits for it. The applier must widen its window (which
     # RabbitMQ applies only to a consumer that starts anew) until it reaches it.
     messages = captured_messages(pipeline, 40, seed=19)
-    republish(pipeline, messages[:10])
+    pipeline.republish(messages[:10])
     applier = pipeline.start("applier", CDC_BROKER_PREFETCH="8")
     tenth = envelope.decode(messages[9][1]).end
     wait_until(lambda: checkpoint(pipeline) == tenth, "the first ten messages applied")
     # The eleventh behind nineteen of its successors: more than twice the window of 8.
-    republish(pipeline, messages[11:30] + messages[10:11] + messages[30:])
+    pipeline.republish(messages[11:30] + messages[10:11] + messages[30:])
     pipeline.wait_converged(TABLES)
     wait_until(lambda: pipeline.queue_depth() == 0, "everything consumed")
     assert "prefetch_widened" in applier.output()
@@ -167,13 +149,13 @@ def test_a_predecessor_behind_the_prefetch_window_is_reached(pipeline: Pipeline)
 def test_a_missing_message_is_reported_not_passed_over(pipeline: Pipeline) -> None:
     messages = captured_messages(pipeline, 60, seed=17)
     missing = messages[30]
-    republish(pipeline, messages[:30] + messages[31:])
+    pipeline.republish(messages[:30] + messages[31:])
     applier = pipeline.start("applier", CDC_LOG_LEVEL="DEBUG")
     applier.wait_for("ordering_gap", timeout=60)
     assert "ordering_gap" in applier.output()
     # Nothing after the gap was applied: the target is still at the state before it.
     assert checkpoint(pipeline) == envelope.decode(messages[29][1]).end
-    republish(pipeline, [missing])
+    pipeline.republish([missing])
     pipeline.wait_converged(TABLES)
     assert applier.alive()
 

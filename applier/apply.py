@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine
 
-from applier.checkpoint import Checkpoint, CheckpointStore
+from applier.checkpoint import CheckpointStore
 from applier.plan import Plan, build_plan
 from applier.schema import TableShape, TargetSchema
 from applier.target import classify, create_target_engine
@@ -24,8 +24,8 @@ from applier.upsert import Statements
 from shared.config import Config
 from shared.envelope import Envelope
 from shared.errors import CdcError, SchemaMismatch, TargetUnavailable
-from shared.lsn import format_lsn
 from shared.naming import Naming, TargetRef
+from shared.position import Position
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class CheckpointMoved(CdcError):
     """The checkpoint in MariaDB is not the one the batch was ordered against."""
 
-    def __init__(self, actual: Checkpoint | None) -> None:
+    def __init__(self, actual: Position | None) -> None:
         super().__init__(f"checkpoint moved to {actual}")
         self.actual = actual
 
@@ -49,7 +49,7 @@ class Prepared:
 class BatchResult:
     applied: int = 0  # messages
     rows: dict[tuple[TargetRef, str], int] = field(default_factory=dict)
-    checkpoint: Checkpoint | None = None
+    checkpoint: Position | None = None
     seconds: float = 0.0
     committed_at: float = 0.0  # wall clock, just after the COMMIT returned
 
@@ -89,7 +89,7 @@ class Applier:
     def close(self) -> None:
         self.reset()
 
-    def checkpoint(self) -> Checkpoint | None:
+    def checkpoint(self) -> Position | None:
         engine = self._connect()
         try:
             with engine.connect() as conn:
@@ -98,7 +98,7 @@ class Applier:
             raise self._fault(e) from e
 
     def apply(
-        self, batch: list[Envelope], expect: Checkpoint | None, *, replay: bool = False
+        self, batch: list[Envelope], expect: Position | None, *, replay: bool = False
     ) -> BatchResult:
         """All of ``batch`` in one MariaDB transaction, or nothing (an exception).
 
@@ -128,7 +128,7 @@ class Applier:
         return Prepared(batch, shapes, plan)
 
     def execute(
-        self, prepared: Prepared, expect: Checkpoint | None, *, replay: bool = False
+        self, prepared: Prepared, expect: Position | None, *, replay: bool = False
     ) -> BatchResult:
         """Apply a prepared batch: schema first (DDL commits on its own), then one transaction
         with the checkpoint check, the statements and the new checkpoint."""
@@ -152,8 +152,7 @@ class Applier:
                         else:
                             conn.exec_driver_sql(group.statement.sql)
                     if not replay and batch:
-                        self._checkpoints.write(conn, batch[-1])
-                        result.checkpoint = Checkpoint.after(batch[-1])
+                        result.checkpoint = self._checkpoints.write(conn, batch[-1])
                 result.rows = plan.counts
                 result.applied = len(batch)
         except CheckpointMoved:
@@ -164,7 +163,7 @@ class Applier:
         result.committed_at = time.time()
         return result
 
-    def skip(self, env: Envelope, expect: Checkpoint | None) -> None:
+    def skip(self, env: Envelope, expect: Position | None) -> None:
         """Move the checkpoint past a message that went to the dead-letter queue."""
         engine = self._connect()
         try:
@@ -176,7 +175,7 @@ class Applier:
         except Exception as e:
             raise self._fault(e) from e
 
-    def _expect(self, conn: Connection, expect: Checkpoint | None) -> None:
+    def _expect(self, conn: Connection, expect: Position | None) -> None:
         actual = self._checkpoints.read(conn)
         if actual != expect:
             raise CheckpointMoved(actual)
@@ -194,6 +193,6 @@ class Applier:
 def describe(env: Envelope) -> str:
     tables = sorted({f"{c.schema}.{c.table}" for c in env.changes})
     return (
-        f"xid={env.xid} commit_lsn={format_lsn(env.commit_lsn)} chunk={env.chunk} "
+        f"xid={env.xid} message_id={env.message_id}{' copy' if env.copy else ''} "
         f"tables={','.join(tables) or '-'}"
     )

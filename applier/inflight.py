@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from applier.apply import Applier, BatchResult, Prepared
-from applier.checkpoint import Checkpoint
 from shared.envelope import Envelope
+from shared.position import Position
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Done(Generic[T]):
     """A finished batch: its items, and the result or the exception it raised."""
 
     items: list[tuple[Envelope, T]]
-    expect: Checkpoint | None
+    expect: Position | None
     result: BatchResult | None
     error: BaseException | None
 
@@ -44,7 +44,7 @@ class InFlight(Generic[T]):
         self._applier = applier
         self._pool: ThreadPoolExecutor | None = None
         self._items: list[tuple[Envelope, T]] = []
-        self._expect: Checkpoint | None = None
+        self._expect: Position | None = None
         self._future: Future[BatchResult] | None = None
 
     @property
@@ -55,7 +55,7 @@ class InFlight(Generic[T]):
         self,
         items: list[tuple[Envelope, T]],
         prepared: Prepared | None,
-        expect: Checkpoint | None,
+        expect: Position | None,
     ) -> None:
         """Apply ``items`` on the worker; ``prepared`` is their plan if it was made already
         (None: the worker makes it, and classifies whatever goes wrong doing so)."""

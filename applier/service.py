@@ -15,7 +15,6 @@ import threading
 import time
 
 from applier.apply import Applier, BatchResult, CheckpointMoved, Prepared, describe
-from applier.checkpoint import Checkpoint
 from applier.consumer import Consumer, Delivery
 from applier.inflight import InFlight
 from applier.metrics import ApplierMetrics
@@ -33,6 +32,7 @@ from shared.errors import (
     TransientError,
 )
 from shared.observe import Endpoint
+from shared.position import Position
 from shared.retry import retrying
 from shared.topology import topology_for
 
@@ -67,7 +67,7 @@ class ApplierService:
         # Set once a delivery arrives that RabbitMQ had not delivered before: requeued messages
         # come before new ones, so by then every older message has been delivered to us.
         self._seen_new = False
-        self._checkpoint: Checkpoint | None = None
+        self._checkpoint: Position | None = None
         self._stats = Progress()
         self._inflight: InFlight[Delivery] = InFlight(self._applier)
         self._blocked_since: float | None = None
@@ -307,7 +307,7 @@ class ApplierService:
             m.rows.labels(str(table), op).inc(n)
         for env, _ in batch:
             if env.last:
-                m.applied(env.commit_time, env.snapshot, result.committed_at)
+                m.applied(env.commit_time, env.copy, result.committed_at)
 
     def _dead_letter(self, item: Item, error: CdcError) -> None:
         """Park the message (confirmed), step the checkpoint over it, then ack it: in that
@@ -323,7 +323,7 @@ class ApplierService:
         except CheckpointMoved as e:
             # Another applier wrote meanwhile: we are not the active one any more.
             raise BrokerUnavailable(f"checkpoint moved under us ({e.actual}); reconnecting") from e
-        self._checkpoint = Checkpoint.after(env)
+        self._checkpoint = env.end
         self._consumer.ack([d.tag])
         self._stats.dead_lettered += 1
         self.metrics.dead_lettered.inc()
@@ -347,7 +347,7 @@ class ApplierService:
         self._consumer.ack([d.tag])
 
     def _apply_retrying(
-        self, envs: list[Envelope], expect: Checkpoint | None, *, replay: bool = False
+        self, envs: list[Envelope], expect: Position | None, *, replay: bool = False
     ) -> BatchResult:
         for attempt in retrying("apply", log, stop_event=self._stop, sleep=self._consumer.sleep):
             with attempt:

@@ -103,8 +103,8 @@ def sample_body() -> bytes:
         for g in range(1000)
     ]  # fmt: skip
     return envelope.encode(
-        slot="s", xid=1, commit_lsn=1, commit_time="", prev_lsn=0, resumed=False,
-        chunk=0, first=0, last=True, changes=changes,
+        slot="s", xid=1, commit_lsn=1, commit_time="", copy=False, after=None,
+        resumed=False, chunk=0, last=True, changes=changes,
     )  # fmt: skip
 
 

@@ -1,10 +1,15 @@
 """Group the changes of one source transaction into bounded chunks, each one message.
 
 A chunk is emitted as soon as the next change would not fit, so memory stays bounded by one
-chunk however large the transaction. Chunk boundaries depend only on the changes and the two
-limits, so a transaction resent after a restart (same settings) gets the same message ids.
-Each chunk also says where its first change stands in the transaction (``first``): with other
-settings the boundaries move, and the applier still knows exactly which changes it has.
+chunk however large the transaction. Each change gets its identity within the transaction
+(its WAL record's LSN and its ordinal among that record's captured changes, shared/position.py),
+and each message says which position it continues from (``after``: the end of the message
+published before it in this session). Neither depends on the chunk limits, the table filter or
+excluded columns, so the applier trims a transaction resent with other settings to exactly
+what is new.
+
+In a copy, a chunk never mixes tables: a value MariaDB refuses then parks one table's rows in
+the dead-letter queue, never another table's.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 from extractor.decode import Begin
 from shared import envelope
 from shared.errors import DecodeError
+from shared.lsn import parse_lsn
+from shared.position import Position
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,42 +30,50 @@ class Outgoing:
     message_id: str
     commit_lsn: int
     commit_time: str
+    copy: bool
     chunk: int
-    first: int  # index of the chunk's first change within its transaction
     last: bool
     changes: int
     headers: dict[str, Any]
 
 
 class Assembler:
-    def __init__(self, slot: str, max_changes: int, max_bytes: int, resume_lsn: int) -> None:
+    def __init__(
+        self, slot: str, max_changes: int, max_bytes: int, resume: Position | None
+    ) -> None:
+        """``resume``: where this session resumed the slot (None: a new slot, before whose
+        first message nothing exists)."""
         self._slot = slot
         self._max_changes = max_changes
         self._max_bytes = max_bytes
-        # The message before the next transaction: where this session resumed the slot.
-        self._prev_lsn = resume_lsn
-        self._resumed = True
+        self._after = resume
+        self._resumed = resume is not None
         self._marked = False
-        self._snapshot = False
+        self._copy = False
         self._txn: Begin | None = None
         self._pending: list[dict[str, Any]] = []
         self._pending_bytes = 0
         self._chunk = 0
+        self._chunk_after: Position | None = None
+        self._last_lsn = ""
+        self._n = 0
 
     @property
     def in_transaction(self) -> bool:
         return self._txn is not None
 
-    def begin(self, begin: Begin, snapshot: bool = False) -> None:
+    def begin(self, begin: Begin, copy: bool = False) -> None:
         if self._txn is not None:
             raise DecodeError(f"begin of xid {begin.xid} inside xid {self._txn.xid}")
         self._txn = begin
-        self._snapshot = snapshot
+        self._copy = copy
         self._pending = []
         self._pending_bytes = 0
         self._chunk = 0
-        self._first = 0
+        self._chunk_after = self._after
         self._marked = False
+        self._last_lsn = ""
+        self._n = 0
 
     def mark(self) -> None:
         """Publish this transaction even if it changes nothing we capture (a heartbeat)."""
@@ -68,9 +83,19 @@ class Assembler:
         """Buffer a change; returns the previous chunk if this change starts a new one."""
         if self._txn is None:
             raise DecodeError("change outside a transaction (is include-transaction off?)")
+        lsn = change["lsn"]
+        if lsn == self._last_lsn:
+            self._n += 1
+            change["n"] = self._n
+        else:
+            self._last_lsn = lsn
+            self._n = 0
         out = None
-        if self._pending and (
-            len(self._pending) >= self._max_changes or self._pending_bytes + size > self._max_bytes
+        pending = self._pending
+        if pending and (
+            len(pending) >= self._max_changes
+            or self._pending_bytes + size > self._max_bytes
+            or (self._copy and _table(pending[-1]) != _table(change))
         ):
             out = self._emit(last=False)
         self._pending.append(change)
@@ -79,12 +104,12 @@ class Assembler:
 
     def commit(self) -> Outgoing | None:
         """The transaction's last chunk, or None if it changed nothing we capture."""
-        if self._txn is None:
+        txn = self._txn
+        if txn is None:
             raise DecodeError("commit outside a transaction")
         out = self._emit(last=True) if self._pending or self._chunk or self._marked else None
         if out is not None:
-            self._prev_lsn = self._txn.commit_lsn
-            self._resumed = False
+            self._after = Position.end_of(txn.commit_lsn, self._copy)
         self._txn = None
         return out
 
@@ -96,41 +121,52 @@ class Assembler:
     def _emit(self, *, last: bool) -> Outgoing:
         txn = self._txn
         assert txn is not None
+        pending, copy, chunk = self._pending, self._copy, self._chunk
+        if last:
+            end = Position.end_of(txn.commit_lsn, copy)
+        else:
+            tail = pending[-1]
+            end = Position(txn.commit_lsn, copy, (parse_lsn(tail["lsn"]), tail.get("n", 0)))
+        after = self._chunk_after
         body = envelope.encode(
             slot=self._slot,
             xid=txn.xid,
             commit_lsn=txn.commit_lsn,
             commit_time=txn.commit_time,
-            prev_lsn=self._prev_lsn,
-            resumed=self._resumed,
-            chunk=self._chunk,
-            first=self._first,
+            copy=copy,
+            chunk=chunk,
             last=last,
-            changes=self._pending,
-            snapshot=self._snapshot,
+            after=after,
+            resumed=self._resumed,
+            changes=pending,
         )
         out = Outgoing(
             body=body,
-            message_id=envelope.message_id(txn.commit_lsn, self._chunk),
+            message_id=envelope.message_id(txn.commit_lsn, chunk, copy),
             commit_lsn=txn.commit_lsn,
             commit_time=txn.commit_time,
-            chunk=self._chunk,
-            first=self._first,
+            copy=copy,
+            chunk=chunk,
             last=last,
-            changes=len(self._pending),
+            changes=len(pending),
             headers=envelope.headers_for(
                 commit_lsn=txn.commit_lsn,
-                prev_lsn=self._prev_lsn,
-                resumed=self._resumed,
-                chunk=self._chunk,
-                first=self._first,
+                copy=copy,
+                chunk=chunk,
                 last=last,
-                count=len(self._pending),
-                snapshot=self._snapshot,
+                after=after,
+                end=end,
+                resumed=self._resumed,
+                count=len(pending),
             ),
         )
         self._chunk += 1
-        self._first += len(self._pending)
+        self._chunk_after = end
+        self._resumed = False  # only a session's first message continues from the slot
         self._pending = []
         self._pending_bytes = 0
         return out
+
+
+def _table(change: dict[str, Any]) -> tuple[str, str]:
+    return change["schema"], change["table"]

@@ -5,6 +5,11 @@ transactions whose every message RabbitMQ has confirmed. Entries are kept in the
 transactions were decoded (commit order); the flush LSN moves to the commit LSN of the newest
 transaction such that it and everything before it is confirmed. Transactions that produced no
 message (nothing captured in them) move it too, but only once everything before is confirmed.
+
+A hold keeps the flush LSN behind a point until it is released: a request to copy tables
+(a backfill, a schema change that needs a re-copy) holds the slot behind the transaction that
+asked for it until RabbitMQ confirmed the whole copy. A crash before that makes PostgreSQL
+resend the request, and the copy is made again: a request is never lost with the process.
 """
 
 from __future__ import annotations
@@ -61,6 +66,17 @@ class ConfirmTracker:
     def nothing_to_publish(self, lsn: int) -> None:
         """A transaction (or position) with no message: passable once all before it is."""
         self._entries.append(_Entry(0, lsn, ends_txn=True, confirmed=True))
+        self._advance()
+
+    def hold(self) -> object:
+        """Keep the flush LSN behind everything published from now on, until ``release``."""
+        entry = _Entry(0, 0, ends_txn=False, confirmed=False)
+        self._entries.append(entry)
+        return entry
+
+    def release(self, token: object) -> None:
+        assert isinstance(token, _Entry)
+        token.confirmed = True
         self._advance()
 
     def fail(self) -> None:

@@ -5,8 +5,11 @@ A copy is one more transaction in the stream, at the copy snapshot's consistent 
 - a temporary slot's snapshot (a backfill, a table not copied yet): reading pauses until that
   point is known, then the stream runs up to the first transaction committed after it, and
   the copy goes in just before that transaction.
-Requests for backfills arrive as logical messages in the stream itself; which tables have been
-copied is remembered in RabbitMQ (state.py) once RabbitMQ confirmed all of a copy.
+Requests for backfills arrive as logical messages in the stream itself. A request holds the
+slot behind it (ConfirmTracker.hold) until RabbitMQ has confirmed all of its copy, so after any
+crash or stop PostgreSQL sends the request again and the copy is made again from its start.
+Which tables have been copied (the initial and catch-up copies) is remembered in RabbitMQ
+(state.py) once RabbitMQ confirmed all of a copy; a table not in it is copied at the next start.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import logging
 import queue
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -60,6 +63,10 @@ class CopyHost(Protocol):
 
     def count_copied(self, rows: int) -> None: ...
 
+    def hold(self) -> object: ...
+
+    def release(self, token: object) -> None: ...
+
 
 @dataclass
 class CopyJob:
@@ -69,6 +76,7 @@ class CopyJob:
     position: int | None = None  # known when the copier is Ready
     injecting: bool = False
     deferred: Begin | None = None  # the first transaction after the copy's place
+    holds: list[object] = field(default_factory=list)  # released once all of it is confirmed
 
 
 class Copies:
@@ -77,9 +85,10 @@ class Copies:
         self._host = host
         self.copied = copied
         self._job: CopyJob | None = None
-        self._waiting: deque[list[TableRef]] = deque()
+        self._waiting: deque[tuple[list[TableRef], list[object]]] = deque()
         self._requested: list[TableRef] = []
-        self._state_pending: tuple[int, set[TableRef]] | None = None
+        self._requested_holds: list[object] = []
+        self._state_pending: list[tuple[int, set[TableRef], list[object]]] = []
 
     @property
     def active(self) -> bool:
@@ -94,7 +103,9 @@ class Copies:
         job = self._job
         return job is None or (job.position is not None and not job.injecting)
 
-    def start(self, tables: list[TableRef], exported: Exported | None) -> None:
+    def start(
+        self, tables: list[TableRef], exported: Exported | None, holds: list[object] | None = None
+    ) -> None:
         copier = Copier(
             self._cfg,
             tables,
@@ -103,13 +114,14 @@ class Copies:
             snapshot=exported.snapshot if exported else None,
             position=exported.position if exported else 0,
         )
-        self._job = CopyJob(tables, copier, start_stream=exported is not None)
+        self._job = CopyJob(tables, copier, start_stream=exported is not None, holds=holds or [])
         self._host.pause_reading()
         log.info("copy_started tables=%s", ",".join(str(t) for t in tables))
         copier.start()
 
     def stop(self) -> None:
-        """An unfinished copy is abandoned; the next run copies those tables again."""
+        """An unfinished copy is abandoned; the next run copies those tables again (its
+        request, if any, still holds the slot behind it)."""
         if self._job is not None:
             self._job.copier.stop()
 
@@ -144,13 +156,18 @@ class Copies:
         if wanted:
             log.info("backfill_requested tables=%s", ",".join(str(t) for t in wanted))
             self._requested.extend(wanted)
+            self._requested_holds.append(self._host.hold())
 
     def committed(self) -> None:
         if self._requested:
-            self._waiting.append(self._requested)
-            self._requested = []
+            self._waiting.append((self._requested, self._requested_holds))
+            self._requested, self._requested_holds = [], []
             if self._job is None:
-                self.start(self._waiting.popleft(), None)
+                self._start_next()
+
+    def _start_next(self) -> None:
+        tables, holds = self._waiting.popleft()
+        self.start(tables, None, holds)
 
     # ------------------------------------------------------------ moving rows
 
@@ -158,7 +175,7 @@ class Copies:
         assert job.position is not None
         job.injecting = True
         now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-        self._host.assembler.begin(Begin(0, job.position, now, job.position), snapshot=True)
+        self._host.assembler.begin(Begin(0, job.position, now, job.position), copy=True)
 
     def pump(self) -> None:
         """Move the copier's rows into the stream, as far as the confirm window allows."""
@@ -204,7 +221,7 @@ class Copies:
     def _finish(self, job: CopyJob, done: Done) -> None:
         out = self._host.assembler.commit()
         seq = self._host.publish(out) if out is not None else 0
-        self._state_pending = (seq, set(job.tables))
+        self._state_pending.append((seq, set(job.tables), job.holds))
         log.info(
             "copy_done tables=%d rows=%d position=%s",
             len(job.tables),
@@ -215,16 +232,18 @@ class Copies:
         if job.deferred is not None:
             self._host.assembler.begin(job.deferred)
         if self._waiting:
-            self.start(self._waiting.popleft(), None)
+            self._start_next()
         else:
             self._host.resume_reading()
 
     def confirmed(self) -> None:
-        """After confirms: store the copied tables once a copy is all confirmed; go on."""
-        pending = self._state_pending
-        if pending is not None and self._host.confirmed(pending[0]):
-            self._state_pending = None
-            self.copied |= pending[1]
+        """After confirms: once a copy is all confirmed, store the copied tables and release
+        the slot its request held; go on."""
+        while self._state_pending and self._host.confirmed(self._state_pending[0][0]):
+            _seq, tables, holds = self._state_pending.pop(0)
+            self.copied |= tables
             self._host.publish_state(encode_state(self.copied))
+            for token in holds:
+                self._host.release(token)
         if self.injecting:
             self._host.soon("pump")

@@ -82,6 +82,7 @@ class ReplicationSource:
         self._conn: Any = None
         self._cursor: Any = None
         self.resume_lsn = 0
+        self.created = False  # this session made the slot
         self.numeric_as_string = False
         self.wal_sender_timeout = 0.0
 
@@ -202,6 +203,7 @@ class ReplicationSource:
             row = self._cursor.fetchone()
         except psycopg2.errors.DuplicateObject:
             return None  # another extractor created it between our check and now
+        self.created = True
         position = parse_lsn(row[1])
         log.info(
             "slot_created slot=%s plugin=%s position=%s",

@@ -193,7 +193,9 @@ class Copier(threading.Thread):
         types = [types[i] for i in keep]
         lsn = format_lsn(position)
         base = {"lsn": lsn, "schema": table.schema, "table": table.table}
-        self._put(Rows(table, [{"op": TRUNCATE, **base}], 0))
+        # The truncate carries the table's shape, so that an empty table is created too.
+        truncate = {"op": TRUNCATE, **base, "columns": names, "types": types, "key": key}
+        self._put(Rows(table, [truncate], 0))
         query = sql.SQL("SELECT {} FROM {}").format(
             sql.SQL(", ").join(sql.Identifier(n) for n in names),
             sql.Identifier(table.schema, table.table),

@@ -36,6 +36,7 @@ from shared.amqp import classify_broker_error
 from shared.config import Config
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SourceUnavailable
 from shared.lsn import format_lsn
+from shared.position import Position
 from shared.postgres import captured_tables
 from shared.topology import topology_for
 
@@ -176,7 +177,9 @@ class StreamSession:
         timeout = self._source.wal_sender_timeout
         if timeout:
             self._feedback_interval = min(self._feedback_interval, timeout / 4)
-        self._assembler = Assembler(src.slot, src.max_chunk_changes, src.max_chunk_bytes, resume)
+        # A slot made just now: nothing exists before this session's first message.
+        after = None if self._source.created else Position.end_of(resume)
+        self._assembler = Assembler(src.slot, src.max_chunk_changes, src.max_chunk_bytes, after)
         self._last_turn = time.monotonic()
         if exported is not None:
             # A new slot: every captured table is copied as of its consistent point, and the
@@ -256,6 +259,14 @@ class StreamSession:
 
     def count_copied(self, rows: int) -> None:
         self._metrics.copied_rows.inc(rows)
+
+    def hold(self) -> object:
+        assert self._tracker is not None
+        return self._tracker.hold()
+
+    def release(self, token: object) -> None:
+        assert self._tracker is not None
+        self._tracker.release(token)
 
     # ---------------------------------------------------------------- reading
 

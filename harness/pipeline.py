@@ -263,6 +263,23 @@ class Pipeline:
             logs = "\n".join(f"--- {p.module}\n{p.output()[-4000:]}" for p in self.procs)
             raise AssertionError(f"not converged: {detail}\n{logs}") from None
 
+    def drain(self) -> list[tuple[Any, bytes]]:
+        """Take every message off the pipeline's queue (acked: they are the test's now)."""
+        out: list[tuple[Any, bytes]] = []
+        with self.channel() as ch:
+            while True:
+                method, props, body = ch.basic_get(self.queue, auto_ack=True)
+                if method is None:
+                    return out
+                out.append((props, body))
+
+    def republish(self, messages: list[tuple[Any, bytes]]) -> None:
+        """Put messages back on the queue, in this order, as RabbitMQ would redeliver them."""
+        with self.channel() as ch:
+            ch.confirm_delivery()
+            for props, body in messages:
+                ch.basic_publish("cdc", self.name, body, properties=props, mandatory=True)
+
     def queue_depth(self, queue: str | None = None) -> int:
         with self.channel() as ch:
             return int(ch.queue_declare(queue or self.queue, passive=True).method.message_count)

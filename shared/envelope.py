@@ -1,23 +1,31 @@
 """The message format between extractor and applier: one JSON envelope per chunk of a transaction.
 
-Version 1::
+Version 2::
 
-    {"v": 1, "slot": "cdc", "xid": 731,
+    {"v": 2, "slot": "cdc", "xid": 731,
      "commit_lsn": "0/196D868",            # end of the commit record; orders transactions
      "commit_time": "2026-11-22 06:57:26.636428+00",
-     "prev_lsn": "0/196C858",              # commit_lsn of the message before this transaction
-     "resumed": false,                     # true: prev_lsn is where the extractor resumed
-     "chunk": 0, "first": 0, "last": true, # large transactions span several chunks;
-                                           # first: index of the chunk's first change
-     "snapshot": false,                    # true: a copy of tables, not a transaction
+     "copy": false,                        # true: a copy of tables, not a source transaction
+     "chunk": 0, "last": true,             # large transactions span several chunks
+     "after": "0/196C858",                 # the position this message continues from
+     "resumed": false,                     # true: the first message of an extractor session
      "changes": [
         {"op": "insert", "lsn": "0/196D980", "schema": "public", "table": "ck",
          "columns": ["a", "b", "v"], "types": ["integer", "text", "text"],
          "values": [5, "z", "q"], "key": ["a", "b"]},
+        {"op": "insert", "lsn": "0/196D980", "n": 1, ...},   # n: ordinal among the changes
+                                                             # of one WAL record (0: left out)
         {"op": "update", ..., "old_key": {"columns": [...], "types": [...], "values": [...]}},
         {"op": "delete", "lsn": ..., "schema": ..., "table": ..., "key": [...],
          "old_key": {...}},
         {"op": "truncate", "lsn": ..., "schema": ..., "table": ...}]}
+
+``after`` is a position (shared/position.py): the end of the message the extractor published
+before this one in the same session (or, for a session's first message, the slot position it
+resumed from); ``null`` for the very first message of a new slot, before which nothing exists.
+The message carries every captured change after ``after`` up to its own end, which is the end
+of its transaction (``last``) or its last change. A copy's truncate of a table also carries the
+table's ``columns``, ``types`` and ``key`` (no values), so an empty table is created too.
 
 Values keep the text PostgreSQL printed: integers are JSON integers, every other number
 (numeric, real, double) is a JSON string holding its exact decimal text, so no reader ever
@@ -35,8 +43,9 @@ import orjson
 
 from shared.errors import DecodeError, UnsupportedVersion
 from shared.lsn import format_lsn, parse_lsn
+from shared.position import Ident, Position, optional
 
-VERSION = 1
+VERSION = 2
 CONTENT_TYPE = "application/json"
 MESSAGE_TYPE = "cdc.transaction"
 
@@ -44,9 +53,9 @@ INSERT, UPDATE, DELETE, TRUNCATE = "insert", "update", "delete", "truncate"
 OPERATIONS = frozenset({INSERT, UPDATE, DELETE, TRUNCATE})
 
 
-def message_id(commit_lsn: int, chunk: int) -> str:
+def message_id(commit_lsn: int, chunk: int, copy: bool = False) -> str:
     """Stable across resends: the same chunk of the same transaction has the same id."""
-    return f"{format_lsn(commit_lsn)}.{chunk}"
+    return f"{format_lsn(commit_lsn)}{'c' if copy else ''}.{chunk}"
 
 
 @dataclass(slots=True)
@@ -67,6 +76,12 @@ class Change:
     values: list[Any]
     key: list[str]
     old_key: OldKey | None
+    n: int = 0  # ordinal among the captured changes of one WAL record
+
+    @property
+    def ident(self) -> Ident:
+        """The change's identity within its transaction (see shared/position.py)."""
+        return (parse_lsn(self.lsn), self.n)
 
 
 @dataclass(slots=True)
@@ -75,56 +90,86 @@ class Envelope:
     xid: int
     commit_lsn: int
     commit_time: str
-    prev_lsn: int
-    resumed: bool
+    copy: bool
     chunk: int
-    first: int
     last: bool
+    after: Position | None
+    resumed: bool
     changes: list[Change]
-    # A copy of tables (initial snapshot or backfill) rather than a source transaction.
-    snapshot: bool = False
     # Set on a stand-in for a message whose body cannot be decoded (see ``stub``): why, and
-    # how many changes it says it holds.
+    # where it ends, from its headers.
     undecodable: str | None = None
-    stub_count: int = 0
+    stub_end: Position | None = None
 
     @property
-    def position(self) -> tuple[int, int]:
-        """Where the message starts: its transaction, and its first change in it."""
-        return (self.commit_lsn, self.first)
+    def end(self) -> Position:
+        """The position of the last change this message carries (its transaction's end if
+        it is the last chunk)."""
+        if self.last:
+            return Position.end_of(self.commit_lsn, self.copy)
+        if self.stub_end is not None:
+            return self.stub_end
+        if not self.changes:
+            raise DecodeError("a chunk that is not the last holds no change")
+        return Position(self.commit_lsn, self.copy, self.changes[-1].ident)
 
     @property
-    def end(self) -> int:
-        """How many changes of its transaction come up to the end of this message."""
-        return self.first + (self.stub_count if self.undecodable else len(self.changes))
+    def sort_key(self) -> Position:
+        """Where the message's first change stands: messages sort by it."""
+        if self.changes:
+            return Position(self.commit_lsn, self.copy, self.changes[0].ident)
+        return self.end
 
     @property
     def message_id(self) -> str:
-        return message_id(self.commit_lsn, self.chunk)
+        return message_id(self.commit_lsn, self.chunk, self.copy)
+
+    def trimmed(self, applied: Position) -> Envelope | None:
+        """This message without the changes ``applied`` already covers (None: all of them)."""
+        if self.end <= applied:
+            return None
+        if not applied.same_transaction(self.commit_lsn, self.copy):
+            return self
+        done = applied.change
+        keep = [c for c in self.changes if c.ident > done]
+        if len(keep) == len(self.changes):
+            return self
+        return Envelope(
+            self.slot,
+            self.xid,
+            self.commit_lsn,
+            self.commit_time,
+            self.copy,
+            self.chunk,
+            self.last,
+            applied,
+            self.resumed,
+            keep,
+        )
 
 
 def headers_for(
     *,
     commit_lsn: int,
-    prev_lsn: int,
-    resumed: bool,
+    copy: bool,
     chunk: int,
-    first: int,
     last: bool,
+    after: Position | None,
+    end: Position,
+    resumed: bool,
     count: int,
-    snapshot: bool = False,
 ) -> dict[str, Any]:
     """The message's place in the stream, repeated in AMQP headers: if the body is ever
     unreadable, the applier can still put the message in order and step over it."""
     return {
         "commit_lsn": format_lsn(commit_lsn),
-        "prev_lsn": format_lsn(prev_lsn),
-        "resumed": resumed,
+        "copy": copy,
         "chunk": chunk,
-        "first": first,
         "last": last,
+        "after": None if after is None else str(after),
+        "end": str(end),
+        "resumed": resumed,
         "changes": count,
-        "snapshot": snapshot,
     }
 
 
@@ -133,20 +178,20 @@ def stub(headers: dict[str, Any] | None, reason: str) -> Envelope | None:
     do not say where it stands)."""
     h = headers or {}
     try:
+        after = h["after"]
         return Envelope(
             slot="",
             xid=0,
             commit_lsn=parse_lsn(str(h["commit_lsn"])),
             commit_time="",
-            prev_lsn=parse_lsn(str(h["prev_lsn"])),
-            resumed=bool(h["resumed"]),
+            copy=bool(h["copy"]),
             chunk=int(h["chunk"]),
-            first=int(h["first"]),
             last=bool(h["last"]),
+            after=optional(None if after is None else str(after)),
+            resumed=bool(h["resumed"]),
             changes=[],
-            snapshot=bool(h.get("snapshot", False)),
             undecodable=reason,
-            stub_count=int(h["changes"]),
+            stub_end=Position.parse(str(h["end"])),
         )
     except (KeyError, TypeError, ValueError, DecodeError):
         return None
@@ -181,13 +226,12 @@ def encode(
     xid: int,
     commit_lsn: int,
     commit_time: str,
-    prev_lsn: int,
-    resumed: bool,
+    copy: bool,
     chunk: int,
-    first: int,
     last: bool,
+    after: Position | None,
+    resumed: bool,
     changes: list[dict[str, Any]],
-    snapshot: bool = False,
 ) -> bytes:
     """Serialize a chunk whose changes are already dicts in the form shown above."""
     doc = {
@@ -196,12 +240,11 @@ def encode(
         "xid": xid,
         "commit_lsn": format_lsn(commit_lsn),
         "commit_time": commit_time,
-        "prev_lsn": format_lsn(prev_lsn),
-        "resumed": resumed,
+        "copy": copy,
         "chunk": chunk,
-        "first": first,
         "last": last,
-        "snapshot": snapshot,
+        "after": None if after is None else str(after),
+        "resumed": resumed,
         "changes": changes,
     }
     # orjson: several times faster than json.dumps; no binary float ever reaches it.
@@ -225,29 +268,35 @@ def decode(body: bytes) -> Envelope:
     version = doc.get("v")
     if type(version) is not int or version != VERSION:
         raise UnsupportedVersion(
-            f"envelope version {version!r} is not supported (expected {VERSION})"
+            f"envelope version {version!r} is not supported (expected {VERSION}; an extractor "
+            "of another version wrote it: see the README's upgrade notes)"
         )
     try:
         changes = [_change(c) for c in doc["changes"]]
+        after = doc["after"]
+        if after is not None and not isinstance(after, str):
+            raise DecodeError("malformed envelope: after is not a position")
         env = Envelope(
             slot=str(doc["slot"]),
             xid=int(doc["xid"]),
             commit_lsn=parse_lsn(doc["commit_lsn"]),
             commit_time=str(doc["commit_time"]),
-            prev_lsn=parse_lsn(doc["prev_lsn"]),
-            resumed=_flag(doc["resumed"]),
+            copy=_flag(doc["copy"]),
             chunk=int(doc["chunk"]),
-            first=int(doc["first"]),
             last=_flag(doc["last"]),
+            after=optional(after),
+            resumed=_flag(doc["resumed"]),
             changes=changes,
-            snapshot=_flag(doc.get("snapshot", False)),
         )
     except DecodeError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DecodeError(f"malformed envelope: {type(e).__name__}: {e}") from e
-    if env.chunk < 0 or env.first < 0 or (env.chunk == 0) != (env.first == 0):
-        raise DecodeError("malformed envelope: bad chunk or first")
+    if env.chunk < 0 or (not env.last and not env.changes):
+        raise DecodeError("malformed envelope: bad chunk, or a chunk without changes")
+    # Where it starts and ends: computed here once, so a malformed LSN is found now.
+    if env.sort_key > env.end:
+        raise DecodeError("malformed envelope: its changes are not in order")
     return env
 
 
@@ -268,7 +317,7 @@ def _change(c: dict[str, Any]) -> Change:
     columns = c.get("columns", _EMPTY)
     types = c.get("types", _EMPTY)
     values = c.get("values", _EMPTY)
-    if not (len(columns) == len(types) == len(values)):
+    if len(columns) != len(types) or (op != TRUNCATE and len(values) != len(columns)):
         raise DecodeError("columns, types and values differ in length")
     old = c.get("old_key")
     old_key = None
@@ -281,6 +330,10 @@ def _change(c: dict[str, Any]) -> Change:
     schema, table = c["schema"], c["table"]
     if not (isinstance(schema, str) and isinstance(table, str)):
         raise DecodeError("schema and table must be text")
-    return Change(
-        op, c["lsn"], schema, table, columns, types, values, c.get("key", _EMPTY), old_key
-    )
+    lsn = c["lsn"]
+    if not isinstance(lsn, str):
+        raise DecodeError("a change's lsn must be text")
+    n = c.get("n", 0)
+    if type(n) is not int or n < 0:
+        raise DecodeError("a change's n must be a whole number")
+    return Change(op, lsn, schema, table, columns, types, values, c.get("key", _EMPTY), old_key, n)

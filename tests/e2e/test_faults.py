@@ -15,6 +15,7 @@ from devstack.system import wait_until
 from harness.pipeline import Pipeline, Proc
 from harness.workload import TABLES
 from shared import envelope
+from shared.position import END, Position
 
 
 def slot_state(pipeline: Pipeline) -> tuple[bool, str]:
@@ -99,24 +100,6 @@ def test_standby_extractor_takes_over(pipeline: Pipeline) -> None:
     assert took < 15, f"the standby took {took:.1f}s to take over"
 
 
-def drain(pipeline: Pipeline) -> list[tuple[Any, bytes]]:
-    """Take every message off the queue (acked: they are ours now)."""
-    out: list[tuple[Any, bytes]] = []
-    with pipeline.channel() as ch:
-        while True:
-            method, props, body = ch.basic_get(pipeline.queue, auto_ack=True)
-            if method is None:
-                return out
-            out.append((props, body))
-
-
-def republish(pipeline: Pipeline, messages: list[tuple[Any, bytes]]) -> None:
-    with pipeline.channel() as ch:
-        ch.confirm_delivery()
-        for props, body in messages:
-            ch.basic_publish("cdc", pipeline.name, body, properties=props, mandatory=True)
-
-
 def captured_messages(pipeline: Pipeline, transactions: int, seed: int) -> list[tuple[Any, bytes]]:
     w = pipeline.workload(seed)
     extractor = pipeline.start("extractor", CDC_SOURCE_MAX_CHUNK_CHANGES="3")
@@ -124,7 +107,7 @@ def captured_messages(pipeline: Pipeline, transactions: int, seed: int) -> list[
     w.run(transactions)
     wait_until(lambda: pipeline.queue_depth() >= transactions, "messages in the queue")
     assert extractor.stop() == 0
-    messages = drain(pipeline)
+    messages = pipeline.drain()
     assert any(envelope.decode(b).chunk > 0 for _, b in messages)  # some split transactions
     return messages
 
@@ -134,7 +117,7 @@ def test_out_of_order_redelivery_is_applied_in_source_order(pipeline: Pipeline) 
     scrambled = list(messages)
     random.Random(15).shuffle(scrambled)
     # Some twice, as after a crash, and in any order.
-    republish(pipeline, scrambled + random.Random(16).sample(messages, 40))
+    pipeline.republish(scrambled + random.Random(16).sample(messages, 40))
     applier = pipeline.start("applier", CDC_BROKER_PREFETCH=str(len(messages) + 50))
     pipeline.wait_converged(TABLES)
     wait_until(lambda: pipeline.queue_depth() == 0, "everything consumed")
@@ -146,12 +129,12 @@ def test_a_predecessor_behind_the_prefetch_window_is_reached(pipeline: Pipeline)
     # message the applier may hold waits for it. The applier must widen its window (which
     # RabbitMQ applies only to a consumer that starts anew) until it reaches it.
     messages = captured_messages(pipeline, 40, seed=19)
-    republish(pipeline, messages[:10])
+    pipeline.republish(messages[:10])
     applier = pipeline.start("applier", CDC_BROKER_PREFETCH="8")
-    tenth = envelope.decode(messages[9][1]).commit_lsn
-    wait_until(lambda: checkpoint_lsn(pipeline) == tenth, "the first ten messages applied")
+    tenth = envelope.decode(messages[9][1]).end
+    wait_until(lambda: checkpoint(pipeline) == tenth, "the first ten messages applied")
     # The eleventh behind nineteen of its successors: more than twice the window of 8.
-    republish(pipeline, messages[11:30] + messages[10:11] + messages[30:])
+    pipeline.republish(messages[11:30] + messages[10:11] + messages[30:])
     pipeline.wait_converged(TABLES)
     wait_until(lambda: pipeline.queue_depth() == 0, "everything consumed")
     assert "prefetch_widened" in applier.output()
@@ -161,19 +144,13 @@ def test_a_predecessor_behind_the_prefetch_window_is_reached(pipeline: Pipeline)
 def test_a_missing_message_is_reported_not_passed_over(pipeline: Pipeline) -> None:
     messages = captured_messages(pipeline, 60, seed=17)
     missing = messages[30]
-    republish(pipeline, messages[:30] + messages[31:])
+    pipeline.republish(messages[:30] + messages[31:])
     applier = pipeline.start("applier", CDC_LOG_LEVEL="DEBUG")
     applier.wait_for("ordering_gap", timeout=60)
     assert "ordering_gap" in applier.output()
     # Nothing after the gap was applied: the target is still at the state before it.
-    maria = pipeline.maria()
-    cur = maria.cursor()
-    cur.execute("SELECT commit_lsn, chunk FROM _cdc_checkpoint")
-    lsn, chunk = cur.fetchone()
-    maria.close()
-    last_before = envelope.decode(messages[29][1])
-    assert (lsn, chunk) == (last_before.commit_lsn, last_before.chunk)
-    republish(pipeline, [missing])
+    assert checkpoint(pipeline) == envelope.decode(messages[29][1]).end
+    pipeline.republish([missing])
     pipeline.wait_converged(TABLES)
     assert applier.alive()
 
@@ -342,15 +319,21 @@ def test_unreachable_host_is_retried_with_clear_lines(pipeline: Pipeline) -> Non
     assert proc.stop() == 0
 
 
-def checkpoint_lsn(pipeline: Pipeline) -> int | None:
+def checkpoint(pipeline: Pipeline) -> Position | None:
+    """The applier's position (applier/checkpoint.py), None before its first batch."""
     maria = pipeline.maria()
     try:
         cur = maria.cursor()
         try:
-            cur.execute("SELECT commit_lsn FROM _cdc_checkpoint WHERE complete")
+            cur.execute(
+                "SELECT commit_lsn, snapshot, complete, change_lsn, change_n FROM _cdc_checkpoint"
+            )
         except mariadb.Error:  # created with the first batch
             return None
         row = cur.fetchone()
-        return int(row[0]) if row else None
+        if row is None:
+            return None
+        commit, copy, complete, lsn, n = row
+        return Position(int(commit), bool(copy), END if complete else (int(lsn), int(n)))
     finally:
         maria.close()

@@ -13,6 +13,7 @@ from devstack.system import wait_until
 from harness.pipeline import Pipeline
 from shared import envelope
 from shared.lsn import parse_lsn
+from shared.position import Position
 
 
 def slot_flush(pipeline: Pipeline) -> int:
@@ -113,10 +114,10 @@ def an_envelope(commit_lsn: int, table: str, row_id: int, value: Any, prev: int 
         xid=1,
         commit_lsn=commit_lsn,
         commit_time="2026-01-01 00:00:00+00",
-        prev_lsn=prev,
+        copy=False,
+        after=Position.end_of(prev) if prev else None,
         resumed=False,
         chunk=0,
-        first=0,
         last=True,
         changes=[
             {
@@ -170,8 +171,8 @@ def test_replayed_message_changes_nothing(pipeline: Pipeline) -> None:
     cur = maria.cursor()
     cur.execute("SELECT amount FROM money WHERE id = 1")
     assert str(cur.fetchone()[0]).startswith("2.00")
-    cur.execute("SELECT commit_lsn, done, complete FROM _cdc_checkpoint")
-    assert cur.fetchall() == [(600, 1, 1)]
+    cur.execute("SELECT commit_lsn, complete, change_lsn FROM _cdc_checkpoint")
+    assert cur.fetchall() == [(600, 1, None)]
     maria.close()
 
 

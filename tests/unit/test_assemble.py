@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -9,8 +10,9 @@ from extractor.decode import Begin
 from shared.envelope import decode
 from shared.errors import DecodeError
 from shared.lsn import parse_lsn
+from shared.position import Position
 
-RESUME = parse_lsn("0/1000")
+RESUME = Position.end_of(parse_lsn("0/1000"))
 T1 = Begin(xid=701, commit_lsn=parse_lsn("0/2000"), commit_time="2026-01-01 00:00:01+00")
 T2 = Begin(xid=702, commit_lsn=parse_lsn("0/3000"), commit_time="2026-01-01 00:00:02+00")
 T3 = Begin(xid=703, commit_lsn=parse_lsn("1/0"), commit_time="2026-01-01 00:00:03+00")
@@ -132,12 +134,12 @@ def test_transaction_without_changes_gives_nothing() -> None:
     assert not asm.in_transaction
 
 
-def test_empty_transaction_does_not_move_prev_lsn() -> None:
+def test_empty_transaction_does_not_move_after() -> None:
     asm = assembler()
     assert run(asm, T1, []) == []
     (msg,) = run(asm, T2, [1])
     env = decode(msg.body)
-    assert env.prev_lsn == RESUME
+    assert env.after == RESUME
     assert env.resumed is True
 
 
@@ -150,25 +152,61 @@ def test_heartbeat_transaction_is_published_without_changes() -> None:
     assert decode(out.body).changes == []
 
 
-# ---------------------------------------------------------------- prev_lsn chain
+# ---------------------------------------------------------------- the chain of positions
 
 
-def test_prev_lsn_chain() -> None:
+def test_each_message_continues_from_the_end_of_the_one_before() -> None:
     asm = assembler(max_changes=2)
-    first = run(asm, T1, [1, 1, 1])
-    second = run(asm, T2, [1])
-    third = run(asm, T3, [1, 1, 1])
-    for m in first:
-        env = decode(m.body)
-        assert env.prev_lsn == RESUME
-        assert env.resumed is True
-    (only,) = second
-    assert decode(only.body).prev_lsn == T1.commit_lsn
-    assert decode(only.body).resumed is False
-    for m in third:
-        env = decode(m.body)
-        assert env.prev_lsn == T2.commit_lsn
-        assert env.resumed is False
+    msgs = run(asm, T1, [1, 1, 1]) + run(asm, T2, [1]) + run(asm, T3, [1, 1, 1])
+    envs = [decode(m.body) for m in msgs]
+    assert envs[0].after == RESUME
+    for before, env in itertools.pairwise(envs):
+        assert env.after == before.end
+    # Only a session's first message continues from the slot's position.
+    assert [e.resumed for e in envs] == [True] + [False] * (len(envs) - 1)
+    assert envs[1].end == Position.end_of(T1.commit_lsn)
+    assert envs[0].end == Position(T1.commit_lsn, False, (parse_lsn("0/1001"), 0))
+
+
+def test_a_new_slots_first_message_continues_from_nothing() -> None:
+    asm = Assembler("cdc", 1000, 1 << 20, None)
+    (first,) = run(asm, T1, [1])
+    (second,) = run(asm, T2, [1])
+    assert decode(first.body).after is None
+    assert decode(first.body).resumed is False
+    assert decode(second.body).after == Position.end_of(T1.commit_lsn)
+
+
+def test_changes_of_one_record_are_numbered() -> None:
+    asm = assembler(max_changes=2)
+    asm.begin(T1)
+    out: list[Outgoing | None] = []
+    for i in range(5):
+        out.append(asm.add(dict(change(i), lsn="0/1500"), 1))
+    out.append(asm.add(change(9), 1))
+    last = asm.commit()
+    envs = [decode(m.body) for m in [*out, last] if m is not None]
+    assert [[c.n for c in e.changes] for e in envs] == [[0, 1], [2, 3], [4, 0]]
+    assert envs[1].after == Position(T1.commit_lsn, False, (parse_lsn("0/1500"), 1))
+
+
+def test_a_copy_never_mixes_tables_in_one_chunk() -> None:
+    asm = assembler(max_changes=100)
+    copy = Begin(xid=0, commit_lsn=parse_lsn("0/5000"), commit_time="2026-01-01 00:00:05+00")
+    asm.begin(copy, copy=True)
+    out = []
+    for i, table in enumerate(["a", "a", "b", "c", "c"]):
+        msg = asm.add(dict(change(i), table=table, lsn="0/5000"), 1)
+        if msg:
+            out.append(msg)
+    last = asm.commit()
+    envs = [decode(m.body) for m in [*out, last] if m is not None]
+    assert [[c.table for c in e.changes] for e in envs] == [["a", "a"], ["b"], ["c", "c"]]
+    assert all(e.copy for e in envs)
+    assert [m.message_id for m in [*out, last] if m] == ["0/5000c.0", "0/5000c.1", "0/5000c.2"]
+    # A transaction mixes tables freely.
+    (msg,) = run(asm, T2, [1, 1])
+    assert decode(msg.body).copy is False
 
 
 # ---------------------------------------------------------------- ids and determinism

@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from applier.checkpoint import Checkpoint
 from applier.target import classify, errno_of
-from shared.envelope import Envelope
+from shared.envelope import Change, Envelope
 from shared.errors import (
     CdcError,
     DecodeError,
@@ -15,76 +14,93 @@ from shared.errors import (
     TargetConflict,
     TargetUnavailable,
 )
+from shared.lsn import format_lsn
+from shared.position import Position
 
 LSN = 0x2000
 
 
 def env(commit_lsn: int, first: int, n: int = 2, last: bool = False) -> Envelope:
-    """A message whose changes are ``first`` .. ``first + n - 1`` of its transaction."""
+    """A message whose changes are ``first`` .. ``first + n - 1`` of its transaction (their
+    WAL records at LSNs 0x100 + i)."""
     return Envelope(
         slot="cdc",
         xid=7,
         commit_lsn=commit_lsn,
         commit_time="2026-01-01 00:00:00+00",
-        prev_lsn=0,
-        resumed=False,
+        copy=False,
         chunk=first // 2,
-        first=first,
         last=last,
-        changes=[object()] * n,  # type: ignore[list-item]
+        after=None,
+        resumed=False,
+        changes=[
+            Change("insert", format_lsn(0x100 + i), "s", "t", [], [], [], [], None)
+            for i in range(first, first + n)
+        ],
     )
 
 
-# ---------------------------------------------------------------- Checkpoint.covers
+def covers(ckpt: Position, e: Envelope) -> bool:
+    return e.trimmed(ckpt) is None
+
+
+def applied(last: int) -> Position:
+    """Changes 0 .. ``last`` of the transaction at LSN applied."""
+    return Position(LSN, False, (0x100 + last, 0))
+
+
+# ---------------------------------------------------------------- what a checkpoint covers
 
 
 def test_completed_transaction_covers_all_its_chunks() -> None:
-    ckpt = Checkpoint(LSN, 6, complete=True)
+    ckpt = Position.end_of(LSN)
     for first in (0, 2, 4, 6, 1000):
-        assert ckpt.covers(env(LSN, first))
-        assert ckpt.covers(env(LSN, first, last=True))
+        assert covers(ckpt, env(LSN, first))
+        assert covers(ckpt, env(LSN, first, last=True))
 
 
 def test_incomplete_transaction_covers_what_is_applied() -> None:
-    ckpt = Checkpoint(LSN, 4, complete=False)  # changes 0..3 applied
-    assert ckpt.covers(env(LSN, 0))
-    assert ckpt.covers(env(LSN, 2))
-    assert not ckpt.covers(env(LSN, 2, last=True))  # applying it completes the transaction
-    assert not ckpt.covers(env(LSN, 3))  # change 4 is new
-    assert not ckpt.covers(env(LSN, 4))
-    assert ckpt.covers(env(LSN, 1, n=2))
+    ckpt = applied(3)  # changes 0..3 applied
+    assert covers(ckpt, env(LSN, 0))
+    assert covers(ckpt, env(LSN, 2))
+    assert not covers(ckpt, env(LSN, 2, last=True))  # applying it completes the transaction
+    assert not covers(ckpt, env(LSN, 3))  # change 4 is new
+    assert not covers(ckpt, env(LSN, 4))
+    assert covers(ckpt, env(LSN, 1, n=2))
 
 
 def test_earlier_transactions_are_covered() -> None:
-    for ckpt in (Checkpoint(LSN, 0, complete=False), Checkpoint(LSN, 5, complete=True)):
-        assert ckpt.covers(env(LSN - 1, 0))
-        assert ckpt.covers(env(LSN - 1, 99, last=True))
+    for ckpt in (applied(0), Position.end_of(LSN)):
+        assert covers(ckpt, env(LSN - 1, 0))
+        assert covers(ckpt, env(LSN - 1, 99, last=True))
 
 
 def test_later_transactions_are_not_covered() -> None:
-    for ckpt in (Checkpoint(LSN, 0, complete=False), Checkpoint(LSN, 5, complete=True)):
-        assert not ckpt.covers(env(LSN + 1, 0))
-        assert not ckpt.covers(env(LSN + 1, 0, last=True))
-        assert not ckpt.covers(env(1 << 32, 0))
+    for ckpt in (applied(0), Position.end_of(LSN)):
+        assert not covers(ckpt, env(LSN + 1, 0))
+        assert not covers(ckpt, env(LSN + 1, 0, last=True))
+        assert not covers(ckpt, env(1 << 32, 0))
 
 
 def test_checkpoint_after_a_message() -> None:
-    middle = Checkpoint.after(env(LSN, 2))
-    assert middle == Checkpoint(LSN, 4, complete=False)
-    assert middle.covers(env(LSN, 2))
-    assert not middle.covers(env(LSN, 4, last=True))
-    done = Checkpoint.after(env(LSN, 4, last=True))
-    assert done == Checkpoint(LSN, 6, complete=True)
-    assert done.covers(env(LSN, 4, last=True))
-    assert not done.covers(env(LSN + 1, 0))
+    middle = env(LSN, 2).end
+    assert middle == applied(3)
+    assert covers(middle, env(LSN, 2))
+    assert not covers(middle, env(LSN, 4, last=True))
+    done = env(LSN, 4, last=True).end
+    assert done == Position.end_of(LSN)
+    assert covers(done, env(LSN, 4, last=True))
+    assert not covers(done, env(LSN + 1, 0))
 
 
 def test_applied_part_of_a_message_with_other_boundaries() -> None:
-    ckpt = Checkpoint(LSN, 5, complete=False)
-    assert ckpt.applied_of(env(LSN, 3, n=4)) == 2  # changes 3, 4 of 3..6 were applied
-    assert ckpt.applied_of(env(LSN, 5, n=4)) == 0
-    assert ckpt.applied_of(env(LSN + 1, 0, n=4)) == 0
-    assert Checkpoint(LSN, 5, complete=True).applied_of(env(LSN, 3, n=4)) == 0
+    ckpt = applied(4)
+    rest = env(LSN, 3, n=4).trimmed(ckpt)  # changes 3, 4 of 3..6 were applied
+    assert rest is not None and len(rest.changes) == 2
+    assert env(LSN, 5, n=4).trimmed(ckpt) is not None
+    assert len(env(LSN, 5, n=4).changes) == 4
+    assert env(LSN + 1, 0, n=4).trimmed(ckpt) is not None
+    assert env(LSN, 3, n=4).trimmed(Position.end_of(LSN)) is None
 
 
 # ---------------------------------------------------------------- classify

@@ -9,9 +9,10 @@ from shared import envelope
 from shared.envelope import Change, OldKey, decode, encode, message_id
 from shared.errors import DecodeError, UnsupportedVersion
 from shared.lsn import parse_lsn
+from shared.position import END, Position
 
 COMMIT_LSN = parse_lsn("16/B374D848")
-PREV_LSN = parse_lsn("16/B374C000")
+AFTER = Position.end_of(parse_lsn("16/B374C000"))
 
 INSERT = {
     "op": "insert",
@@ -55,16 +56,14 @@ def body(changes: list[dict[str, Any]] | None = None, **fields: Any) -> bytes:
         "xid": 731,
         "commit_lsn": COMMIT_LSN,
         "commit_time": "2026-11-22 06:57:26.636428+00",
-        "prev_lsn": PREV_LSN,
+        "copy": False,
+        "after": AFTER,
         "resumed": False,
         "chunk": 2,
-        "first": 8,
         "last": True,
         "changes": [INSERT, UPDATE, DELETE, TRUNCATE] if changes is None else changes,
     }
     args.update(fields)
-    if args["chunk"] == 0 and "first" not in fields:
-        args["first"] = 0
     return encode(**args)
 
 
@@ -87,28 +86,31 @@ def test_round_trip_of_the_envelope_fields() -> None:
     assert env.xid == 731
     assert env.commit_lsn == COMMIT_LSN
     assert env.commit_time == "2026-11-22 06:57:26.636428+00"
-    assert env.prev_lsn == PREV_LSN
+    assert env.after == AFTER
     assert env.resumed is False
+    assert env.copy is False
     assert env.chunk == 2
-    assert env.first == 8
     assert env.last is True
-    assert env.position == (COMMIT_LSN, 8)
-    assert env.end == 12
+    assert env.sort_key == Position(COMMIT_LSN, False, (parse_lsn("16/B374D000"), 0))
+    assert env.end == Position(COMMIT_LSN, False, END)
     assert len(env.changes) == 4
 
 
 def test_resumed_and_not_last() -> None:
-    env = decode(body(resumed=True, last=False, chunk=0, first=0))
+    env = decode(body(resumed=True, last=False, chunk=0))
     assert env.resumed is True
     assert env.last is False
     assert env.chunk == 0
+    # Not the last chunk: it ends at its last change.
+    assert env.end == Position(COMMIT_LSN, False, (parse_lsn("16/B374D300"), 0))
 
 
 def test_wire_form() -> None:
     d = json.loads(body())
-    assert d["v"] == envelope.VERSION == 1
+    assert d["v"] == envelope.VERSION == 2
     assert d["commit_lsn"] == "16/B374D848"
-    assert d["prev_lsn"] == "16/B374C000"
+    assert d["after"] == "16/B374C000"
+    assert "n" not in d["changes"][0]  # 0 is left out
     # non-ASCII text stays as UTF-8, not \u escapes
     assert "z é 🎉".encode() in body()
 
@@ -214,7 +216,7 @@ def test_not_an_object(payload: bytes) -> None:
         decode(payload)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [1, 3, 0, "2", None])
 def test_unsupported_version(version: object) -> None:
     with pytest.raises(UnsupportedVersion):
         decode(raw(doc(v=version)))
@@ -229,11 +231,12 @@ def test_missing_version() -> None:
 
 def test_unsupported_version_is_a_decode_error() -> None:
     with pytest.raises(DecodeError):
-        decode(raw(doc(v=2)))
+        decode(raw(doc(v=1)))
 
 
 @pytest.mark.parametrize(
-    "field", ["slot", "xid", "commit_lsn", "commit_time", "prev_lsn", "resumed", "chunk", "last"]
+    "field",
+    ["slot", "xid", "commit_lsn", "commit_time", "copy", "after", "resumed", "chunk", "last"],
 )
 def test_missing_envelope_field(field: str) -> None:
     d = doc()
@@ -260,7 +263,10 @@ def test_missing_change_field(field: str) -> None:
     "replace",
     [
         {"commit_lsn": "not an lsn"},
-        {"prev_lsn": 17},
+        {"after": 17},
+        {"after": "garbage"},
+        {"after": "0/1:0/2"},
+        {"copy": "yes"},
         {"xid": "seven"},
         {"chunk": -1},
         {"changes": None},
@@ -307,3 +313,87 @@ def test_delete_without_old_key() -> None:
     delete = {k: v for k, v in DELETE.items() if k != "old_key"}
     with pytest.raises(DecodeError, match="delete without old_key"):
         decode(body([delete]))
+
+
+def test_a_new_slots_first_message_continues_from_nothing() -> None:
+    assert decode(body(after=None)).after is None
+
+
+def test_copy_message_ids_differ_from_transaction_ids() -> None:
+    assert message_id(COMMIT_LSN, 0, copy=True) == "16/B374D848c.0"
+    env = decode(body(copy=True))
+    assert env.copy is True
+    assert env.end == Position.end_of(COMMIT_LSN, copy=True)
+
+
+def test_ordinal_of_changes_of_one_record() -> None:
+    second = dict(INSERT, n=1)
+    env = decode(body([INSERT, second], last=False))
+    assert [c.ident for c in env.changes] == [(parse_lsn("16/B374D000"), i) for i in (0, 1)]
+    assert env.end == Position(COMMIT_LSN, False, (parse_lsn("16/B374D000"), 1))
+
+
+@pytest.mark.parametrize("n", [-1, "1", 1.5, None])
+def test_bad_ordinal(n: object) -> None:
+    with pytest.raises(DecodeError, match="whole number"):
+        decode(body([dict(INSERT, n=n)]))
+
+
+def test_a_chunk_that_is_not_the_last_must_carry_changes() -> None:
+    with pytest.raises(DecodeError, match="without changes"):
+        decode(body([], last=False))
+
+
+def test_changes_out_of_order_are_refused() -> None:
+    with pytest.raises(DecodeError, match="not in order"):
+        decode(body([DELETE, INSERT], last=False))
+
+
+def test_a_copys_truncate_carries_the_tables_shape() -> None:
+    shaped = dict(TRUNCATE, columns=["a", "b"], types=["integer", "text"], key=["a"])
+    change = decode(body([shaped])).changes[0]
+    assert (change.columns, change.types, change.key, change.values) == (
+        ["a", "b"],
+        ["integer", "text"],
+        ["a"],
+        [],
+    )
+
+
+def test_trimmed_drops_what_the_checkpoint_covers() -> None:
+    lsn = parse_lsn("16/B374D000")
+    changes = [dict(INSERT, lsn="16/B374D000", n=i) for i in range(4)]
+    env = decode(body(changes, last=False))
+    assert env.trimmed(Position(COMMIT_LSN, False, (lsn, 3))) is None
+    rest = env.trimmed(Position(COMMIT_LSN, False, (lsn, 1)))
+    assert rest is not None
+    assert [c.n for c in rest.changes] == [2, 3]
+    assert rest.after == Position(COMMIT_LSN, False, (lsn, 1))
+    assert env.trimmed(Position.end_of(COMMIT_LSN - 1)) is env
+    assert env.trimmed(Position.end_of(COMMIT_LSN)) is None
+    # The same commit LSN, but a copy: another transaction.
+    assert env.trimmed(Position(COMMIT_LSN, True, (lsn, 3))) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0/0", "16/B374D848", "16/B374D848c", "16/B374D848:16/B374D000.3", "1/2c:0/0.15000"],
+)
+def test_position_text_round_trip(text: str) -> None:
+    assert str(Position.parse(text)) == text
+
+
+@pytest.mark.parametrize("text", ["", "x", "0/1:", "0/1:0/2", "0/1:0/2.x", "0/1c:zz.1"])
+def test_bad_position_text(text: str) -> None:
+    with pytest.raises(DecodeError):
+        Position.parse(text)
+
+
+def test_positions_sort_in_stream_order() -> None:
+    a = Position(5, False, (1, 0))
+    b = Position(5, False, (1, 1))
+    c = Position(5, False, (2, 0))
+    end = Position.end_of(5)
+    copy_start = Position(5, True, (0, 0))  # a copy at 5 holds what committed up to 5
+    later = Position(6, False, (0, 0))
+    assert a < b < c < end < copy_start < Position.end_of(5, copy=True) < later

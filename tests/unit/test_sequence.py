@@ -2,43 +2,59 @@ from __future__ import annotations
 
 import random
 
-from applier.checkpoint import Checkpoint
 from applier.sequence import Sequencer, follows
-from shared.envelope import Envelope
+from shared.envelope import Change, Envelope
+from shared.lsn import format_lsn
+from shared.position import Position
+
+
+def change(lsn: int, n: int = 0) -> Change:
+    return Change(
+        "insert", format_lsn(lsn), "public", "t", ["id"], ["integer"], [lsn], ["id"], None, n
+    )
 
 
 def env(
-    lsn: int,
-    prev: int,
-    chunk: int = 0,
+    commit: int,
+    after: Position | None,
+    changes: list[tuple[int, int]],
+    *,
     last: bool = True,
+    copy: bool = False,
     resumed: bool = False,
-    n: int = 1,
-    first: int | None = None,
+    chunk: int = 0,
 ) -> Envelope:
-    """One change per chunk unless told otherwise."""
     return Envelope(
         slot="s",
         xid=1,
-        commit_lsn=lsn,
+        commit_lsn=commit,
         commit_time="",
-        prev_lsn=prev,
-        resumed=resumed,
+        copy=copy,
         chunk=chunk,
-        first=chunk if first is None else first,
         last=last,
-        changes=[f"c{i}" for i in range(n)],  # type: ignore[misc]
+        after=after,
+        resumed=resumed,
+        changes=[change(lsn, n) for lsn, n in changes],
     )
+
+
+def end(commit: int, copy: bool = False) -> Position:
+    return Position.end_of(commit, copy)
+
+
+def at(commit: int, lsn: int, n: int = 0, copy: bool = False) -> Position:
+    return Position(commit, copy, (lsn, n))
 
 
 # A session that resumed at 100 and published transactions 200, 300 (in 3 chunks), 400.
 STREAM = [
-    env(200, 100, resumed=True),
-    env(300, 200, 0, last=False),
-    env(300, 200, 1, last=False),
-    env(300, 200, 2, last=True),
-    env(400, 300),
+    env(200, end(100), [(150, 0)], resumed=True),
+    env(300, end(200), [(210, 0)], last=False),
+    env(300, at(300, 210), [(220, 0)], last=False, chunk=1),
+    env(300, at(300, 220), [(230, 0)], chunk=2),
+    env(400, end(300), [(310, 0)]),
 ]
+ORDER = ["200.0", "300.0", "300.1", "300.2", "400.0"]
 
 
 def released(seq: Sequencer[str], items: list[tuple[Envelope, str]]) -> tuple[list[str], list[str]]:
@@ -52,53 +68,53 @@ def released(seq: Sequencer[str], items: list[tuple[Envelope, str]]) -> tuple[li
     return out, dups
 
 
-def names() -> list[tuple[Envelope, str]]:
-    return [(e, f"{e.commit_lsn}.{e.chunk}") for e in STREAM]
+def names(stream: list[Envelope] = STREAM) -> list[tuple[Envelope, str]]:
+    return [(e, f"{e.commit_lsn}{'c' if e.copy else ''}.{e.chunk}") for e in stream]
 
 
 def test_in_order_is_released_at_once() -> None:
-    seq: Sequencer[str] = Sequencer(Checkpoint(100, 0, True))
+    seq: Sequencer[str] = Sequencer(end(100))
     out, dups = released(seq, names())
-    assert out == ["200.0", "300.0", "300.1", "300.2", "400.0"]
+    assert out == ORDER
     assert dups == [] and len(seq) == 0
-    assert seq.checkpoint == Checkpoint(400, 1, True)
+    assert seq.checkpoint == end(400)
 
 
 def test_any_arrival_order_is_released_in_source_order() -> None:
     for seed in range(50):
         items = names()
         random.Random(seed).shuffle(items)
-        seq: Sequencer[str] = Sequencer(Checkpoint(100, 0, True))
+        seq: Sequencer[str] = Sequencer(end(100))
         out, dups = released(seq, items)
-        assert out == ["200.0", "300.0", "300.1", "300.2", "400.0"], seed
+        assert out == ORDER, seed
         assert dups == []
 
 
 def test_duplicates_are_recognised_in_any_order() -> None:
-    seq: Sequencer[str] = Sequencer(Checkpoint(300, 2, False))  # chunks 0 and 1 applied
+    seq: Sequencer[str] = Sequencer(at(300, 220))  # chunks 0 and 1 of 300 applied
     out, dups = released(seq, list(reversed(names())))
     assert out == ["300.2", "400.0"]
     assert sorted(dups) == ["200.0", "300.0", "300.1"]
 
 
 def test_a_missing_message_holds_everything_after_it() -> None:
-    seq: Sequencer[str] = Sequencer(Checkpoint(100, 0, True))
+    seq: Sequencer[str] = Sequencer(end(100))
     items = [i for i in names() if i[1] != "300.1"]
     out, _ = released(seq, items)
     assert out == ["200.0", "300.0"]
     assert len(seq) == 2
-    assert "change 1 of" in seq.waiting_for()
+    assert seq.waiting_for() == f"position {at(300, 220)}"
     seq.add(STREAM[2], "300.1")
     ready, _ = seq.take()
     assert [n for _, n in ready] == ["300.1", "300.2", "400.0"]
 
 
 def test_resumed_message_waits_until_nothing_older_can_come() -> None:
-    # The slot resumed at 150, past the last message (100) the applier has: no message has
-    # commit LSN 150, so only "everything older was delivered" can release it.
+    # The slot resumed at 150, past the last message (100) the applier has: no message ends
+    # at 150, so only "everything older was delivered" can release it.
     settled = {"yes": False}
-    seq: Sequencer[str] = Sequencer(Checkpoint(100, 0, True), lambda _: settled["yes"])
-    seq.add(env(200, 150, resumed=True), "200")
+    seq: Sequencer[str] = Sequencer(end(100), lambda _: settled["yes"])
+    seq.add(env(200, end(150), [(160, 0)], resumed=True), "200")
     assert seq.take() == ([], [])
     settled["yes"] = True
     ready, _ = seq.take()
@@ -106,56 +122,171 @@ def test_resumed_message_waits_until_nothing_older_can_come() -> None:
 
 
 def test_resumed_message_after_an_older_one_still_to_apply() -> None:
-    seq: Sequencer[str] = Sequencer(Checkpoint(100, 0, True), lambda _: True)
-    seq.add(env(300, 250, resumed=True), "300")
-    seq.add(env(200, 100), "200")
+    seq: Sequencer[str] = Sequencer(end(100), lambda _: True)
+    seq.add(env(300, end(250), [(260, 0)], resumed=True), "300")
+    seq.add(env(200, end(100), [(150, 0)]), "200")
     ready, _ = seq.take()
     assert [n for _, n in ready] == ["200", "300"]
 
 
 def test_resumed_message_does_not_skip_the_rest_of_a_split_transaction() -> None:
-    seq: Sequencer[str] = Sequencer(Checkpoint(100, 1, False), lambda _: True)
-    seq.add(env(200, 150, resumed=True), "200")
+    # 100 was confirmed whole (the slot resumed past it), so its rest must be in the queue.
+    seq: Sequencer[str] = Sequencer(at(100, 50), lambda _: True)
+    seq.add(env(200, end(150), [(160, 0)], resumed=True), "200")
     assert seq.take() == ([], [])
 
 
-def test_nothing_applied_yet_takes_the_oldest_first() -> None:
+def test_an_empty_checkpoint_waits_for_the_first_messages_predecessor() -> None:
+    # Messages 2-5 redelivered before 1, nothing applied yet: nothing may pass before 1.
     seq: Sequencer[str] = Sequencer(None)
+    for e, n in names()[1:]:
+        seq.add(e, n)
+    assert seq.take() == ([], [])
+    seq.add(STREAM[0], "200.0")  # resumed, but everything older was not delivered yet
+    assert seq.take() == ([], [])
+
+
+def test_a_new_slots_first_message_needs_nothing_before_it() -> None:
+    first = env(200, None, [(150, 0)])
+    seq: Sequencer[str] = Sequencer(None)
+    out, _ = released(seq, [*names()[1:], (first, "200.0")])
+    assert out == ORDER
+
+
+def test_an_empty_checkpoint_releases_a_resumed_message_once_settled() -> None:
+    seq: Sequencer[str] = Sequencer(None, lambda _: True)
     for e, n in reversed(names()):
         seq.add(e, n)
     ready, _ = seq.take()
-    assert [n for _, n in ready] == ["200.0", "300.0", "300.1", "300.2", "400.0"]
+    assert [n for _, n in ready] == ORDER
 
 
 def test_reset_puts_released_messages_back() -> None:
-    seq: Sequencer[str] = Sequencer(Checkpoint(100, 0, True))
+    seq: Sequencer[str] = Sequencer(end(100))
     for e, n in names():
         seq.add(e, n)
     ready, _ = seq.take()
-    seq.reset(Checkpoint(300, 3, True), ready)
+    seq.reset(end(300), ready)
     again, dups = seq.take()
     assert [n for _, n in again] == ["400.0"]
     assert sorted(dups) == ["200.0", "300.0", "300.1", "300.2"]
 
 
 def test_follows() -> None:
-    assert follows(None, env(5, 1))
-    assert follows(Checkpoint(300, 1, False), env(300, 200, 1))
-    assert not follows(Checkpoint(300, 1, False), env(300, 200, 2))
-    assert not follows(Checkpoint(300, 2, True), env(300, 200, 2))
-    assert follows(Checkpoint(300, 3, True), env(400, 300))
-    assert not follows(Checkpoint(300, 2, False), env(400, 300))
-    assert not follows(Checkpoint(200, 1, True), env(400, 300))
+    assert follows(None, env(5, None, [(1, 0)]))
+    assert not follows(None, env(5, end(1), [(3, 0)]))
+    assert follows(at(300, 210), env(300, at(300, 210), [(220, 0)]))
+    assert follows(at(300, 220), env(300, at(300, 210), [(220, 0)]))  # overlap: trimmed
+    assert not follows(at(300, 210), env(300, at(300, 220), [(230, 0)]))
+    assert follows(end(300), env(400, end(300), [(310, 0)]))
+    assert not follows(at(300, 230), env(400, end(300), [(310, 0)]))
+    assert not follows(end(200), env(400, end(300), [(310, 0)]))
+
+
+# ---------------------------------------------------------------- copies
+
+# A copy at 500 in 3 chunks (tables a, a, b), then a transaction committed after it.
+COPY = [
+    env(500, end(400), [(0, 0), (0, 1)], copy=True, last=False),
+    env(500, at(500, 0, 1, copy=True), [(0, 2), (0, 3)], copy=True, last=False, chunk=1),
+    env(500, at(500, 0, 3, copy=True), [(0, 4)], copy=True, chunk=2),
+    env(600, end(500, copy=True), [(550, 0)]),
+]
+
+
+def test_a_late_copy_chunk_is_applied_before_what_follows_the_copy() -> None:
+    # Redelivered as chunk 0, the insert after the copy, then chunks 1-2 (as after a requeue).
+    items = names(COPY)
+    seq: Sequencer[str] = Sequencer(end(400))
+    out, dups = released(seq, [items[0], items[3], items[1], items[2]])
+    assert out == ["500c.0", "500c.1", "500c.2", "600.0"]
+    assert dups == []
+
+
+def test_a_copy_at_the_same_point_as_a_transaction_comes_after_it() -> None:
+    txn = env(500, end(400), [(450, 0)])
+    copy = env(500, end(500), [(0, 0)], copy=True)
+    seq: Sequencer[str] = Sequencer(end(400))
+    out, _ = released(seq, [(copy, "copy"), (txn, "txn")])
+    assert out == ["txn", "copy"]
+    assert seq.checkpoint == end(500, copy=True)
+
+
+def test_an_abandoned_copy_is_passed_by_the_next_session() -> None:
+    # The extractor stopped after chunk 0 of the copy at 500; the next session resumed at 400
+    # (the slot never moves past an unfinished copy), and copies again at 700.
+    seq: Sequencer[str] = Sequencer(end(400), lambda _: True)
+    seq.add(*names(COPY)[0])
+    seq.take()
+    assert seq.checkpoint == at(500, 0, 1, copy=True)
+    later = [
+        env(450, end(400), [(420, 0)], resumed=True),
+        env(650, end(450), [(620, 0)]),
+        env(700, end(650), [(0, 0)], copy=True),
+    ]
+    out, dups = released(seq, names(later))
+    assert dups == ["450.0"]  # before the copy at 500: covered by it
+    assert out == ["650.0", "700c.0"]
+
+
+def test_an_abandoned_initial_copy_is_passed_by_the_next_session() -> None:
+    # A new slot at 100 copied its tables at 100 and stopped; the next session resumes at 100.
+    seq: Sequencer[str] = Sequencer(None, lambda _: True)
+    seq.add(env(100, None, [(0, 0), (0, 1)], copy=True, last=False), "100c.0")
+    seq.take()
+    nxt = env(300, end(100), [(0, 0)], copy=True, resumed=True)
+    out, _ = released(seq, [(nxt, "300c.0")])
+    assert out == ["300c.0"]
+
+
+def test_a_copy_is_not_passed_by_a_message_of_its_own_session() -> None:
+    seq: Sequencer[str] = Sequencer(end(400), lambda _: True)
+    seq.add(*names(COPY)[0])
+    seq.take()
+    seq.add(*names(COPY)[3])
+    assert seq.take() == ([], [])
+
+
+# ---------------------------------------------------------------- trimming by identity
 
 
 def test_resent_with_other_chunk_boundaries() -> None:
     # Six changes, first sent in chunks of two; the applier has changes 0 and 1. After a
     # restart with other settings they come in chunks of three: the overlap is trimmed.
-    seq: Sequencer[str] = Sequencer(Checkpoint(300, 2, False))
-    seq.add(env(300, 200, chunk=0, last=False, n=3, first=0), "new0")
-    seq.add(env(300, 200, chunk=1, last=True, n=3, first=3), "new1")
+    lsns = [(310 + i, 0) for i in range(6)]
+    seq: Sequencer[str] = Sequencer(at(300, 311))
+    seq.add(env(300, end(200), lsns[:3], last=False), "new0")
+    seq.add(env(300, at(300, 312), lsns[3:], chunk=1), "new1")
     ready, dups = seq.take()
     assert dups == []
-    assert [(e.first, len(e.changes), n) for e, n in ready] == [(2, 1, "new0"), (3, 3, "new1")]
-    assert [str(c) for e, _ in ready for c in e.changes] == ["c2", "c0", "c1", "c2"]
-    assert seq.checkpoint == Checkpoint(300, 6, True)
+    assert [([c.ident[0] for c in e.changes], n) for e, n in ready] == [
+        ([312], "new0"),
+        ([313, 314, 315], "new1"),
+    ]
+    assert seq.checkpoint == end(300)
+
+
+def test_resent_with_a_narrower_filter() -> None:
+    # Changes 310..315 of tables a and b; the applier has everything up to 313. After a
+    # restart without table b, only a's changes come: those past 313 are applied, no more.
+    seq: Sequencer[str] = Sequencer(at(300, 313))
+    seq.add(env(300, end(200), [(310, 0), (312, 0), (314, 0)]), "a")
+    ready, _ = seq.take()
+    assert [[c.ident[0] for c in e.changes] for e, _ in ready] == [[314]]
+    assert seq.checkpoint == end(300)
+
+
+def test_resent_with_a_wider_filter() -> None:
+    # The applier has 310..313 of table a; a restart that also captures table b sends b's
+    # changes of the same transaction: only those past what is applied come through.
+    seq: Sequencer[str] = Sequencer(at(300, 313))
+    seq.add(env(300, end(200), [(310, 0), (311, 0), (313, 0), (314, 0), (315, 0)]), "ab")
+    ready, _ = seq.take()
+    assert [[c.ident[0] for c in e.changes] for e, _ in ready] == [[314, 315]]
+
+
+def test_changes_of_one_record_are_trimmed_by_their_ordinal() -> None:
+    seq: Sequencer[str] = Sequencer(at(300, 310, 2))
+    seq.add(env(300, end(200), [(310, i) for i in range(5)]), "copy-from")
+    ready, _ = seq.take()
+    assert [[c.n for c in e.changes] for e, _ in ready] == [[3, 4]]

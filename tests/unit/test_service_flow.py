@@ -8,7 +8,6 @@ import threading
 import pytest
 
 from applier.apply import BatchResult, CheckpointMoved, Prepared
-from applier.checkpoint import Checkpoint
 from applier.consumer import Delivery
 from applier.inflight import InFlight
 from applier.plan import Plan
@@ -17,12 +16,13 @@ from devstack.system import wait_until
 from shared.config import APPLIER_NEEDS, load_config
 from shared.envelope import Change, Envelope
 from shared.errors import CdcError, RowRejected, TargetUnavailable
+from shared.position import Position
 
 
 def env(lsn: int, prev: int) -> Envelope:
     return Envelope(
-        slot="s", xid=lsn, commit_lsn=lsn, commit_time="", prev_lsn=prev, resumed=False,
-        chunk=0, first=0, last=True,
+        slot="s", xid=lsn, commit_lsn=lsn, commit_time="", copy=False, chunk=0, last=True,
+        after=Position.end_of(prev) if prev else None, resumed=False,
         changes=[Change("insert", "0/1", "public", "t", ["id"], ["integer"], [lsn], ["id"], None)],
     )  # fmt: skip
 
@@ -31,7 +31,7 @@ class FakeTarget:
     """Applier's contract: all or nothing, refused if the checkpoint is not ``expect``."""
 
     def __init__(self) -> None:
-        self.checkpoint_row: Checkpoint | None = None
+        self.checkpoint_row: Position | None = None
         self.applied: list[int] = []
         self.poison: set[int] = set()
         self.transient = 0
@@ -41,7 +41,7 @@ class FakeTarget:
         self.prepare_fails = False
 
     def apply(
-        self, batch: list[Envelope], expect: Checkpoint | None, *, replay: bool = False
+        self, batch: list[Envelope], expect: Position | None, *, replay: bool = False
     ) -> BatchResult:
         if self.gate is not None:
             assert self.gate.wait(10)
@@ -53,7 +53,7 @@ class FakeTarget:
         if any(e.xid in self.poison for e in batch):
             raise RowRejected("a row MariaDB refuses")
         self.applied += [e.commit_lsn for e in batch]
-        self.checkpoint_row = Checkpoint.after(batch[-1])
+        self.checkpoint_row = batch[-1].end
         return BatchResult(applied=len(batch), checkpoint=self.checkpoint_row)
 
     def prepare(self, batch: list[Envelope]) -> Prepared:
@@ -63,17 +63,17 @@ class FakeTarget:
         return Prepared(batch, {}, Plan([], {}))
 
     def execute(
-        self, prepared: Prepared, expect: Checkpoint | None, *, replay: bool = False
+        self, prepared: Prepared, expect: Position | None, *, replay: bool = False
     ) -> BatchResult:
         self.executed += len(prepared.batch)
         return self.apply(prepared.batch, expect, replay=replay)
 
-    def skip(self, e: Envelope, expect: Checkpoint | None) -> None:
+    def skip(self, e: Envelope, expect: Position | None) -> None:
         if self.checkpoint_row != expect:
             raise CheckpointMoved(self.checkpoint_row)
-        self.checkpoint_row = Checkpoint.after(e)
+        self.checkpoint_row = e.end
 
-    def checkpoint(self) -> Checkpoint | None:
+    def checkpoint(self) -> Position | None:
         return self.checkpoint_row
 
 
@@ -150,7 +150,7 @@ def test_batches_apply_in_order_and_are_acked_after_their_commit(
     assert service._finish([])
     assert target.applied == [100, 200, 300]
     assert broker.acked == [1, 2, 3]
-    assert target.checkpoint_row == Checkpoint(300, 1, True)
+    assert target.checkpoint_row == Position.end_of(300)
 
 
 def test_no_ack_while_the_batch_is_in_flight(service: ApplierService) -> None:
@@ -169,11 +169,11 @@ def test_checkpoint_moved_ahead_applies_nothing_stale(service: ApplierService) -
     # Another applier applied up to 300 meanwhile: nothing released on the old assumption
     # may be applied (that would write old rows and move the checkpoint back).
     target, broker = fakes(service)
-    target.checkpoint_row = Checkpoint(300, 1, True)
+    target.checkpoint_row = Position.end_of(300)
     hold(service, 100, 200, 300)
     settle(service)
     assert target.applied == []
-    assert target.checkpoint_row == Checkpoint(300, 1, True)
+    assert target.checkpoint_row == Position.end_of(300)
     settle(service)  # ordered again from the checkpoint: all three are duplicates
     assert sorted(broker.acked) == [1, 2, 3]
     assert target.applied == []
@@ -181,13 +181,13 @@ def test_checkpoint_moved_ahead_applies_nothing_stale(service: ApplierService) -
 
 def test_checkpoint_moved_partway_resumes_after_it(service: ApplierService) -> None:
     target, broker = fakes(service)
-    target.checkpoint_row = Checkpoint(100, 1, True)
+    target.checkpoint_row = Position.end_of(100)
     hold(service, 100, 200, 300)
     settle(service)
     settle(service)
     assert target.applied == [200, 300]
     assert sorted(broker.acked) == [1, 2, 3]
-    assert target.checkpoint_row == Checkpoint(300, 1, True)
+    assert target.checkpoint_row == Position.end_of(300)
 
 
 def test_poison_is_parked_and_the_rest_applied_in_order(service: ApplierService) -> None:
@@ -198,7 +198,7 @@ def test_poison_is_parked_and_the_rest_applied_in_order(service: ApplierService)
     assert target.applied == [100, 300]
     assert broker.parked == [2]
     assert sorted(broker.acked) == [1, 2, 3]
-    assert target.checkpoint_row == Checkpoint(300, 1, True)
+    assert target.checkpoint_row == Position.end_of(300)
 
 
 def test_poison_in_a_batch_of_many_finds_the_culprit(service: ApplierService) -> None:
@@ -209,7 +209,7 @@ def test_poison_in_a_batch_of_many_finds_the_culprit(service: ApplierService) ->
     settle(service)
     assert target.applied == [100, 300]
     assert broker.parked == [2]
-    assert target.checkpoint_row == Checkpoint(300, 1, True)
+    assert target.checkpoint_row == Position.end_of(300)
 
 
 def test_transient_fault_in_flight_is_retried_here(service: ApplierService) -> None:

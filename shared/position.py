@@ -1,0 +1,73 @@
+"""A place in the stream of changes: which transaction, and how far into it.
+
+Every change the pipeline carries has a position: the commit LSN of its transaction, then the
+change's own identity inside it, ``(lsn, n)``: the LSN of its WAL record and its ordinal among
+the captured changes of that record (a multi-row insert of COPY writes one record for many
+rows). The identity does not depend on how the transaction was cut into messages, on the table
+filter or on excluded columns, so a transaction sent again after a restart with other settings
+is trimmed to exactly what is new.
+
+A copy of tables (initial snapshot, catch-up, backfill) is one more transaction, placed at the
+stream point its snapshot shows the data as of; its position sorts after every transaction
+committed at that point (``copy=True``), and its rows are numbered ``(0, n)``.
+
+Text form (logs, AMQP headers, the envelope): ``0/196D868`` (all of that transaction),
+``0/196D868c`` (all of that copy), ``0/196D868:0/196D980.3`` (that transaction up to and
+including the change 0/196D980, ordinal 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.errors import DecodeError
+from shared.lsn import format_lsn, parse_lsn
+
+# Past every change of a transaction: the transaction is complete.
+END = (2**64, 0)
+START = (0, 0)
+
+Ident = tuple[int, int]
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Position:
+    commit_lsn: int
+    copy: bool
+    change: Ident = END
+
+    @property
+    def complete(self) -> bool:
+        return self.change == END
+
+    @classmethod
+    def end_of(cls, commit_lsn: int, copy: bool = False) -> Position:
+        return cls(commit_lsn, copy, END)
+
+    def same_transaction(self, commit_lsn: int, copy: bool) -> bool:
+        return self.commit_lsn == commit_lsn and self.copy == copy
+
+    def __str__(self) -> str:
+        text = format_lsn(self.commit_lsn) + ("c" if self.copy else "")
+        if self.complete:
+            return text
+        lsn, n = self.change
+        return f"{text}:{format_lsn(lsn)}.{n}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        """The text form back; DecodeError if it is not one."""
+        head, sep, tail = text.partition(":")
+        copy = head.endswith("c")
+        commit = parse_lsn(head[:-1] if copy else head)
+        if not sep:
+            return cls(commit, copy, END)
+        lsn, dot, n = tail.partition(".")
+        if not dot or not n.isdigit():
+            raise DecodeError(f"not a position: {text!r}")
+        return cls(commit, copy, (parse_lsn(lsn), int(n)))
+
+
+def optional(text: str | None) -> Position | None:
+    """``None`` stays None (nothing comes before a new slot's first message)."""
+    return None if text is None else Position.parse(text)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from extractor import slot_admin
+from extractor.partitions import refuse_partitions
 from extractor.service import ExtractorService
 from extractor.snapshot import request_backfill
 from shared.cli import EXIT_OK, fatal, load_or_exit, on_stop_signals, tune_gc
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                     "not captured (see source.tables / source.exclude_tables): "
                     + ", ".join(str(t) for t in not_captured)
                 )
+            refuse_partitions(cfg.source, list(tables), "backfill")
             lsn = request_backfill(cfg.source, list(tables))
         except CdcError as e:
             print(f"{PROG}: {e}", file=sys.stderr)

@@ -30,6 +30,12 @@ class ExtractorMetrics:
             "WAL the slot keeps: current WAL LSN minus the slot's confirmed flush LSN (sampled)",
             registry=r,
         )
+        self.unidentified_tables = Gauge(
+            "cdc_extractor_unidentified_tables",
+            "Captured tables whose updates and deletes PostgreSQL cannot identify (checked"
+            " every 30 s)",
+            registry=r,
+        )
         self.reconnects = Counter(
             "cdc_extractor_reconnects", "Sessions started again after a fault", registry=r
         )

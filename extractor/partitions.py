@@ -39,13 +39,13 @@ from shared.tables import TableFilter, TableRef
 
 log = logging.getLogger(__name__)
 
-# Every table of the database with the root it belongs to (itself unless it is a partition),
-# its kind, and for a partitioned root its primary key. Partitions are followed through
-# pg_inherits, which takes no lock (pg_partition_tree would).
+# Every table (and materialized view) of the database with the root it belongs to (itself
+# unless it is a partition), its kind, and for a partitioned root its primary key. Partitions
+# are followed through pg_inherits, which takes no lock (pg_partition_tree would).
 _LAYOUT_SQL = """
 WITH RECURSIVE tree(root, rel) AS (
     SELECT c.oid, c.oid FROM pg_class c
-     WHERE c.relkind IN ('r', 'p', 'f') AND NOT c.relispartition
+     WHERE c.relkind IN ('r', 'p', 'f', 'm') AND NOT c.relispartition
     UNION ALL
     SELECT t.root, i.inhrelid FROM tree t
       JOIN pg_inherits i ON i.inhparent = t.rel
@@ -84,19 +84,21 @@ def load_layout(conn: Any) -> Layout:
     with conn.cursor() as cur:
         cur.execute(_LAYOUT_SQL)
         found = cur.fetchall()
-    layout = Layout()
+    roots: dict[TableRef, list[str]] = {}
+    partitions: dict[TableRef, TableRef] = {}
+    leaves: dict[TableRef, str] = {}
     tables: set[TableRef] = set()
     for schema, name, kind, root_schema, root_name, key in found:
         ref, root = TableRef(schema, name), TableRef(root_schema, root_name)
         if ref == root:
             tables.add(ref)
             if kind == "p":
-                layout.roots[ref] = list(key or [])
-            continue
-        layout.partitions[ref] = root
-        if kind != "p":
-            layout.leaves[ref] = kind
-    return Layout(layout.roots, layout.partitions, layout.leaves, frozenset(tables))
+                roots[ref] = list(key or [])
+        else:
+            partitions[ref] = root
+            if kind != "p":
+                leaves[ref] = kind
+    return Layout(roots, partitions, leaves, frozenset(tables))
 
 
 def refuse_partition_names(capture: TableFilter, layout: Layout) -> None:

@@ -67,13 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill":
         try:
             tables = parse_table_list(",".join(args.tables), "backfill")
+            refuse_partitions(cfg.source, list(tables), "backfill")
             not_captured = [t for t in tables if not cfg.source.capture.captures(t)]
             if not_captured:
                 raise ConfigError(
                     "not captured (see source.tables / source.exclude_tables): "
                     + ", ".join(str(t) for t in not_captured)
                 )
-            refuse_partitions(cfg.source, list(tables), "backfill")
             lsn = request_backfill(cfg.source, list(tables))
         except CdcError as e:
             print(f"{PROG}: {e}", file=sys.stderr)

@@ -157,6 +157,9 @@ def test_a_filter_naming_a_partition_is_refused(pipeline: Pipeline) -> None:
     extractor = pipeline.start("extractor", CDC_TABLES="public.events_mid_a")
     assert extractor.popen.wait(timeout=60) == 1
     assert "public.events_mid_a is a partition of public.events" in extractor.output()
+    proc = backfill(pipeline, "public.events_mid_a")
+    assert proc.returncode == 2
+    assert "backfill: public.events_mid_a is a partition of public.events" in proc.stderr
 
 
 def _identity_errors(extractor: Proc, *tables: str) -> None:

@@ -147,16 +147,17 @@ def _why(
 
 
 class CatalogWatch:
-    """The catalog checks of one extractor session (see the module's docstring)."""
+    """The catalog checks of one extractor session (see the module's docstring); what was
+    reported is remembered across the sessions of the process (in its metrics)."""
 
     def __init__(self, cfg: SourceConfig, metrics: ExtractorMetrics) -> None:
         self._cfg = cfg
         self._gauge = metrics.unidentified_tables
+        self._reported = metrics.identity_reported
         self.partitions = Partitions(cfg, self._connect)
         # Whether a captured table was partitioned at start: wal2json then does not filter
         # by table name (replication.py), since partitions have names of their own.
         self.partitioned = False
-        self._problems: dict[tuple[TableRef, TableRef], Unidentified] = {}
 
     def _connect(self) -> Any:
         params = connect_kwargs(self._cfg)
@@ -212,20 +213,22 @@ class CatalogWatch:
             raise SourceUnavailable(f"captured table {became[0]} is partitioned")
 
     def _report(self, problems: list[Unidentified], tables: list[TableRef], layout: Layout) -> None:
+        """Log what changed since this process last reported (at its start: everything)."""
         now = {(p.table, p.relation): p for p in problems}
         for key, p in now.items():
-            if self._problems.get(key) != p:
+            if self._reported.get(key) != (p.reason, p.fix):
                 log.error("table_without_identity %s: %s; fix: %s", p.where(), p.reason, p.fix)
         captured = set(tables)
-        for key, p in self._problems.items():
-            still_there = p.relation == p.table or layout.partitions.get(p.relation) == p.table
-            if key not in now and p.table in captured and still_there:
+        for table, relation in self._reported:
+            still_there = relation == table or layout.partitions.get(relation) == table
+            if (table, relation) not in now and table in captured and still_there:
                 log.warning(
-                    "table_identified %s: PostgreSQL identifies its rows again; updates and "
-                    "deletes made before are missing in the target; fix: "
+                    "table_identified %s: PostgreSQL identifies its rows again; the updates and "
+                    "deletes made while it could not are missing in the target; fix: "
                     "python -m extractor backfill %s",
-                    p.where(),
-                    p.table,
+                    Unidentified(table, relation, "", "").where(),
+                    table,
                 )
-        self._problems = now
+        self._reported.clear()
+        self._reported.update((key, (p.reason, p.fix)) for key, p in now.items())
         self._gauge.set(len({p.table for p in problems}))

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from extractor.catalog import _Identity, _why
+from extractor.catalog import CatalogWatch, _Identity, _why
 from extractor.filtering import keep_change
+from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Layout, Partitions, load_layout, refuse_partition_names
 from extractor.replication import wal2json_options
 from extractor.snapshot import BACKFILL_PREFIX
@@ -51,7 +52,12 @@ class FakeCursor:
 
     def execute(self, query: str, params: Any = None) -> None:
         self._conn.executed.append((query, params))
-        self._rows = list(self._conn.rows) if "RECURSIVE" in query else [(False,)]
+        if "RECURSIVE" in query:
+            self._rows = list(self._conn.rows)
+        elif "relreplident" in query:
+            self._rows = list(self._conn.identities)
+        else:
+            self._rows = [(False,)]
 
     def fetchall(self) -> list[Any]:
         return self._rows
@@ -61,8 +67,9 @@ class FakeCursor:
 
 
 class FakeConn:
-    def __init__(self, rows: list[Any]) -> None:
+    def __init__(self, rows: list[Any], identities: list[Any] | None = None) -> None:
         self.rows = rows
+        self.identities = identities or []
         self.executed: list[tuple[str, Any]] = []
 
     def cursor(self) -> FakeCursor:
@@ -260,3 +267,26 @@ def test_why_postgres_cannot_identify_rows(
 
 def test_an_empty_layout_knows_nothing() -> None:
     assert not Layout().knows(M)
+
+
+def test_each_identity_problem_is_named_once_per_process(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = ExtractorMetrics()
+    plain = TableRef("public", "plain")
+    nothing = [("public", "plain", "r", "n", True, True, True, False)]
+    tables = [plain, M]
+    gauge = metrics.registry.get_sample_value
+
+    CatalogWatch(source(), metrics).start(FakeConn(ROWS, nothing), tables)
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert "table_without_identity table=public.plain: REPLICA IDENTITY NOTHING" in caplog.text
+    assert gauge("cdc_extractor_unidentified_tables") == 1
+    caplog.clear()
+    # A new session of the same process (a reconnect, a standby's next try): said already.
+    CatalogWatch(source(), metrics).start(FakeConn(ROWS, nothing), tables)
+    assert caplog.records == []
+    # Given back: said once, with the fix for what was lost meanwhile.
+    CatalogWatch(source(), metrics).start(FakeConn(ROWS, []), tables)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "table_identified table=public.plain" in caplog.text
+    assert "python -m extractor backfill public.plain" in caplog.text
+    assert gauge("cdc_extractor_unidentified_tables") == 0

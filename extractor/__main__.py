@@ -6,6 +6,7 @@ import json
 import sys
 
 from extractor import slot_admin
+from extractor.partitions import refuse_partitions
 from extractor.service import ExtractorService
 from extractor.snapshot import request_backfill
 from shared import cli
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill":
         try:
             tables = parse_table_list(",".join(args.tables), "backfill")
+            refuse_partitions(cfg.source, list(tables), "backfill")
             not_captured = [t for t in tables if not cfg.source.capture.captures(t)]
             if not_captured:
                 raise ConfigError(

@@ -1,21 +1,35 @@
 """The table and column filter, applied to each change before it is published.
 
 wal2json filters what it can itself (exact names, ``schema.*``); this applies the whole filter
-(any wildcard, excluded tables, excluded columns) exactly, whatever wal2json let through.
+(any wildcard, excluded tables, excluded columns) exactly, whatever wal2json let through. A
+change reported under a partition is its root's change (partitions.py): the filter, and the
+excluded columns, are the root's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from extractor.partitions import Partitions
+from shared.envelope import TRUNCATE
 from shared.tables import TableFilter, TableRef
 
 
-def keep_change(change: dict[str, Any], capture: TableFilter) -> dict[str, Any] | None:
+def keep_change(
+    change: dict[str, Any], capture: TableFilter, partitions: Partitions
+) -> dict[str, Any] | None:
     """The change as it should travel, or None if its table is not captured."""
-    ref = TableRef(change["schema"], change["table"])
-    if not capture.captures(ref):
-        return None
+    root = partitions.root_of(change["schema"], change["table"])
+    if root is None:
+        ref = TableRef(change["schema"], change["table"])
+        if not capture.captures(ref):
+            return None
+        if change["op"] == TRUNCATE:
+            partitions.truncating(ref, change["lsn"])
+    else:
+        if not capture.captures(root) or not partitions.as_root(change, root):
+            return None
+        ref = root
     if capture.exclude_columns:
         key = change.get("key") or []
         if "columns" in change:

@@ -7,6 +7,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shared.observe import LATENCY_BUCKETS
+from shared.tables import TableRef
 
 
 class ExtractorMetrics:
@@ -30,6 +31,12 @@ class ExtractorMetrics:
             "WAL the slot keeps: current WAL LSN minus the slot's confirmed flush LSN (sampled)",
             registry=r,
         )
+        self.unidentified_tables = Gauge(
+            "cdc_extractor_unidentified_tables",
+            "Captured tables whose updates and deletes PostgreSQL cannot identify (checked"
+            " every 30 s)",
+            registry=r,
+        )
         self.reconnects = Counter(
             "cdc_extractor_reconnects", "Sessions started again after a fault", registry=r
         )
@@ -38,6 +45,9 @@ class ExtractorMetrics:
             "Rows read by table copies (snapshot, backfill)",
             registry=r,
         )
+        # What the catalog check last reported (catalog.py), kept across sessions so that a
+        # session started again (a reconnect, a standby's next try) does not repeat it.
+        self.identity_reported: dict[tuple[TableRef, TableRef], tuple[str, str]] = {}
         self._last_commit_seen = 0.0
         since = Gauge(
             "cdc_extractor_seconds_since_last_commit",

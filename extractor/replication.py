@@ -44,8 +44,12 @@ class SlotInfo:
     active: bool
 
 
-def wal2json_options(capture: TableFilter) -> dict[str, str]:
-    """The plugin options of every session (see docs and the golden fixtures in tests/)."""
+def wal2json_options(capture: TableFilter, partitioned: bool = False) -> dict[str, str]:
+    """The plugin options of every session (see docs and the golden fixtures in tests/).
+
+    wal2json filters by the table names it reports, and it reports a partitioned table's
+    changes under each partition's name: while a captured table is partitioned, it must not
+    filter (the extractor filters exactly anyway)."""
     options = {
         "format-version": "2",
         "include-xids": "1",
@@ -56,7 +60,8 @@ def wal2json_options(capture: TableFilter) -> dict[str, str]:
         "include-timestamp": "1",
         "include-transaction": "1",
     }
-    options.update(capture.wal2json_options())
+    if not partitioned:
+        options.update(capture.wal2json_options())
     return options
 
 
@@ -85,6 +90,7 @@ class ReplicationSource:
         self.created = False  # this session made the slot
         self.numeric_as_string = False
         self.wal_sender_timeout = 0.0
+        self.partitioned = False  # a captured table is partitioned: see wal2json_options
 
     # ------------------------------------------------------------------ set-up
 
@@ -218,7 +224,7 @@ class ReplicationSource:
         return connect(self._cfg)
 
     def _start(self) -> None:
-        options = wal2json_options(self._cfg.capture)
+        options = wal2json_options(self._cfg.capture, self.partitioned)
         try:
             self._cursor.start_replication(
                 slot_name=self._cfg.slot,

@@ -35,7 +35,7 @@ from shared.config import SourceConfig
 from shared.envelope import INSERT, TRUNCATE
 from shared.errors import CdcError, SetupError, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
-from shared.postgres import connect, connect_kwargs
+from shared.postgres import connect, connect_kwargs, rows_of
 from shared.tables import TableFilter, TableRef
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class Copier(threading.Thread):
         self._put(Rows(table, [truncate], 0))
         query = sql.SQL("SELECT {} FROM {}").format(
             sql.SQL(", ").join(sql.Identifier(n) for n in names),
-            sql.Identifier(table.schema, table.table),
+            rows_of(conn, table),
         )
         rows = 0
         started = reported = time.monotonic()

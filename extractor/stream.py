@@ -21,7 +21,7 @@ import pika.exceptions
 from pika.adapters.select_connection import IOLoop, PollEvents
 
 from extractor.assemble import Assembler, Outgoing
-from extractor.catalog import warn_unidentified
+from extractor.catalog import CHECK_SECONDS, CatalogWatch
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
 from extractor.decode import Begin, Commit, LogicalMessage, RowChange, decode_record
@@ -84,6 +84,7 @@ class StreamSession:
         self._last_turn = time.monotonic()
         self._feedback_interval = cfg.source.feedback_interval
         self._copies = Copies(cfg.source, self, set())
+        self._catalog = CatalogWatch(cfg.source, self._metrics)
         self.streaming = False
         self.transactions = 0
         self.messages = 0
@@ -165,7 +166,8 @@ class StreamSession:
             exported = self._source.open(export_snapshot=copying)
             with closing(self._source.catalog()) as conn:
                 tables = captured_tables(conn, src.capture)
-                warn_unidentified(conn, tables)
+                self._catalog.start(conn, tables)
+            self._source.partitioned = self._catalog.partitioned
         except CdcError as e:
             self._fail(e)
             return
@@ -197,6 +199,7 @@ class StreamSession:
         if src.heartbeat_interval:
             self._later("beat", src.heartbeat_interval, self._beat)
         self._later("lag", 0, self._sample_lag)
+        self._later("catalog", CHECK_SECONDS, self._check_catalog)
 
     def _start_streaming(self) -> bool:
         try:
@@ -318,7 +321,7 @@ class StreamSession:
         assert self._assembler is not None and self._tracker is not None
         record = decode_record(msg.payload)
         if isinstance(record, RowChange):
-            change = keep_change(record.change, self._cfg.source.capture)
+            change = keep_change(record.change, self._cfg.source.capture, self._catalog.partitions)
             if change is None:
                 return
             out = self._assembler.add(change, record.size)
@@ -441,6 +444,17 @@ class StreamSession:
             log.debug("slot_lag_failed error=%s", e)
         self._last_turn = time.monotonic()
         self._later("lag", _LAG_SECONDS, self._sample_lag)
+
+    def _check_catalog(self) -> None:
+        """Identities and partitions that changed while running (catalog.py)."""
+        if self._failure is not None or self._done:
+            return
+        try:
+            self._catalog.check()
+        except CdcError as e:
+            self._fail(e)
+            return
+        self._later("catalog", CHECK_SECONDS, self._check_catalog)
 
     def _send_feedback(self) -> None:
         if self._tracker is None or not self.streaming or self._failure is not None:

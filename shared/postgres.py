@@ -12,6 +12,7 @@ from typing import Any
 import psycopg2
 import psycopg2.errorcodes
 import psycopg2.extensions
+from psycopg2 import sql
 
 from shared.config import SourceConfig
 from shared.errors import SetupError, SourceUnavailable
@@ -117,7 +118,11 @@ def first_line(e: BaseException) -> str:
 
 
 def captured_tables(conn: Any, capture: TableFilter) -> list[TableRef]:
-    """The ordinary tables of the database that the filter captures, in a stable order."""
+    """The tables of the database that the filter captures, in a stable order.
+
+    A partitioned table is captured as one table, its root: partitions (leaves and
+    intermediate ones) are never listed, their rows belong to the root. Inheritance children
+    are tables of their own, listed like any other."""
     with conn.cursor() as cur:
         cur.execute(
             "SELECT n.nspname, c.relname FROM pg_class c"
@@ -129,3 +134,20 @@ def captured_tables(conn: Any, capture: TableFilter) -> list[TableRef]:
         )
         refs = [TableRef(s, t) for s, t in cur.fetchall()]
     return [r for r in refs if capture.captures(r)]
+
+
+def rows_of(conn: Any, ref: TableRef) -> sql.Composable:
+    """What a query reading a captured table's rows selects FROM: a partitioned root with all
+    its partitions; any other table ONLY itself, as an inheritance parent's children are
+    captured tables of their own and must not be read twice."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s",
+            (ref.schema, ref.table),
+        )
+        row = cur.fetchone()
+    name = sql.Identifier(ref.schema, ref.table)
+    if row is not None and row[0] == "p":
+        return name
+    return sql.SQL("ONLY {}").format(name)

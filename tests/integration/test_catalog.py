@@ -7,9 +7,9 @@ import psycopg2
 
 from extractor.catalog import find_unidentified
 from extractor.partitions import load_layout
+from harness.pipeline import Pipeline
 from shared.postgres import captured_tables, rows_of
 from shared.tables import TableFilter, TableRef
-from tests.support.pipeline import Pipeline
 
 
 def ref(name: str) -> TableRef:

@@ -51,7 +51,7 @@ def verify(pipeline: Pipeline, *args: str, **env: str) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def by_table(stdout: str) -> dict[str, dict[str, object]]:
+def by_table(stdout: str) -> dict[str, dict[str, Any]]:
     docs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     return {str(d["source"]): d for d in docs}
 
@@ -496,7 +496,7 @@ def test_keys_of_every_stored_type_are_cut_and_matched_alike_in_both_databases(
 # The same keys, each domain table twice: once stored as the base type (a DATETIME for a
 # timestamptz, ...), once as PostgreSQL's text of the value (as a target column widened to text
 # holds it), both filled by hand.
-STORED = {
+STORED: dict[str, tuple[str, Callable[[str], Any]]] = {
     # domain table: (native target column type, converter of PostgreSQL's text to it)
     "d_int": ("int", int),
     "d_dint": ("int", int),

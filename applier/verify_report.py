@@ -64,7 +64,8 @@ def run(
     differing = [r for r in results if r.differing]
     failed = [r for r in results if r.error is not None]
     if not as_json:
-        tables = f"{len(results)} table{'s' if len(results) != 1 else ''}"
+        verified = len(results) - len(failed)
+        tables = f"{verified} table{'s' if verified != 1 else ''}"
         summary = f"{tables} verified, {len(differing)} with differences"
         print(summary + (f", {len(failed)} not verified" if failed else ""))
     if failed:

@@ -294,11 +294,16 @@ def compare_rows(source: list[Row], target: list[Row], key_index: list[int]) -> 
         extra = list((dst - src).elements())
         return Difference(sorted(missing, key=repr), sorted(extra, key=repr), [])
     by_src = {tuple(r[i] for i in key_index): r for r in source}
-    by_dst = {tuple(r[i] for i in key_index): r for r in target}
+    by_dst: dict[Row, Row] = {}
+    doubled = []  # a key the target holds twice (a target table without the primary key)
+    for r in target:
+        k = tuple(r[i] for i in key_index)
+        if k in by_dst:
+            doubled.append(r)
+        else:
+            by_dst[k] = r
     missing = [by_src[k] for k in by_src.keys() - by_dst.keys()]
-    extra = [by_dst[k] for k in by_dst.keys() - by_src.keys()]
-    if len(by_dst) != len(target):
-        extra.append(("duplicate keys in target",))
+    extra = [by_dst[k] for k in by_dst.keys() - by_src.keys()] + doubled
     different = [
         (by_src[k], by_dst[k]) for k in by_src.keys() & by_dst.keys() if by_src[k] != by_dst[k]
     ]

@@ -303,9 +303,7 @@ class Verifier:
         out.target_rows += len(target)
         keyed = key_index or list(range(len(table.columns)))
         out.missing += [tuple(r[i] for i in keyed) for r in diff.missing]
-        out.extra += [
-            tuple(r[i] for i in keyed) for r in diff.extra if len(r) == len(table.columns)
-        ]
+        out.extra += [tuple(r[i] for i in keyed) for r in diff.extra]
         out.different += _in_order([tuple(s[i] for i in keyed) for s, _ in diff.different])
 
     def _source_sums(self, table: _Table, lo: Key | None, hi: Key | None) -> tuple[int, int]:

@@ -648,6 +648,8 @@ def test_empty_tables_nulls_missing_tables_and_columns(pipeline: Pipeline) -> No
         "INSERT INTO short VALUES (1, 'a', 'b')",
         "CREATE TABLE lonely (id int PRIMARY KEY)",
         "INSERT INTO lonely VALUES (1)",
+        "CREATE TABLE doubled (id int PRIMARY KEY, v text)",
+        "INSERT INTO doubled VALUES (1, 'a'), (2, 'b')",
         "CREATE SCHEMA elsewhere",
         "CREATE TABLE elsewhere.t (id int PRIMARY KEY)",
         "INSERT INTO elsewhere.t VALUES (1)",
@@ -667,6 +669,9 @@ def test_empty_tables_nulls_missing_tables_and_columns(pipeline: Pipeline) -> No
         "INSERT INTO keyless VALUES (NULL, NULL), (NULL, NULL), (1, NULL), (NULL, ''), (1, 'x')",
         "CREATE TABLE short (id int PRIMARY KEY, v longtext)",
         "INSERT INTO short VALUES (1, 'a')",
+        # A target table without the primary key, holding one row twice.
+        "CREATE TABLE doubled (id int, v longtext)",
+        "INSERT INTO doubled VALUES (1, 'a'), (2, 'b'), (2, 'b')",
     )
     env = {"CDC_TARGET_SCHEMAS": f"elsewhere={other}"}
     code, out, err = verify(pipeline, "--json", "--chunk-rows", "2", "--rechecks", "0", **env)
@@ -679,6 +684,7 @@ def test_empty_tables_nulls_missing_tables_and_columns(pipeline: Pipeline) -> No
     assert results["public.keyless"]["equal"], results["public.keyless"]
     assert results["public.short"]["note"] == "columns missing in the target: w"
     assert results["public.lonely"]["note"] == "missing in the target"
+    assert results["public.doubled"]["extra"] == ["2"], results["public.doubled"]
     assert results["elsewhere.t"]["note"] == "missing in the target"
     assert results["elsewhere.t"]["target"] == f"{other}.t"
 

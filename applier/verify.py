@@ -2,20 +2,15 @@
 
 Each table is cut into chunks of its primary key, in an order both databases share
 (applier/checksums.py). For every chunk each database counts the rows and sums a 60-bit
-prefix of the MD5 of each row's canonical text, computed by the database itself, so only two
-numbers per chunk travel. Only a chunk whose numbers differ is read row by row
-(applier/compare.py, exact per type) to name the rows that differ; as the pipeline may be
-applying that chunk right now, such a chunk is checked again a few times before its rows are
-reported.
-
-Each column is compared by how the target stores it (applier/verify_columns.py). Its
-canonical text is the same in both databases except for real and double: PostgreSQL and
-MariaDB print a double differently (1e-05 and 0.00001), so those columns are compared by value
-for every chunk, beside the checksum.
+prefix of the MD5 of each row's canonical text, so only two numbers per chunk travel. Only a
+chunk whose numbers differ is read row by row (applier/compare.py) to name the rows that
+differ, after being checked again a few times (the pipeline may be applying it). Each column
+is compared by how the target stores it (applier/verify_columns.py); real and double have no
+common text (1e-05 and 0.00001) and are compared by value for every chunk.
 
 A partitioned table is one table (all its partitions' rows); a plain table is read without
-the rows of its inheritance children. What cannot be verified (a privilege missing, a column
-verify cannot compare) raises one of shared/errors; driver errors are wrapped here.
+the rows of its inheritance children. What cannot be verified raises one of shared/errors;
+driver errors are wrapped here.
 """
 
 from __future__ import annotations

@@ -704,3 +704,56 @@ def test_empty_tables_nulls_missing_tables_and_columns(pipeline: Pipeline) -> No
     assert results["public.nulls"]["different"] == ["1", "2", "3"]
     assert results["public.keyless"]["missing"] == ["(None, '')"]
     assert results["public.keyless"]["extra"] == ["(None, None)", "(None, None)"]
+
+
+def test_key_values_the_target_cannot_hold_sort_before_or_after_all_others(
+    pipeline: Pipeline,
+) -> None:
+    """Chunk boundaries on infinity, BC dates, years after 9999, NaN: the rows of each chunk are
+    the same on both sides, and only the rows MariaDB cannot hold are missing."""
+    keys = {
+        # table: (type, keys MariaDB holds, keys it cannot hold)
+        "e_day": ("date", ["0001-01-01", "2024-01-01", "9999-12-31"],
+                  ["-infinity", "0044-03-15 BC", "10000-01-01", "infinity"]),
+        "e_ts": ("timestamp", ["0001-01-01 00:00", "2024-01-01 12:00", "9999-12-31 23:59:59"],
+                 ["-infinity", "0001-12-31 23:59:59 BC", "294276-12-31 23:59:59", "infinity"]),
+        # BC and after 9999 only in UTC.
+        "e_tz": ("timestamptz", ["0001-01-01 00:30:00-01", "2024-01-01 00:00+00"],
+                 ["-infinity", "0001-01-01 00:30:00+01", "9999-12-31 23:30:00-01", "infinity"]),
+        "e_num": ("numeric", ["-1", "0", "1.5", "99"], ["NaN"]),
+        "e_float": ("double precision", ["-1", "0", "1e308", "5e-324"],
+                    ["-Infinity", "Infinity", "NaN"]),
+    }  # fmt: skip
+    conn = pipeline.pg()
+    try:
+        with conn.cursor() as cur:
+            for table, (pg_type, held, refused) in keys.items():
+                cur.execute(f"CREATE TABLE {table} (k {pg_type} PRIMARY KEY, v text)")
+                cur.execute(f"CREATE TABLE {table}_held (k {pg_type} PRIMARY KEY, v text)")
+                for k in held + refused:
+                    cur.execute(f"INSERT INTO {table} VALUES (%s, 'v')", (k,))
+                for k in held:
+                    cur.execute(f"INSERT INTO {table}_held VALUES (%s, 'v')", (k,))
+    finally:
+        conn.close()
+    native = {"e_day": "date", "e_ts": "datetime(6)", "e_tz": "datetime(6)",
+              "e_num": "decimal(65,30)", "e_float": "double"}  # fmt: skip
+    for table, column in native.items():
+        maria_sql(pipeline, f"CREATE TABLE {table} (k {column} PRIMARY KEY, v longtext)")
+        copy_rows(
+            pipeline,
+            f"{table}_held",
+            table,
+            lambda v: v.removesuffix("+00"),  # timestamptz, printed in UTC
+        )
+    code, out, err = verify(
+        pipeline, "--json", "--chunk-rows", "2", "--rechecks", "0",
+        *(a for t in keys for a in ("--table", f"public.{t}")),
+    )  # fmt: skip
+    assert code == 1, out + err
+    results = by_table(out)
+    for table, (_, held, refused) in keys.items():
+        result = results[f"public.{table}"]
+        assert len(result["missing"]) == len(refused), result
+        assert result["extra"] == [] and result["different"] == [], result
+        assert result["target_rows"] == len(held), result

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from applier.compare import _norm
+from applier.compare import _norm, compare_rows
 
 
 @pytest.mark.parametrize(
@@ -114,3 +114,8 @@ def test_values_stored_as_text_compare_as_text(source: Any, target: Any, equal: 
 
 def test_an_array_column_holding_other_text_than_json_differs_instead_of_failing() -> None:
     assert _norm("{1,2}", "ARRAY") != _norm("[1,2]", "ARRAY")
+
+
+def test_a_key_held_twice_in_the_target_is_extra() -> None:
+    diff = compare_rows([(1, "a"), (2, "b")], [(1, "a"), (2, "b"), (2, "b")], [0])
+    assert diff.extra == [(2, "b")] and not diff.missing and not diff.different

@@ -402,6 +402,7 @@ KEYED: dict[str, tuple[str, list[str]]] = {
     "k_num": ("numeric", NUMS),
     "k_text": ("text", TEXTS),
     "k_vc": ("varchar(8)", TEXTS),
+    "k_text_c": ('text COLLATE "C"', TEXTS),  # its index serves the byte order
     "k_char": ("char(3)", CHARS),
     "k_uuid": ("uuid", UUIDS),
     "k_bytea": ("bytea", BYTES),

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 
-from applier import dlq, verify
+from applier import dlq, verify, verify_report
 from applier.service import ApplierService
 from shared import cli
 from shared.config import APPLIER_NEEDS, Config
-from shared.errors import PermanentError, TransientError
+from shared.errors import ConfigError, PermanentError, TransientError
 from shared.tables import parse_table_list
 
 PROG = "applier"
@@ -87,56 +85,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _verify(cfg: Config, args: argparse.Namespace) -> int:
-    progress = _Progress()
-    as_json, show = bool(args.json), int(args.show)
     try:
         only = parse_table_list(",".join(args.tables), "--table") if args.tables else ()
-        chunk_rows, rechecks = max(args.chunk_rows, 1), max(args.rechecks, 0)
-        with verify.Verifier(cfg, chunk_rows, progress, rechecks) as verifier:
-            results = []
-            for ref in verifier.tables(only):
-                result = verifier.verify(ref)
-                progress.clear()
-                line = (
-                    json.dumps(verify.as_json(result)) if as_json else verify.render(result, show)
-                )
-                print(line, flush=True)
-                results.append(result)
-    except (PermanentError, TransientError) as e:
-        progress.clear()
-        print(f"{PROG}: verify failed: {e}", file=sys.stderr)
-        return cli.EXIT_UNVERIFIED
-    differing = [r for r in results if not r.equal]
-    if not as_json:
-        print(
-            f"{len(results)} table{'s' if len(results) != 1 else ''} verified, "
-            f"{len(differing)} with differences"
-        )
-    return cli.EXIT_NEGATIVE if differing else cli.EXIT_OK
-
-
-class _Progress:
-    """One line on stderr, rewritten at most twice a second (only at a terminal)."""
-
-    def __init__(self) -> None:
-        self._tty = sys.stderr.isatty()
-        self._shown_at = 0.0
-        self._shown = False
-
-    def __call__(self, line: str) -> None:
-        now = time.monotonic()
-        if not self._tty or now - self._shown_at < 0.5:
-            return
-        self._shown_at = now
-        self._shown = True
-        sys.stderr.write("\r\033[K" + line)
-        sys.stderr.flush()
-
-    def clear(self) -> None:
-        if self._shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-            self._shown = False
+    except ConfigError as e:
+        print(f"{PROG}: config error: {e}", file=sys.stderr)
+        return cli.EXIT_CONFIG
+    chunk_rows, rechecks = max(args.chunk_rows, 1), max(args.rechecks, 0)
+    return verify_report.run(
+        PROG,
+        cfg,
+        only=only,
+        chunk_rows=chunk_rows,
+        rechecks=rechecks,
+        show=int(args.show),
+        as_json=bool(args.json),
+    )
 
 
 if __name__ == "__main__":

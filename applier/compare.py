@@ -19,7 +19,10 @@ Values are compared exactly, each type the way docs/types.md says it is carried:
 - arrays through PostgreSQL's own to_json, parsed into tagged values (numbers as Decimal,
   booleans apart from numbers, object keys in order with duplicates), so the target's JSON
   array is checked against an independent conversion;
-- bytea as bytes, uuid as text, boolean as bool (a target 0/1 only).
+- bytea as bytes, uuid as text, boolean as bool (a target 0/1 only);
+- a column the target holds as PostgreSQL's text of the value (kind TEXT, see
+  applier/verify_columns.py: a domain stored as text, a column widened by hand) as that text,
+  read in PostgreSQL through the type's output function.
 """
 
 from __future__ import annotations
@@ -31,16 +34,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from psycopg2 import sql
-from sqlalchemy.dialects.mysql.mariadbconnector import MySQLDialect_mariadbconnector
-from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.compiler import SQLCompiler
 
-from applier.upsert import driver_safe
+from applier import verify_columns
+from applier.checksums import Name, pg_value
+from applier.verify_columns import TEXT, Column, compile_for_target, target_table
+from shared.naming import TargetRef
+from shared.tables import TableRef
 
 Row = tuple[Any, ...]
 
@@ -55,9 +58,10 @@ _AS_TEXT = {
     "json",
     "jsonb",
 }
+# The extractor's session settings: PostgreSQL's text of a value is the text it sends.
 _SESSION = (
     "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = postgres;"
-    " SET extra_float_digits = 3"
+    " SET extra_float_digits = 3; SET bytea_output = hex"
 )
 _ISO_YEAR = re.compile(r"^\d{4}-")
 _TIME = re.compile(r"^(-?)(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?$")
@@ -110,9 +114,11 @@ def _json_doc(value: Any) -> Any:
     text = value.decode() if isinstance(value, bytes) else value
     if not isinstance(text, str):
         return ("not JSON text", repr(value))
-    return _tagged(
-        json.loads(text, parse_float=Decimal, parse_int=Decimal, object_pairs_hook=_Pairs)
-    )
+    try:
+        doc = json.loads(text, parse_float=Decimal, parse_int=Decimal, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return ("not JSON text", text)  # equals no array
+    return _tagged(doc)
 
 
 def _unrepresentable(text: str) -> tuple[str, str]:
@@ -163,7 +169,7 @@ def _time_of_day(text: str) -> Any:
 def _norm(value: Any, pg_type: str) -> Any:
     if value is None:
         return None
-    if pg_type in ("json", "jsonb"):
+    if pg_type in (TEXT, "json", "jsonb"):
         return value.decode() if isinstance(value, bytes) else value
     if pg_type.startswith("_") or pg_type == "ARRAY":
         if isinstance(value, str | bytes):
@@ -187,23 +193,11 @@ def _norm(value: Any, pg_type: str) -> Any:
 
 
 def source_columns(pg: Any, schema: str, table: str) -> tuple[list[str], list[str], list[str]]:
-    """Column names, data types and primary key columns of a source table."""
-    with pg.cursor() as cur:
-        cur.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-            (schema, table),
-        )
-        cols = cur.fetchall()
-        cur.execute(
-            "SELECT a.attname FROM pg_index i"
-            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
-            " WHERE i.indrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass"
-            " AND i.indisprimary",
-            (schema, table),
-        )
-        key = [r[0] for r in cur.fetchall()]
-    return [c[0] for c in cols], [c[1] for c in cols], key
+    """Column names, (base) data types and primary key columns of a source table."""
+    found = verify_columns.source_table(pg, TableRef(schema, table))
+    if found is None:
+        return [], [], []
+    return found.names, found.pg_types, found.key
 
 
 def read_source(
@@ -213,47 +207,50 @@ def read_source(
     *,
     where: sql.Composable | None = None,
     params: tuple[Any, ...] = (),
-    columns: tuple[list[str], list[str]] | None = None,
+    columns: tuple[list[str], list[str]] | list[Column] | None = None,
+    partitioned: bool | None = None,
 ) -> tuple[list[str], list[str], list[Row]]:
-    """Column names, types, and every row normalized (those matching ``where``; only
-    ``columns``, names and types, if given)."""
-    names, types = columns if columns is not None else source_columns(pg, schema, table)[:2]
-    query = sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(_select(n, t) for n, t in zip(names, types, strict=True)),
-        sql.Identifier(schema, table),
+    """Column names, kinds, and every row normalized (those matching ``where``; only
+    ``columns``, if given). A partitioned table is read whole; another without the rows of
+    its inheritance children, which are tables of their own."""
+    found = None
+    if columns is None or partitioned is None:
+        found = verify_columns.source_table(pg, TableRef(schema, table))
+    if columns is None:
+        names, types = (found.names, found.pg_types) if found else ([], [])
+        cols = [Column(n, t, t) for n, t in zip(names, types, strict=True)]
+    elif isinstance(columns, tuple):
+        cols = [Column(n, t, t) for n, t in zip(*columns, strict=True)]
+    else:
+        cols = list(columns)
+    if partitioned is None:
+        partitioned = found is not None and found.relkind == "p"
+    query = sql.SQL("SELECT {} FROM {}{}").format(
+        sql.SQL(", ").join(_select(c) for c in cols) if cols else sql.SQL("1"),
+        sql.SQL("") if partitioned else sql.SQL("ONLY "),
+        Name(schema, table),
     )
     if where is not None:
         query = sql.SQL("{} WHERE {}").format(query, where)
+    kinds = [c.kind for c in cols]
     with pg.cursor() as cur:
         cur.execute(_SESSION)
         cur.execute(query, params)
         rows = cur.fetchall()
-    return names, types, [tuple(_norm(v, t) for v, t in zip(r, types, strict=True)) for r in rows]
+    return (
+        [c.name for c in cols],
+        kinds,
+        [tuple(_norm(v, k) for v, k in zip(r, kinds, strict=True)) for r in rows] if cols else [],
+    )
 
 
-def _select(name: str, pg_type: str) -> sql.Composable:
-    column = sql.Identifier(name)
-    if pg_type == "ARRAY":
-        return sql.SQL("to_json({})::text").format(column)
-    if pg_type in _AS_TEXT:
-        return sql.SQL("{}::text").format(column)
-    return column
-
-
-def target_table(name: str, columns: list[str], database: str | None = None) -> sa.TableClause:
-    return sa.table(name, *(sa.column(c) for c in columns), schema=database)
-
-
-def compile_for_target(stmt: sa.sql.ClauseElement) -> tuple[str, tuple[Any, ...]]:
-    """SQL text and positional parameters for MariaDB Connector/Python."""
-    compiled = cast(SQLCompiler, stmt.compile(dialect=_target_dialect()))
-    names = compiled.positiontup or []
-    return str(compiled), tuple(compiled.params[n] for n in names)
-
-
-@lru_cache(maxsize=1)
-def _target_dialect() -> Dialect:
-    return driver_safe(MySQLDialect_mariadbconnector())
+def _select(col: Column) -> sql.Composable:
+    value = pg_value(col)
+    if col.kind == "ARRAY":
+        return sql.SQL("to_json({})::text").format(value)
+    if col.kind in _AS_TEXT:
+        return sql.SQL("{}::text").format(value)
+    return value
 
 
 def read_target(
@@ -265,22 +262,27 @@ def read_target(
     *,
     where: Callable[[sa.TableClause], sa.ColumnElement[bool]] | None = None,
 ) -> list[Row]:
-    """The target table's rows normalized like the source's (those ``where`` selects)."""
+    """The target table's rows normalized like the source's (those ``where`` selects);
+    ``types`` are the kinds the columns are compared as."""
     t = target_table(target, names, target_db)
     # Temporal values as text, like the source: the driver turns a year-0 DATE into None.
     columns = [
-        sa.cast(t.c[n], sa.CHAR) if pg_type in _TEMPORAL else t.c[n]
-        for n, pg_type in zip(names, types, strict=True)
+        sa.cast(t.c[n], sa.CHAR) if kind in _TEMPORAL else t.c[n]
+        for n, kind in zip(names, types, strict=True)
     ]
-    stmt = sa.select(*columns)
+    stmt = sa.select(*columns) if columns else sa.select(sa.literal(1)).select_from(t)
     if where is not None:
         stmt = stmt.where(where(t))
     text, params = compile_for_target(stmt)
     cur = maria.cursor()
-    cur.execute(text, params)
-    rows = cur.fetchall()
-    cur.close()
-    return [tuple(_norm(v, t) for v, t in zip(r, types, strict=True)) for r in rows]
+    try:
+        cur.execute(text, params)
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    if not names:
+        return []
+    return [tuple(_norm(v, k) for v, k in zip(r, types, strict=True)) for r in rows]
 
 
 def compare_rows(source: list[Row], target: list[Row], key_index: list[int]) -> Difference:
@@ -292,11 +294,16 @@ def compare_rows(source: list[Row], target: list[Row], key_index: list[int]) -> 
         extra = list((dst - src).elements())
         return Difference(sorted(missing, key=repr), sorted(extra, key=repr), [])
     by_src = {tuple(r[i] for i in key_index): r for r in source}
-    by_dst = {tuple(r[i] for i in key_index): r for r in target}
+    by_dst: dict[Row, Row] = {}
+    doubled = []  # a key the target holds twice (a target table without the primary key)
+    for r in target:
+        k = tuple(r[i] for i in key_index)
+        if k in by_dst:
+            doubled.append(r)
+        else:
+            by_dst[k] = r
     missing = [by_src[k] for k in by_src.keys() - by_dst.keys()]
-    extra = [by_dst[k] for k in by_dst.keys() - by_src.keys()]
-    if len(by_dst) != len(target):
-        extra.append(("duplicate keys in target",))
+    extra = [by_dst[k] for k in by_dst.keys() - by_src.keys()] + doubled
     different = [
         (by_src[k], by_dst[k]) for k in by_src.keys() & by_dst.keys() if by_src[k] != by_dst[k]
     ]
@@ -312,12 +319,17 @@ def compare_table(
     *,
     target_db: str | None = None,
 ) -> Difference:
-    names, types, key = source_columns(pg, schema, table)
-    _, _, source = read_source(pg, schema, table)
-    try:
-        target = read_target(maria, target_table, names, types, target_db)
-    except Exception as e:
-        if "doesn't exist" not in str(e):
-            raise
-        target = []
-    return compare_rows(source, target, [names.index(k) for k in key])
+    """A whole table and its copy, each column compared by how the target stores it."""
+    found = verify_columns.source_table(pg, TableRef(schema, table))
+    if found is None:
+        return Difference([], [], [])
+    target = TargetRef(target_db, target_table)
+    storage = verify_columns.target_storage(maria, target)
+    cols, _ = verify_columns.columns(found, storage or {}, found.names)
+    _, kinds, source = read_source(
+        pg, schema, table, columns=cols, partitioned=found.relkind == "p"
+    )
+    rows = (
+        [] if storage is None else read_target(maria, target_table, found.names, kinds, target_db)
+    )
+    return compare_rows(source, rows, [found.names.index(k) for k in found.key])

@@ -1,51 +1,52 @@
 """``python -m applier verify``: compare each captured table with its copy in MariaDB.
 
-Each table is cut into chunks of its primary key (ranges taken from the source, in an order
-both databases share: bytes for text, ``COLLATE "C"``). For every chunk each database counts
-the rows and sums a 60-bit prefix of the MD5 of each row's canonical text, computed by the
-database itself, so only two numbers per chunk travel. Only a chunk whose numbers differ is
-read row by row (applier/compare.py, exact per type) to name the rows that differ; as the
-pipeline may be applying that chunk right now, such a chunk is checked again a few times
-before its rows are reported.
+Each table is cut into chunks of its primary key, in an order both databases share
+(applier/checksums.py). For every chunk each database counts the rows and sums a 60-bit
+prefix of the MD5 of each row's canonical text, so only two numbers per chunk travel. Only a
+chunk whose numbers differ is read row by row (applier/compare.py) to name the rows that
+differ, after being checked again a few times (the pipeline may be applying it). Each column
+is compared by how the target stores it (applier/verify_columns.py); real and double have no
+common text (1e-05 and 0.00001) and are compared by value for every chunk.
 
-The canonical text of a value is the same in both databases for every type of docs/types.md
-except real and double: PostgreSQL and MariaDB print a double differently (1e-05 and
-0.00001), so those columns are compared by value for every chunk, beside the checksum.
+A partitioned table is one table (all its partitions' rows); a plain table is read without
+the rows of its inheritance children. What cannot be verified raises one of shared/errors;
+driver errors are wrapped here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import mariadb
 import psycopg2
+import psycopg2.errorcodes
 import psycopg2.extensions
 import sqlalchemy as sa
 from psycopg2 import sql
 from sqlalchemy.dialects import mysql
 
-from applier import checksums, compare
-from applier.checksums import FLOATS, Key
+from applier import checksums, compare, verify_columns
+from applier.checksums import FLOATS, ORDERED, Key, Name
 from applier.target import classify, create_target_engine
+from applier.verify_columns import TEXT, Column, compile_for_target, target_table
 from shared.config import Config
-from shared.errors import SetupError
+from shared.errors import CdcError, SchemaMismatch, SetupError, SourceUnavailable
 from shared.naming import Naming, TargetRef
-from shared.postgres import captured_tables, connect
+from shared.postgres import captured_tables, connect, first_line
 from shared.tables import TableRef
 
 CHUNK_ROWS = 10_000
 # A chunk that differs is looked at again this many times, a second apart, before its rows
 # are reported: the pipeline may have been applying it.
 RECHECKS = 3
-# Key types whose order is the same in both databases (text compared as bytes): the ones
-# chunks can be cut along. Other keys: the table is one chunk.
-_ORDERED = {
-    "smallint", "integer", "bigint", "oid", "numeric", "character varying", "text", "uuid",
-    "date", "timestamp without time zone", "timestamp with time zone", "bytea",
-}  # fmt: skip
 _NULL = "~"
+_MISSING = "missing in the target"
+
+Progress = Callable[[str], None]
 
 
 @dataclass
@@ -56,41 +57,51 @@ class TableResult:
     target_rows: int = 0
     chunks: int = 0
     read_row_by_row: int = 0
-    missing: list[Key] = field(default_factory=list)  # keys in the source only
-    extra: list[Key] = field(default_factory=list)  # keys in the target only
-    different: list[Key] = field(default_factory=list)
-    note: str | None = None  # a problem with the whole table
+    missing: list[compare.Row] = field(default_factory=list)  # keys in the source only
+    extra: list[compare.Row] = field(default_factory=list)  # keys in the target only
+    different: list[compare.Row] = field(default_factory=list)
+    note: str | None = None  # a difference of the whole table
+    error: str | None = None  # why it could not be verified
 
     @property
     def equal(self) -> bool:
-        return self.note is None and not (self.missing or self.extra or self.different)
+        return self.error is None and self.note is None and not self.differing
+
+    @property
+    def differing(self) -> bool:
+        return bool(self.note or self.missing or self.extra or self.different)
 
 
 @dataclass
 class _Table:
     ref: TableRef
     target: TargetRef
-    names: list[str]
-    types: list[str]
-    key: list[str]
+    partitioned: bool
+    columns: list[Column]
+    key: list[Column]
 
-    def index(self, names: Sequence[str]) -> list[int]:
-        return [self.names.index(n) for n in names]
+    def named(self, names: Sequence[str]) -> list[Column]:
+        by_name = {c.name: c for c in self.columns}
+        return [by_name[n] for n in names]
+
+    @property
+    def source(self) -> sql.Composable:
+        # ONLY: an inheritance parent's own rows; a partitioned table has none of its own.
+        only = sql.SQL("") if self.partitioned else sql.SQL("ONLY ")
+        return sql.Composed([only, Name(self.ref.schema, self.ref.table)])
 
     @property
     def chunkable(self) -> bool:
-        return bool(self.key) and all(self.types[i] in _ORDERED for i in self.index(self.key))
+        return bool(self.key) and all(c.kind in ORDERED for c in self.key)
 
     @property
-    def floats(self) -> list[str]:
-        return [n for n, t in zip(self.names, self.types, strict=True) if t in FLOATS]
+    def indexed(self) -> bool:
+        """The key's order is its index's: each boundary is found by a short index scan."""
+        return not any(c.kind == TEXT and (c.as_output or not c.c_ordered) for c in self.key)
 
     @property
-    def key_types(self) -> list[str]:
-        return [self.types[i] for i in self.index(self.key)]
-
-
-Progress = Callable[[str], None]
+    def floats(self) -> list[Column]:
+        return [c for c in self.columns if c.kind in FLOATS]
 
 
 class Verifier:
@@ -106,19 +117,35 @@ class Verifier:
         self._rechecks = rechecks
         self._progress = progress or (lambda _line: None)
         self._naming = Naming(cfg.target.rename, cfg.target.schemas)
+        self._where = str(cfg.target.url)
         self._pg: psycopg2.extensions.connection | None = None
         self._engine: sa.engine.Engine | None = None
+        self._maria: Any = None
 
     def __enter__(self) -> Verifier:
         self._pg = connect(self._cfg.source)
         self._engine = create_target_engine(self._cfg.target)
+        try:
+            self._maria = self._engine.raw_connection()
+            # Every statement sees what is committed now: a recheck must see the pipeline's
+            # latest rows, not a snapshot taken at the first read.
+            self._maria.driver_connection.autocommit = True
+        except (mariadb.Error, sa.exc.SQLAlchemyError) as e:
+            self.__exit__()
+            raise classify(e, self._where) from e
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._pg is not None:
-            self._pg.close()
-        if self._engine is not None:
-            self._engine.dispose()
+        for close in (
+            self._pg.close if self._pg is not None else None,
+            self._maria.close if self._maria is not None else None,
+            self._engine.dispose if self._engine is not None else None,
+        ):
+            # A connection already lost has nothing left to release.
+            with contextlib.suppress(psycopg2.Error, mariadb.Error, sa.exc.SQLAlchemyError):
+                if close is not None:
+                    close()
+        self._pg = self._maria = self._engine = None
 
     # ------------------------------------------------------------ tables
 
@@ -126,104 +153,128 @@ class Verifier:
         assert self._pg is not None
         if only:
             return list(only)
-        return captured_tables(self._pg, self._cfg.source.capture)
+        try:
+            return captured_tables(self._pg, self._cfg.source.capture)
+        except psycopg2.Error as e:
+            raise _source_error(e) from e
+
+    def target_of(self, ref: TableRef) -> TargetRef:
+        return self._naming.target(ref.schema, ref.table)
 
     def verify(self, ref: TableRef) -> TableResult:
-        table = self._describe(ref)
-        result = TableResult(ref, table.target)
-        present = self._target_columns(table.target)
-        if not present:
-            result.rows = self._source_count(table)
-            result.note = "missing in the target"
+        """The table compared with its copy; one of shared/errors if it cannot be."""
+        try:
+            return self._verify(ref)
+        except psycopg2.Error as e:
+            raise _source_error(e) from e
+        except (mariadb.Error, sa.exc.SQLAlchemyError) as e:
+            raise classify(e, self._where) from e
+
+    def _verify(self, ref: TableRef) -> TableResult:
+        table, note = self._describe(ref)
+        result = TableResult(ref, table.target, note=note)
+        if note == _MISSING:
+            result.rows = int(
+                self._pg_one(sql.SQL("SELECT count(*) FROM {}").format(table.source), [])[0]
+            )
+        if note is not None:
             return result
-        absent = [n for n in table.names if n.lower() not in present]
-        if absent:
-            result.note = "columns missing in the target: " + ", ".join(absent)
-            return result
-        estimate = self._estimate(ref)
-        lo: Key | None = None
-        while True:
-            hi = self._next_boundary(table, lo) if table.chunkable else None
+        estimate = self._estimate(table)
+        for lo, hi in self._chunks(table):
             self._check_chunk(table, lo, hi, result)
             self._progress(
                 f"verify {ref}: {result.rows:,} rows" + (f" of ~{estimate:,}" if estimate else "")
             )
-            if hi is None:
-                return result
-            lo = hi
+        return result
 
-    def _describe(self, ref: TableRef) -> _Table:
+    def _describe(self, ref: TableRef) -> tuple[_Table, str | None]:
+        """The table to compare, and the note of a difference of the whole table if any."""
         assert self._pg is not None
-        names, types, key = compare.source_columns(self._pg, ref.schema, ref.table)
-        if not names:
+        source = verify_columns.source_table(self._pg, ref)
+        if source is None:
             raise SetupError(f"table {ref} does not exist in the source")
+        if source.partition_of is not None:
+            raise SetupError(
+                f"{ref} is a partition of {source.partition_of}: verify "
+                f"{source.partition_of}, which holds the rows of all its partitions"
+            )
+        if source.relkind not in ("r", "p"):
+            raise SetupError(f"{ref} is not a table")
+        target = self._naming.target(ref.schema, ref.table)
+        table = _Table(ref, target, source.relkind == "p", [], [])
+        storage = verify_columns.target_storage(self._maria, target)
+        if storage is None:
+            return table, _MISSING
         capture = self._cfg.source.capture
-        kept = [i for i, n in enumerate(names) if not capture.drops_column(ref, n, key)]
-        return _Table(
-            ref,
-            self._naming.target(ref.schema, ref.table),
-            [names[i] for i in kept],
-            [types[i] for i in kept],
-            key,
+        names = [n for n in source.names if not capture.drops_column(ref, n, source.key)]
+        absent = [n for n in names if n.lower() not in storage]
+        if absent:
+            return table, "columns missing in the target: " + ", ".join(absent)
+        table.columns, problems = verify_columns.columns(source, storage, names)
+        if problems:
+            raise SchemaMismatch("; ".join(problems))
+        table.key = table.named(source.key)
+        return table, None
+
+    def _estimate(self, table: _Table) -> int:
+        query = (
+            "SELECT COALESCE(sum(c.reltuples) FILTER (WHERE c.reltuples > 0), 0)::bigint"
+            " FROM pg_class c WHERE c.oid IN"
+            " (SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf)"
+            if table.partitioned
+            else "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass"
         )
-
-    def _target_columns(self, target: TargetRef) -> set[str]:
-        stmt = sa.text(
-            "SELECT column_name FROM information_schema.columns"
-            " WHERE table_schema = COALESCE(:db, DATABASE()) AND table_name = :t"
-        )
-        with self._target() as conn:
-            rows = conn.execute(stmt, {"db": target.database, "t": target.table}).fetchall()
-        return {str(r[0]).lower() for r in rows}
-
-    def _estimate(self, ref: TableRef) -> int:
         assert self._pg is not None
-        with self._pg.cursor() as cur:
-            cur.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                (sql.Identifier(ref.schema, ref.table).as_string(self._pg),),
-            )
-            row = cur.fetchone()
-        return max(int(row[0]), 0) if row else 0
-
-    def _source_count(self, table: _Table) -> int:
-        assert self._pg is not None
-        with self._pg.cursor() as cur:
-            cur.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(
-                    sql.Identifier(table.ref.schema, table.ref.table)
-                )
-            )
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        name = sql.Identifier(table.ref.schema, table.ref.table).as_string(self._pg)
+        row = self._pg_one(sql.SQL(query), [name])
+        return int(row[0])
 
     # ------------------------------------------------------------ chunks
 
+    def _chunks(self, table: _Table) -> Iterator[tuple[Key | None, Key | None]]:
+        """(lo, hi] ranges of the key, the last one open; one open range without an order."""
+        if not table.chunkable:
+            yield None, None
+            return
+        lo: Key | None = None
+        bounds = None if table.indexed else iter(self._all_boundaries(table))
+        while True:
+            hi = self._next_boundary(table, lo) if bounds is None else next(bounds, None)
+            yield lo, hi
+            if hi is None:
+                return
+            lo = hi
+
     def _next_boundary(self, table: _Table, lo: Key | None) -> Key | None:
         """The last key of the chunk after ``lo``; None if that chunk is the last one."""
-        assert self._pg is not None
-        keys = checksums.pg_keys(table.key, table.key_types)
-        query = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(sql.Identifier(k) for k in table.key),
-            sql.Identifier(table.ref.schema, table.ref.table),
+        where, params = checksums.pg_range(table.key, lo, None)
+        query = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT 1 OFFSET %s").format(
+            sql.SQL(", ").join(checksums.pg_key_text(c) for c in table.key),
+            table.source,
+            where,
+            sql.SQL(", ").join(checksums.pg_order(c) for c in table.key),
         )
-        params: list[Any] = []
-        if lo is not None:
-            query = sql.SQL("{} WHERE ({}) > ({})").format(
-                query, keys, sql.SQL(", ").join(sql.Placeholder() * len(lo))
-            )
-            params += lo
-        query = sql.SQL("{} ORDER BY {} LIMIT 1 OFFSET %s").format(query, keys)
-        params.append(self._chunk_rows - 1)
-        with self._pg.cursor() as cur:
-            cur.execute(query, params)
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+        rows = self._pg_all(query, [*params, self._chunk_rows - 1])
+        return tuple(rows[0]) if rows else None
+
+    def _all_boundaries(self, table: _Table) -> list[Key]:
+        """Every chunk's last key at once, in one sorted pass: the order (text as bytes) is
+        not the one the key's index serves, so looking for each boundary would sort the
+        table again each time."""
+        query = sql.SQL(
+            "SELECT {} FROM (SELECT {}, row_number() OVER (ORDER BY {}) AS n FROM {}) AS s"
+            " WHERE n %% %s = 0 ORDER BY n"
+        ).format(
+            sql.SQL(", ").join(checksums.pg_key_text(c) for c in table.key),
+            sql.SQL(", ").join(Name(c.name) for c in table.key),
+            sql.SQL(", ").join(checksums.pg_order(c) for c in table.key),
+            table.source,
+        )
+        return [tuple(r) for r in self._pg_all(query, [self._chunk_rows])]
 
     def _check_chunk(self, table: _Table, lo: Key | None, hi: Key | None, out: TableResult) -> None:
         out.chunks += 1
+        key_index = [table.columns.index(c) for c in table.key]
         for attempt in range(self._rechecks + 1):
             src_count, src_sum = self._source_sums(table, lo, hi)
             dst_count, dst_sum = self._target_sums(table, lo, hi)
@@ -238,28 +289,25 @@ class Verifier:
                 out.target_rows += dst_count
                 return
             out.read_row_by_row += 1
-            source, target = self._rows(table, lo, hi, table.names)
-            diff = compare.compare_rows(source, target, table.index(table.key))
+            source, target = self._rows(table, lo, hi, table.columns)
+            diff = compare.compare_rows(source, target, key_index)
             if diff.equal or attempt == self._rechecks:
                 break
             time.sleep(1.0)
         out.rows += len(source)
         out.target_rows += len(target)
-        keyed = table.index(table.key) if table.key else list(range(len(table.names)))
+        keyed = key_index or list(range(len(table.columns)))
         out.missing += [tuple(r[i] for i in keyed) for r in diff.missing]
-        out.extra += [tuple(r[i] for i in keyed) for r in diff.extra if len(r) == len(table.names)]
-        out.different += [tuple(s[i] for i in keyed) for s, _ in diff.different]
+        out.extra += [tuple(r[i] for i in keyed) for r in diff.extra]
+        out.different += _in_order([tuple(s[i] for i in keyed) for s, _ in diff.different])
 
     def _source_sums(self, table: _Table, lo: Key | None, hi: Key | None) -> tuple[int, int]:
-        assert self._pg is not None
-        where, params = checksums.pg_range(table.key, table.key_types, lo, hi)
+        where, params = checksums.pg_range(table.key, lo, hi)
         pieces = [
             sql.SQL("COALESCE(length({e}) || ':' || {e}, {null})").format(
                 e=expr, null=sql.Literal(_NULL)
             )
-            for expr in (
-                checksums.pg_canonical(n, t) for n, t in zip(table.names, table.types, strict=True)
-            )
+            for expr in map(checksums.pg_canonical, table.columns)
             if expr is not None
         ]
         row_text = (
@@ -270,15 +318,12 @@ class Verifier:
         query = sql.SQL(
             "SELECT count(*), COALESCE(sum(('x' || substr(md5({}), 1, 15))::bit(60)::bigint), 0)"
             " FROM {}{}"
-        ).format(row_text, sql.Identifier(table.ref.schema, table.ref.table), where)
-        with self._pg.cursor() as cur:
-            cur.execute(query, params)
-            row = cur.fetchone()
-        assert row is not None  # an aggregate always returns a row
+        ).format(row_text, table.source, where)
+        row = self._pg_one(query, params)
         return int(row[0]), int(row[1])
 
     def _target_sums(self, table: _Table, lo: Key | None, hi: Key | None) -> tuple[int, int]:
-        t = compare.target_table(table.target.table, table.names, table.target.database)
+        t = target_table(table.target.table, [c.name for c in table.columns], table.target.database)
         # One collation for every piece: concat_ws refuses to mix a JSON column's utf8mb4_bin
         # with the other columns' utf8mb4_nopad_bin. The bytes, which MD5 reads, are the same.
         pieces = [
@@ -286,7 +331,7 @@ class Verifier:
                 sa.func.coalesce(sa.func.concat(sa.func.char_length(e), ":", e), _NULL),
                 "utf8mb4_bin",
             )
-            for e in map(checksums.target_canonical, [t.c[n] for n in table.names], table.types)
+            for e in (checksums.target_canonical(t, c) for c in table.columns)
             if e is not None
         ]
         row_text = sa.func.concat_ws(",", *pieces) if pieces else sa.literal("")
@@ -295,88 +340,65 @@ class Verifier:
             sa.func.count(),
             sa.func.coalesce(sa.func.sum(sa.cast(digest, mysql.BIGINT(unsigned=True))), 0),
         ).select_from(t)
-        stmt = stmt.where(checksums.target_range(t, table.key, table.key_types, lo, hi))
-        with self._target() as conn:
-            count, total = conn.execute(stmt).one()
+        stmt = stmt.where(checksums.target_range(t, table.key, lo, hi))
+        text, params = compile_for_target(stmt)
+        cur = self._maria.cursor()
+        try:
+            cur.execute(text, params)
+            count, total = cur.fetchone()
+        finally:
+            cur.close()
         return int(count), int(total)
 
     def _rows(
-        self, table: _Table, lo: Key | None, hi: Key | None, names: list[str]
+        self, table: _Table, lo: Key | None, hi: Key | None, columns: list[Column]
     ) -> tuple[list[compare.Row], list[compare.Row]]:
-        assert self._pg is not None
-        types = [table.types[i] for i in table.index(names)]
-        where, params = checksums.pg_range(table.key, table.key_types, lo, hi, keyword=False)
-        _, _, source = compare.read_source(
+        where, params = checksums.pg_range(table.key, lo, hi, keyword=False)
+        names, kinds, source = compare.read_source(
             self._pg,
             table.ref.schema,
             table.ref.table,
             where=where,
             params=tuple(params),
-            columns=(names, types),
+            columns=columns,
+            partitioned=table.partitioned,
         )
-        with self._target() as conn:
-            raw = conn.connection.dbapi_connection
-            target = compare.read_target(
-                raw,
-                table.target.table,
-                names,
-                types,
-                table.target.database,
-                where=lambda t: checksums.target_range(t, table.key, table.key_types, lo, hi),
-            )
+        target = compare.read_target(
+            self._maria,
+            table.target.table,
+            names,
+            kinds,
+            table.target.database,
+            where=lambda t: checksums.target_range(t, table.key, lo, hi),
+        )
         return source, target
 
-    def _target(self) -> Any:
-        assert self._engine is not None
-        try:
-            return self._engine.connect()
-        except Exception as e:
-            raise classify(e, str(self._cfg.target.url)) from e
+    # ------------------------------------------------------------ PostgreSQL
+
+    def _pg_all(self, query: sql.Composable, params: list[Any]) -> list[tuple[Any, ...]]:
+        assert self._pg is not None
+        with self._pg.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall()
+
+    def _pg_one(self, query: sql.Composable, params: list[Any]) -> tuple[Any, ...]:
+        rows = self._pg_all(query, params)
+        assert rows  # an aggregate always returns a row
+        return tuple(rows[0])
 
 
-# ---------------------------------------------------------------- report
+def _source_error(e: psycopg2.Error) -> CdcError:
+    text = first_line(e)
+    if e.pgcode == psycopg2.errorcodes.INSUFFICIENT_PRIVILEGE:
+        return SetupError(f"PostgreSQL: {text} (the role needs SELECT: sql/source-role.sql)")
+    lost = e.pgcode is None or e.pgcode[:2] in ("08", "57")
+    if isinstance(e, psycopg2.OperationalError | psycopg2.InterfaceError) and lost:
+        return SourceUnavailable(f"PostgreSQL: {text}")
+    return SetupError(f"PostgreSQL: {text}")
 
 
-def render(result: TableResult, show: int = 20) -> str:
-    head = f"{result.source} -> {result.target}: "
-    if result.note == "missing in the target":
-        return head + f"MISSING in the target ({result.rows:,} rows in the source)"
-    if result.note is not None:
-        return head + result.note
-    chunks = f"{result.chunks:,} chunk{'s' if result.chunks != 1 else ''}"
-    counts = f"{result.rows:,} rows in the source, {result.target_rows:,} in the target"
-    if result.equal:
-        return head + f"equal ({counts}, {chunks})"
-    lines = [head + f"DIFFERENT ({counts}, {chunks})"]
-    for label, keys in (
-        ("missing in the target", result.missing),
-        ("only in the target", result.extra),
-        ("different values", result.different),
-    ):
-        if keys:
-            shown = ", ".join(_key_text(k) for k in keys[:show])
-            more = f" and {len(keys) - show:,} more" if len(keys) > show else ""
-            lines.append(f"  {label} ({len(keys):,}): {shown}{more}")
-    return "\n".join(lines)
-
-
-def as_json(result: TableResult) -> dict[str, Any]:
-    return {
-        "source": str(result.source),
-        "target": str(result.target),
-        "equal": result.equal,
-        "rows": result.rows,
-        "target_rows": result.target_rows,
-        "chunks": result.chunks,
-        "read_row_by_row": result.read_row_by_row,
-        "missing": [_key_text(k) for k in result.missing],
-        "extra": [_key_text(k) for k in result.extra],
-        "different": [_key_text(k) for k in result.different],
-        "note": result.note,
-    }
-
-
-def _key_text(key: Key) -> str:
-    if len(key) == 1:
-        return repr(key[0])
-    return "(" + ", ".join(repr(v) for v in key) + ")"
+def _in_order(keys: list[compare.Row]) -> list[compare.Row]:
+    try:
+        return sorted(keys, key=lambda k: tuple((v is None, v) for v in k))
+    except TypeError:
+        return sorted(keys, key=repr)

@@ -8,7 +8,7 @@ from typing import Any
 
 from devstack.system import free_port, wait_until
 from harness.pipeline import Pipeline, Proc
-from tests.e2e.test_metrics import scrape, value
+from tests.support.metrics import scrape, value
 
 # A range-partitioned root, two levels (one partition is itself partitioned by list), a
 # default partition, a partition in another schema; rows in every leaf.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from applier.compare import _norm
+from applier.compare import _norm, compare_rows
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,30 @@ def test_normalised_rows_are_hashable() -> None:
         ]
     )
     assert hash(row) == hash(row)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "equal"),
+    [
+        # A column the target holds as PostgreSQL's text of the value (applier/verify_columns.py):
+        # compared as that text, exactly.
+        ("10", "10", True),
+        ("t", "t", True),
+        ("2024-01-01 08:00:00+00", "2024-01-01 08:00:00+00", True),
+        ("1.50", "1.5", False),
+        ("t", "true", False),
+        ("a  ", "a", False),
+        ("\\x00ff", b"\\x00ff", True),
+    ],
+)
+def test_values_stored_as_text_compare_as_text(source: Any, target: Any, equal: bool) -> None:
+    assert (_norm(source, "text") == _norm(target, "text")) is equal
+
+
+def test_an_array_column_holding_other_text_than_json_differs_instead_of_failing() -> None:
+    assert _norm("{1,2}", "ARRAY") != _norm("[1,2]", "ARRAY")
+
+
+def test_a_key_held_twice_in_the_target_is_extra() -> None:
+    diff = compare_rows([(1, "a"), (2, "b")], [(1, "a"), (2, "b"), (2, "b")], [0])
+    assert diff.extra == [(2, "b")] and not diff.missing and not diff.different

@@ -37,7 +37,7 @@ demo: setup
 	$(BIN)/python -m devstack.demo
 
 # The long fault drill (100+ faults, about 10 minutes); writes docs/reliability.md.
-DRILL_FAULTS ?= 120
+DRILL_FAULTS ?= 160
 drill: setup
 	$(BIN)/python -m drill --faults $(DRILL_FAULTS) --report docs/reliability.md
 

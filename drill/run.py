@@ -2,18 +2,24 @@
 
     python -m drill --faults 120 --report docs/reliability.md     (make drill)
 
-Faults: kill -9 of the extractor, of the applier, of both; RabbitMQ restart; MariaDB down for a
-while; PostgreSQL restart (fast or immediate, i.e. a crash); a TCP cut between one process and
-one server (through a loopback proxy that resets the connections). A supervisor restarts a
-killed process after a moment, as a container restart policy would; a process that exits by
-itself is a failure of the drill. At the end the target must equal the source, table by table,
-row by row: 0 missing, 0 extra, 0 different.
+Faults: kill -9 of the extractor, of the applier, of both; SIGTERM of either; RabbitMQ restart;
+MariaDB down for a while; PostgreSQL restart (fast or immediate, i.e. a crash); a TCP cut between
+one process and one server (through a loopback proxy that resets the connections); and faults in
+the middle of copies: a backfill cut by kill -9 or SIGTERM of the extractor, or by kill -9 of
+the applier (whose unacked copy chunks RabbitMQ then redelivers, not always in order); a
+restart with another table filter while a large transaction is half published. The first
+fault hits the initial copy. A supervisor restarts a stopped process after a moment, as a
+container restart policy would; a process that exits by itself is a failure of the drill. The
+first faults are one of each kind, in random order, so even a short drill has them all. At the
+end the target must equal the source, table by table, row by row: 0 missing, 0 extra, 0
+different.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -23,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from devstack.stack import Stack, default_dir
+from devstack.system import wait_until
 from harness.pipeline import Pipeline, Proc, new_pipeline
 from harness.proxy import Proxy
 from harness.workload import TABLES, Workload
@@ -31,11 +38,20 @@ KINDS = (
     "kill_extractor",
     "kill_applier",
     "kill_both",
+    "sigterm_extractor",
+    "sigterm_applier",
     "restart_rabbitmq",
     "mariadb_down",
     "restart_postgres",
     "tcp_cut",
+    "backfill_kill_extractor",
+    "backfill_sigterm_extractor",
+    "backfill_kill_applier",
+    "filter_change_in_large_transaction",
 )
+# The drill's own tables beside the workload's: one that copies take a while to read, and one
+# without a key (a row applied twice would show) that large transactions write with it.
+COPIED, AUDIT = "copied", "audit"
 
 
 @dataclass
@@ -51,6 +67,7 @@ class Report:
     converge_seconds: float = 0.0
     dead_letters: int = 0
     big_rows: int = 0
+    copies_cut: int = 0
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -79,9 +96,13 @@ class Drill:
         pause: tuple[float, float] = (1.0, 4.0),
         mariadb_down: tuple[float, float] = (5.0, 30.0),
         big_rows: int = 0,
+        copy_rows: int = 100_000,
         log: Callable[[str], None] = print,
     ) -> None:
         self.big_rows = big_rows
+        self.copy_rows = copy_rows
+        # Set by a filter change: the tables the next extractor leaves out (until the one after).
+        self.excluded: str | None = None
         self.p = pipeline
         self.faults = faults
         self.rng = random.Random(seed)
@@ -112,7 +133,11 @@ class Drill:
                 env["CDC_BROKER_URL"], self.proxies["extractor-rabbitmq"].port
             )
             env["CDC_SOURCE_HEARTBEAT_INTERVAL"] = "2"
+            if self.excluded:
+                env["CDC_EXCLUDE_TABLES"] = self.excluded
         else:
+            # A wide window: a killed applier leaves many unacked messages to be requeued.
+            env["CDC_BROKER_PREFETCH"] = "1000"
             env["CDC_BROKER_URL"] = _via(
                 env["CDC_BROKER_URL"], self.proxies["applier-rabbitmq"].port
             )
@@ -143,9 +168,57 @@ class Drill:
         self._sample_memory()
         for m in modules:
             self.procs[m].kill()
+        self._restart(*modules)
+
+    def _terminate(self, module: str) -> None:
+        """SIGTERM: a graceful stop must exit 0 (anything else is a failure of the drill)."""
+        self._sample_memory()
+        proc = self.procs[module]
+        code = proc.stop(timeout=90)
+        if code != 0:
+            self.report.unexpected_exits.append(
+                f"{module} exited with {code} after SIGTERM: {proc.output()[-1500:]}"
+            )
+        self._restart(module)
+
+    def _restart(self, *modules: str) -> None:
         time.sleep(self.rng.uniform(0, 2))  # the supervisor's restart delay
+        if "extractor" in modules:
+            self.excluded = None  # a filter change lasts one extractor run
         for m in modules:
             self._start(m)
+
+    def _copies_started(self) -> int:
+        return self.procs["extractor"].output().count("copy_started")
+
+    def _backfill(self) -> bool:
+        """Ask for a backfill of the drill's large table; True once its copy has started."""
+        before = self._copies_started()
+        subprocess.run(
+            [sys.executable, "-m", "extractor", "backfill", f"public.{COPIED}"],
+            env=self.p.env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        try:
+            wait_until(lambda: self._copies_started() > before, "the backfill", timeout=30)
+        except AssertionError:
+            return False  # the extractor was busy reconnecting: the request waits in the WAL
+        time.sleep(self.rng.uniform(0, 1.0))  # somewhere in the middle of it
+        self.report.copies_cut += 1
+        return True
+
+    def _large_transaction(self) -> None:
+        """A transaction writing both drill tables, interleaved, over several messages."""
+        n = self.rng.randint(2000, 5000)
+        start = self.rng.randint(1, max(self.copy_rows - n, 1))
+        self.p.sql(
+            f"DO $$ BEGIN FOR i IN {start}..{start + n - 1} LOOP"
+            f" UPDATE {COPIED} SET v = md5(v || i) WHERE id = i;"
+            f" INSERT INTO {AUDIT} VALUES (i, now());"
+            " END LOOP; END $$"
+        )
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -165,6 +238,26 @@ class Drill:
             self._kill("applier")
         elif kind == "kill_both":
             self._kill("extractor", "applier")
+        elif kind == "sigterm_extractor":
+            self._terminate("extractor")
+        elif kind == "sigterm_applier":
+            self._terminate("applier")
+        elif kind == "backfill_kill_extractor":
+            self._backfill()
+            self._kill("extractor")
+        elif kind == "backfill_sigterm_extractor":
+            self._backfill()
+            self._terminate("extractor")
+        elif kind == "backfill_kill_applier":
+            self._backfill()
+            self._kill("applier")
+        elif kind == "filter_change_in_large_transaction":
+            self._large_transaction()
+            time.sleep(self.rng.uniform(0.05, 0.5))  # part of it published, not all
+            self.procs["extractor"].kill()
+            time.sleep(self.rng.uniform(0, 1))
+            self.excluded = f"public.{COPIED}"  # this run leaves it out; the next takes it back
+            self._start("extractor")
         elif kind == "restart_rabbitmq":
             s.rabbitmq.stop()
             s.rabbitmq.start()
@@ -185,8 +278,21 @@ class Drill:
     def run(self) -> Report:
         started = time.monotonic()
         self.workload.create_schema()
+        self.p.sql(
+            f"CREATE TABLE {COPIED} (id int PRIMARY KEY, v text)",
+            f"INSERT INTO {COPIED} SELECT g, md5(g::text) FROM generate_series(1,"
+            f" {int(self.copy_rows)}) g",
+            f"CREATE TABLE {AUDIT} (id int, at timestamptz)",
+        )
         self._start("applier")
         self._start("extractor")
+        # The first fault hits the initial copy of the drill's large table.
+        self.procs["extractor"].wait_for("copy_started")
+        time.sleep(self.rng.uniform(0, 1.0))
+        first = self.rng.choice(["kill_extractor", "sigterm_extractor", "kill_applier"])
+        self.log(f"drill: fault during the initial copy: {first}")
+        self._fault(first)
+        self.report.faults[first] += 1
         self.procs["extractor"].wait_for("streaming slot=")
         if self.big_rows:
             # One transaction of big_rows rows, streamed while the faults begin.
@@ -199,23 +305,27 @@ class Drill:
             )
             self.report.big_rows = self.big_rows
         self.workload.start(10**9, self.rate)
+        # One of each kind first, in random order: even a short drill has them all.
+        schedule = self.rng.sample(KINDS, len(KINDS))
         try:
-            for i in range(self.faults):
+            for i in range(1, self.faults):  # the first was the one during the initial copy
                 time.sleep(self.rng.uniform(*self.pause))
                 self._check_alive()
-                kind = self.rng.choice(KINDS)
+                kind = schedule[i - 1] if i <= len(schedule) else self.rng.choice(KINDS)
                 self.log(f"drill: fault {i + 1}/{self.faults}: {kind}")
                 self._fault(kind)
                 self.report.faults[kind] += 1
                 self._sample_memory()
             time.sleep(self.pause[1])
             self._check_alive()
+            if self.excluded:
+                self._terminate("extractor")  # the last run left a table out: take it back
         finally:
             self.workload.stop()
         self.report.transactions = self.workload.transactions
         self.report.changes = self.workload.changes
         converge_from = time.monotonic()
-        tables = [*TABLES, "big"] if self.big_rows else TABLES
+        tables = [*TABLES, COPIED, AUDIT, *(["big"] if self.big_rows else [])]
         try:
             self.p.wait_converged(tables, timeout=600)
         except AssertionError as e:
@@ -244,6 +354,10 @@ def markdown(report: Report, command: str, seed: int) -> str:
         "PostgreSQL, RabbitMQ and MariaDB. The drill writes random DML on four tables (one with a",
         "composite key, one without any key, one with large TOASTed values) while it injects",
         "faults in random order, then compares the target with the source row by row.",
+        f"Two more tables serve the faults in copies: `{COPIED}` (copied initially and by",
+        "backfills, which kill -9 or SIGTERM then cut short) and the key-less `{AUDIT}`, which large",
+        "transactions write together with it, row by row, before a restart with another table",
+        "filter (a row applied twice or missed would show there).",
         "At the start it also commits one large transaction (`--big-rows`), which streams",
         "through while the first faults hit; the peak memory of the two processes is sampled",
         "throughout. Such a transaction is applied chunk by chunk (1,000 changes a message),",
@@ -273,6 +387,7 @@ def markdown(report: Report, command: str, seed: int) -> str:
         f"| processes that exited by themselves | {len(report.unexpected_exits)} |",
         f"| messages dead-lettered | {report.dead_letters} |",
         f"| one transaction of (rows) | {report.big_rows or '-'} |",
+        f"| copies cut short by a fault | {report.copies_cut} |",
         f"| peak resident memory, extractor | {report.peak_rss_mb.get('extractor', 0):.0f} MB |",
         f"| peak resident memory, applier | {report.peak_rss_mb.get('applier', 0):.0f} MB |",
         "",
@@ -294,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--big-rows", type=int, default=1_000_000, help="rows of one large transaction (0: none)"
     )
+    parser.add_argument(
+        "--copy-rows", type=int, default=100_000, help="rows of the table the backfills copy"
+    )
     args = parser.parse_args(argv)
 
     stack = Stack.load(default_dir() / "drill")
@@ -302,13 +420,20 @@ def main(argv: list[str] | None = None) -> int:
     logdir.mkdir(exist_ok=True)
     pipeline = new_pipeline(stack, logdir)
     try:
-        report = Drill(pipeline, args.faults, args.seed, args.rate, big_rows=args.big_rows).run()
+        report = Drill(
+            pipeline,
+            args.faults,
+            args.seed,
+            args.rate,
+            big_rows=args.big_rows,
+            copy_rows=args.copy_rows,
+        ).run()
     finally:
         pipeline.destroy()
         stack.stop()
     command = (
         f"python -m drill --faults {args.faults} --seed {args.seed} --rate {args.rate:g}"
-        f" --big-rows {args.big_rows}"
+        f" --big-rows {args.big_rows} --copy-rows {args.copy_rows}"
     )
     text = markdown(report, command, args.seed)
     print(text)

@@ -119,6 +119,15 @@ class Copies:
         log.info("copy_started tables=%s", ",".join(str(t) for t in tables))
         copier.start()
 
+    def forget_uncaptured(self, captured: list[TableRef]) -> None:
+        """A table left out of the filter stops being kept current: it is no longer copied,
+        so that if it is captured again later it is copied again, not left stale."""
+        gone = self.copied - set(captured)
+        if gone:
+            self.copied -= gone
+            log.info("copy_forgotten tables=%s", ",".join(str(t) for t in sorted(gone)))
+            self._host.publish_state(encode_state(self.copied))
+
     def stop(self) -> None:
         """An unfinished copy is abandoned; the next run copies those tables again (its
         request, if any, still holds the slot behind it)."""

@@ -190,6 +190,7 @@ class StreamSession:
         else:
             if not self._start_streaming():
                 return
+            self._copies.forget_uncaptured(tables)
             done = self._copies.copied
             missing = [t for t in tables if t not in done] if copying else []
             if missing:

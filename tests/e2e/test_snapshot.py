@@ -110,6 +110,33 @@ def test_a_table_added_to_the_filter_is_copied(pipeline: Pipeline) -> None:
     assert applier.alive()
 
 
+def test_a_table_left_out_of_the_filter_and_taken_back_is_copied_again(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.sql(
+        "CREATE TABLE kept (id int PRIMARY KEY, v text)",
+        "CREATE TABLE left_out (id int PRIMARY KEY, v text)",
+        "INSERT INTO left_out SELECT g, 'v' || g FROM generate_series(1, 50) g",
+    )
+    both = "public.kept,public.left_out"
+    extractor = pipeline.start("extractor", CDC_TABLES=both)
+    pipeline.start("applier")
+    pipeline.wait_converged(["kept", "left_out"])
+    assert extractor.stop() == 0
+    extractor = pipeline.start("extractor", CDC_TABLES="public.kept")
+    extractor.wait_for("streaming slot=")
+    # Changed while nobody carries it.
+    pipeline.sql(
+        "UPDATE left_out SET v = 'changed' WHERE id <= 20", "DELETE FROM left_out WHERE id > 40"
+    )
+    pipeline.sql("INSERT INTO kept VALUES (1, 'k')")
+    pipeline.wait_converged(["kept"])
+    assert extractor.stop() == 0
+    extractor = pipeline.start("extractor", CDC_TABLES=both)
+    pipeline.wait_converged(["kept", "left_out"])
+    assert "copy_started tables=public.left_out" in extractor.output()
+
+
 def test_snapshot_never_streams_only(pipeline: Pipeline) -> None:
     pipeline.sql("CREATE TABLE old (id int PRIMARY KEY)", "INSERT INTO old VALUES (1), (2)")
     extractor = pipeline.start("extractor", CDC_SNAPSHOT="never")

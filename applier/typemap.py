@@ -281,6 +281,7 @@ _NUMERIC_ELEMENTS = {"smallint", "integer", "bigint", "oid", "numeric", "real", 
 # array of any other type with another delimiter by its array type's own name (_geometry),
 # which arrives here as a scalar (extractor/basetypes.py).
 _DELIMITERS = {"box": ";"}
+_ARRAY_SPACE = " \t\n\r\v\f"
 
 
 def _array_converter(element: str) -> Converter:
@@ -364,6 +365,8 @@ def _parse_array(
         end = pos
         while end < len(text) and text[end] != delimiter and text[end] != "}":
             end += 1
-        items.append(scalar(text[pos:end].strip(), False))
+        # PostgreSQL quotes an element with white space around it, so none is there to
+        # strip but the ASCII kind its reader skips; str.strip() would eat U+00A0 and the like.
+        items.append(scalar(text[pos:end].strip(_ARRAY_SPACE), False))
         pos = end
     raise RowRejected(f"unterminated array literal: {text[:60]!r}")

@@ -741,11 +741,12 @@ BOXES = [
 
 def test_arrays_whose_elements_are_separated_otherwise(pipeline: Pipeline) -> None:
     """box[] separates its elements with ';' (box's text has commas of its own); every other
-    built-in type with ','. A domain over box keeps box's delimiter."""
+    built-in type with ','. A domain over box keeps box's delimiter. Elements keep every
+    character, white space included."""
     pipeline.sql(
         "CREATE DOMAIN boxd AS box",
         "CREATE TABLE boxes (id int PRIMARY KEY, b box[], bd boxd[], p point[], l line[],"
-        " s lseg[], c circle[], poly polygon[], pa path[])",
+        " s lseg[], c circle[], poly polygon[], pa path[], t text[])",
     )
     insert(pipeline, "boxes", [{"id": 0, "b": BOXES[3], "bd": BOXES[4]}])
     pipeline.start_pipeline()
@@ -762,6 +763,8 @@ def test_arrays_whose_elements_are_separated_otherwise(pipeline: Pipeline) -> No
                 "c": '{"<(1,2),3>"}',
                 "poly": '{"((0,0),(1,1),(1,0))"}',
                 "pa": '{"[(0,0),(1,1)]","((0,0),(1,1),(2,0))"}',
+                # White space other than ASCII's is no reason to quote an element.
+                "t": ["\u00a0nbsp\u00a0", "\u3000ideographic\u2003", "\u200b", " ascii "],
             }
         ],
     )

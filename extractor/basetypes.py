@@ -46,7 +46,7 @@ _BUILTIN = re.compile(
     r"|circle|int4range|int8range|numrange|daterange|tsrange|tstzrange|pg_lsn|regclass"
     r"|interval(?: (?:year|month|day|hour|minute|second)(?: to (?:month|hour|minute|second))?)?"
     r"|(?:timestamp|time)(?:\(\d\))? with(?:out)? time zone)"
-    r"(?:\(\d+(?:,\d+)?\))?(?:\[\])?"
+    r"(?:\(\d+(?:,-?\d+)?\))?(?:\[\])?"
 )
 # One identifier as format_type prints it: quoted ("Other S", with "" for a quote) or not.
 _IDENT = r'(?:"(?:[^"]|"")*"|[^".()\[\]\s"]+)'
@@ -59,7 +59,7 @@ _MAX_ROWS = 10_000
 
 _TYPE_INFO = (
     "SELECT t.typtype, t.typbasetype, t.typtypmod, t.typelem, t.typarray, t.typdelim,"
-    " t.typsubscript = 'pg_catalog.array_subscript_handler'::regproc, n.nspname, t.typname"
+    " t.typelem <> 0 AND t.typlen = -1, n.nspname, t.typname"
     " FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
     " WHERE t.oid = %s"
 )
@@ -179,15 +179,28 @@ def resolve_name(cur: Any, printed: str) -> str:
     return base_type_text(cur, oid, -1, printed)
 
 
+def catalog_lookup(connect: Callable[[], Any]) -> Callable[[list[str]], dict[str, str]]:
+    """Resolves names over a connection opened for the purpose (names come rarely)."""
+
+    def look_up(names: list[str]) -> dict[str, str]:
+        try:
+            with closing(connect()) as conn, conn.cursor() as cur:
+                return {printed: resolve_name(cur, printed) for printed in names}
+        except psycopg2.Error as e:
+            raise SourceUnavailable(f"cannot read the type catalog: {first_line(e)}") from e
+
+    return look_up
+
+
 class TypeResolver:
     """Replaces the type names of a change by their base types (see the module's docstring).
 
-    The work per change is one dictionary lookup keyed by its list of type names; the catalog
-    is read only for names not seen before in this session, over a connection opened for it.
+    The work per change is one dictionary lookup keyed by its list of type names; ``look_up``
+    (the catalog) is asked only about names not seen before in this session.
     """
 
-    def __init__(self, connect: Callable[[], Any]) -> None:
-        self._connect = connect
+    def __init__(self, look_up: Callable[[list[str]], dict[str, str]]) -> None:
+        self._look_up = look_up
         self._names: dict[str, str] = {}
         # types of a change -> the types it travels under, or None when they are the same.
         self._rows: dict[tuple[str, ...], list[str] | None] = {}
@@ -213,17 +226,10 @@ class TypeResolver:
             self._rows.clear()
         missing = {t for t in types if t not in self._names and not _BUILTIN.fullmatch(t)}
         if missing:
-            self._look_up(sorted(missing))
+            found = self._look_up(sorted(missing))
+            for printed, text in found.items():
+                if text != printed:
+                    log.info("type_resolved type=%s travels_as=%s", printed, text)
+            self._names.update(found)
         resolved = [self._names.get(t, t) for t in types]
         return None if resolved == list(types) else resolved
-
-    def _look_up(self, names: list[str]) -> None:
-        try:
-            with closing(self._connect()) as conn, conn.cursor() as cur:
-                for printed in names:
-                    text = resolve_name(cur, printed)
-                    self._names[printed] = text
-                    if text != printed:
-                        log.info("type_resolved type=%s travels_as=%s", printed, text)
-        except psycopg2.Error as e:
-            raise SourceUnavailable(f"cannot read the type catalog: {first_line(e)}") from e

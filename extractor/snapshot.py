@@ -276,8 +276,9 @@ def _describe(conn: Any, table: TableRef) -> tuple[Any, list[str], list[str], in
         # one) through the stream's own resolution, so both give a column the same type text.
         cur.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.atttypmod,"
-            " t.typnamespace <> 'pg_catalog'::regnamespace"
-            " OR coalesce(e.typnamespace <> 'pg_catalog'::regnamespace, false)"
+            " t.typnamespace <> 'pg_catalog'::regnamespace OR t.typtype = 'd'"
+            " OR coalesce(e.typnamespace <> 'pg_catalog'::regnamespace OR e.typtype = 'd'"
+            "   OR e.typdelim <> ',', false)"
             " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
             " LEFT JOIN pg_type e ON e.oid = t.typelem"
             " WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped"

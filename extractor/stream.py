@@ -21,7 +21,7 @@ import pika.exceptions
 from pika.adapters.select_connection import IOLoop, PollEvents
 
 from extractor.assemble import Assembler, Outgoing
-from extractor.basetypes import TypeResolver
+from extractor.basetypes import TypeResolver, catalog_lookup
 from extractor.catalog import warn_unidentified
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
@@ -62,7 +62,7 @@ class StreamSession:
         self._ioloop = IOLoop()
         self._source = ReplicationSource(cfg.source)
         self._heartbeat = Heartbeat(cfg.source)
-        self._types = TypeResolver(self._source.catalog)
+        self._types = TypeResolver(catalog_lookup(self._source.catalog))
         self._publisher = Publisher(
             cfg.broker,
             topology_for(cfg.broker, cfg.source.slot),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,7 @@ class SourceCodec:
         )
 
 
-def build_codec(encoding: str, database: str, pg: dict[bytes, str | None]) -> SourceCodec | None:
+def build_codec(encoding: str, database: str, pg: Mapping[bytes, str | None]) -> SourceCodec | None:
     """The codec for ``encoding`` given PostgreSQL's conversion of its characters; None for
     UTF8. SetupError when no exact conversion exists."""
     if encoding == UTF8:

@@ -66,7 +66,7 @@ def test_changes_without_types_are_left_alone() -> None:
 def test_every_built_in_type_of_the_golden_output_is_known(
     wal2json_records: dict[str, list[bytes]],
 ) -> None:
-    names = set()
+    names: set[str] = set()
     for name in ("types", "keys", "toast", "nokey"):
         for record in wal2json_records[name]:
             rec = decode_record(record)

@@ -1011,3 +1011,35 @@ def test_arrays_of_less_common_types_hold_each_element_as_postgresql_prints_it(
         for i, row in target_text(pipeline, "odd_arrays").items()
     }
     assert target == source
+
+
+def test_a_target_made_before_domains_were_resolved_follows_the_base_types(
+    pipeline: Pipeline,
+) -> None:
+    """An earlier version stored a domain as text (its name told the applier nothing): with the
+    first change after the upgrade the column is altered to the base type's, values kept."""
+    pipeline.sql(
+        "CREATE DOMAIN price AS numeric(10,3)",
+        "CREATE DOMAIN bid AS bigint",
+        "CREATE TABLE up (id bid PRIMARY KEY, p price, t text)",
+    )
+    insert(pipeline, "up", [{"id": 1, "p": "3.54", "t": "a"}, {"id": 2, "p": "-0.001"}])
+    _, applier = pipeline.start_pipeline()
+    pipeline.wait_converged(["up"])
+    applier.stop()
+    # What the earlier version made of it.
+    maria = pipeline.maria()
+    cur = maria.cursor()
+    cur.execute("ALTER TABLE up MODIFY id varchar(255), MODIFY p longtext")
+    cur.execute("UPDATE _cdc_columns SET pg_type = 'bid' WHERE tbl = 'up' AND col = 'id'")
+    cur.execute("UPDATE _cdc_columns SET pg_type = 'price' WHERE tbl = 'up' AND col = 'p'")
+    maria.close()
+    applier = pipeline.start("applier")
+    pipeline.sql("UPDATE up SET t = 'b' WHERE id = 1", "INSERT INTO up VALUES (3, 9999999.999)")
+    pipeline.wait_converged(["up"])
+    columns, pg_types = target_types(pipeline, "up")
+    assert columns == {"id": "bigint(20)", "p": "decimal(10,3)", "t": "longtext"}
+    assert pg_types == {"id": "bigint", "p": "numeric(10,3)", "t": "text"}
+    log = applier.output()
+    assert "column_type_changed table=up column=id from=bid to=bigint" in log
+    assert "column_type_changed table=up column=p from=price to=numeric(10,3)" in log

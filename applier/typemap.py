@@ -276,12 +276,19 @@ def _boolean(value: Any) -> Any:
 
 
 _NUMERIC_ELEMENTS = {"smallint", "integer", "bigint", "oid", "numeric", "real", "double precision"}
+# What PostgreSQL writes between the elements of an array (the element type's typdelim): ","
+# for every built-in type but box, whose text has commas of its own. The extractor names an
+# array of any other type with another delimiter by its array type's own name (_geometry),
+# which arrives here as a scalar (extractor/basetypes.py).
+_DELIMITERS = {"box": ";"}
+_ARRAY_SPACE = " \t\n\r\v\f"
 
 
 def _array_converter(element: str) -> Converter:
     """A PostgreSQL array literal (``{1,2}``, ``{"a b",NULL}``) -> JSON text (``[1,2]``)."""
     numeric = element in _NUMERIC_ELEMENTS
     boolean = element == "boolean"
+    delimiter = _DELIMITERS.get(element, ",")
 
     def scalar(token: str, quoted: bool) -> Any:
         if not quoted and token.upper() == "NULL":
@@ -296,7 +303,7 @@ def _array_converter(element: str) -> Converter:
         if value is None:
             return None
         try:
-            parsed, _ = _parse_array(str(value), 0, scalar)
+            parsed, _ = _parse_array(str(value), 0, scalar, delimiter)
         except IndexError as e:
             raise RowRejected(f"unterminated array literal: {str(value)[:60]!r}") from e
         return _dump(parsed)
@@ -317,7 +324,9 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _parse_array(text: str, pos: int, scalar: Callable[[str, bool], Any]) -> tuple[list[Any], int]:
+def _parse_array(
+    text: str, pos: int, scalar: Callable[[str, bool], Any], delimiter: str = ","
+) -> tuple[list[Any], int]:
     if pos == 0 and text.startswith("["):
         # Explicit bounds, e.g. "[0:1]={1,2}" (PostgreSQL prints them only when a lower bound
         # is not 1). A JSON array always starts at its first element: every subscript would
@@ -335,11 +344,11 @@ def _parse_array(text: str, pos: int, scalar: Callable[[str, bool], Any]) -> tup
         ch = text[pos]
         if ch == "}":
             return items, pos + 1
-        if ch == ",":
+        if ch == delimiter:
             pos += 1
             continue
         if ch == "{":
-            sub, pos = _parse_array(text, pos, scalar)
+            sub, pos = _parse_array(text, pos, scalar, delimiter)
             items.append(sub)
             continue
         if ch == '"':
@@ -354,8 +363,10 @@ def _parse_array(text: str, pos: int, scalar: Callable[[str, bool], Any]) -> tup
             pos += 1
             continue
         end = pos
-        while end < len(text) and text[end] not in ",}":
+        while end < len(text) and text[end] != delimiter and text[end] != "}":
             end += 1
-        items.append(scalar(text[pos:end].strip(), False))
+        # PostgreSQL quotes an element with white space around it, so none is there to
+        # strip but the ASCII kind its reader skips; str.strip() would eat U+00A0 and the like.
+        items.append(scalar(text[pos:end].strip(_ARRAY_SPACE), False))
         pos = end
     raise RowRejected(f"unterminated array literal: {text[:60]!r}")

@@ -3,21 +3,35 @@
 Each replication message from wal2json v2 is one JSON object. Numbers are parsed without
 ever becoming a binary float: wal2json 2.5 prints numeric, real and double as bare JSON numbers,
 and ``parse_float=str`` keeps their exact text (integers stay exact Python ints).
+
+The object is in the source database's encoding: a database that is not UTF8 has its records
+converted by its SourceCodec (encoding.py) first. wal2json 2.5 also writes a type name that
+starts with a quote without escaping it (``"type":"Other S"."My Dom"``), which is not JSON: such
+a record is repaired, and read again, before it is refused.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from extractor.encoding import SourceCodec
 from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE, loads_exact
 from shared.errors import DecodeError
 from shared.lsn import parse_lsn
 
 _OPS = {"I": INSERT, "U": UPDATE, "D": DELETE, "T": TRUNCATE}
 _NAME, _TYPE, _VALUE = itemgetter("name"), itemgetter("type"), itemgetter("value")
+# A type name as wal2json 2.5 writes it when format_type's text starts with a quote and does not
+# end with "[]": unescaped, up to the next member of the column or its end. Only a key can be
+# written "type": inside a JSON string every quote is escaped.
+_RAW_TYPE = re.compile(
+    rb'(,"type":)("(?:[^"]|"")*"(?:\.(?:"(?:[^"]|"")*"|[^",(){}\[\]]+))?(?:\([^)]*\))?)'
+    rb'(?=,"value":|,"typeoid":|})'
+)
 
 
 @dataclass(slots=True)
@@ -49,11 +63,17 @@ class LogicalMessage:
 Record = Begin | RowChange | Commit | LogicalMessage
 
 
-def decode_record(payload: bytes) -> Record:
+def decode_record(payload: bytes, codec: SourceCodec | None = None) -> Record:
+    """One wal2json record; ``codec``: the source database's encoding, if it is not UTF8."""
+    text = payload if codec is None else codec.to_utf8(payload)
     try:
-        doc = loads_exact(payload)
+        doc = loads_exact(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DecodeError(f"wal2json output is not JSON: {e}: {payload[:200]!r}") from e
+        repaired = _RAW_TYPE.sub(_quote_type, text)
+        try:
+            doc = loads_exact(repaired)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise DecodeError(f"wal2json output is not JSON: {e}: {payload[:200]!r}") from e
     try:
         action = doc["action"]
         if action in _OPS:
@@ -72,6 +92,15 @@ def decode_record(payload: bytes) -> Record:
     except (KeyError, TypeError, ValueError) as e:
         raise DecodeError(f"unexpected wal2json record ({e}): {payload[:200]!r}") from e
     raise DecodeError(f"unknown wal2json action {doc.get('action')!r}")
+
+
+def _quote_type(m: re.Match[bytes]) -> bytes:
+    raw = m.group(2).decode()
+    try:
+        json.loads(raw)
+        return m.group(0)  # a JSON string already (an escaped name, or a lone quoted one)
+    except json.JSONDecodeError:
+        return m.group(1) + json.dumps(raw, ensure_ascii=False).encode()
 
 
 def _change(op: str, doc: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
+from extractor.encoding import SourceCodec, source_codec
 from shared.config import SourceConfig
 from shared.errors import SetupError, SlotBusy, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
@@ -91,6 +92,7 @@ class ReplicationSource:
         self.numeric_as_string = False
         self.wal_sender_timeout = 0.0
         self.partitioned = False  # a captured table is partitioned: see wal2json_options
+        self.codec: SourceCodec | None = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -150,6 +152,8 @@ class ReplicationSource:
                     " (SELECT setting::float FROM pg_settings WHERE name = 'wal_sender_timeout')"
                 )
                 wal_level, can_replicate, user, database, sender_timeout = cur.fetchone()
+            # wal2json writes in the database's encoding: refused here if not convertible.
+            self.codec = source_codec(conn, database)
         except psycopg2.Error as e:
             raise self._classify(e, dsn) from e
         finally:

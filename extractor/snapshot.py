@@ -29,6 +29,7 @@ import psycopg2.extensions
 import psycopg2.extras
 from psycopg2 import sql
 
+from extractor.basetypes import base_type_text
 from extractor.heartbeat import HEARTBEAT_PREFIX
 from extractor.replication import PLUGIN
 from shared.config import SourceConfig
@@ -126,6 +127,9 @@ class Copier(threading.Thread):
                 )
                 snapshot, position = self._temporary_slot(repl)
             conn = psycopg2.connect(**connect_kwargs(self._cfg))
+            # Text as PostgreSQL converts it to Unicode, whatever the database's encoding:
+            # the stream reads wal2json's output the same way (encoding.py).
+            conn.set_client_encoding("UTF8")
             _read_as_text(conn)
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with conn.cursor() as cur:
@@ -270,13 +274,23 @@ def _describe(conn: Any, table: TableRef) -> tuple[Any, list[str], list[str], in
         if found is None:
             return None, [], [], 0
         oid, estimate = found
+        # Built-in types as wal2json prints them; any other (a domain, an enum, an array of
+        # one) through the stream's own resolution, so both give a column the same type text.
         cur.execute(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid, a.atttypmod,"
+            " t.typnamespace <> 'pg_catalog'::regnamespace OR t.typtype = 'd'"
+            " OR coalesce(e.typnamespace <> 'pg_catalog'::regnamespace OR e.typtype = 'd'"
+            "   OR e.typdelim <> ',', false)"
+            " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+            " LEFT JOIN pg_type e ON e.oid = t.typelem"
             " WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped"
             " AND a.attgenerated = '' ORDER BY a.attnum",
             (oid,),
         )
-        cols = cur.fetchall()
+        cols = [
+            (name, base_type_text(cur, typ, typmod) if resolve else printed)
+            for name, printed, typ, typmod, resolve in cur.fetchall()
+        ]
         cur.execute(
             "SELECT a.attname FROM pg_index i"
             " JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true"

@@ -21,6 +21,7 @@ import pika.exceptions
 from pika.adapters.select_connection import IOLoop, PollEvents
 
 from extractor.assemble import Assembler, Outgoing
+from extractor.basetypes import TypeResolver, catalog_lookup
 from extractor.catalog import CHECK_SECONDS, CatalogWatch
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
@@ -62,6 +63,7 @@ class StreamSession:
         self._ioloop = IOLoop()
         self._source = ReplicationSource(cfg.source)
         self._heartbeat = Heartbeat(cfg.source)
+        self._types = TypeResolver(catalog_lookup(self._source.catalog))
         self._publisher = Publisher(
             cfg.broker,
             topology_for(cfg.broker, cfg.source.slot),
@@ -320,11 +322,12 @@ class StreamSession:
 
     def _handle(self, msg: Any) -> None:
         assert self._assembler is not None and self._tracker is not None
-        record = decode_record(msg.payload)
+        record = decode_record(msg.payload, self._source.codec)
         if isinstance(record, RowChange):
             change = keep_change(record.change, self._cfg.source.capture, self._catalog.partitions)
             if change is None:
                 return
+            self._types.resolve(change)
             out = self._assembler.add(change, record.size)
             if out is not None:
                 self._publish(out)

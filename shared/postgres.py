@@ -34,6 +34,9 @@ _CONNECT_DEFAULTS = {
     "keepalives_count": "3",
     "tcp_user_timeout": "30000",
     "application_name": "pg2maria-extractor",
+    # Text as PostgreSQL itself converts it to Unicode, whatever the database's encoding (the
+    # stream, whose bytes are not converted, is read the same way: extractor/encoding.py).
+    "client_encoding": "UTF8",
 }
 
 
@@ -97,6 +100,12 @@ def classify_connect_error(e: psycopg2.Error, dsn: str) -> Exception:
         return SetupError(f"PostgreSQL refused the login ({where}): check the user and password")
     if "does not exist" in lowered and ("database" in lowered or "role" in lowered):
         return SetupError(f"PostgreSQL: {text} ({where})")
+    if "conversion between" in lowered and "is not supported" in lowered:
+        # The database's encoding has no conversion to UTF8 (MULE_INTERNAL): no client can
+        # read its text as Unicode, and no retry changes that.
+        return SetupError(
+            f"source database cannot be read as Unicode ({text}); convert the database to UTF8"
+        )
     if "no pg_hba.conf entry" in lowered:
         return SetupError(
             f"PostgreSQL: {text}: allow this host for replication and the database in pg_hba.conf"

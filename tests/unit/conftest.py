@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wal2json"
+from tests.support.fixtures import FIXTURES
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

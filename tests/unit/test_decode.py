@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 from extractor.decode import Begin, Commit, LogicalMessage, RowChange, decode_record
-from shared.errors import DecodeError
+from extractor.encoding import SourceCodec, build_codec
+from shared.errors import DecodeError, SetupError
 from shared.lsn import parse_lsn
+from tests.support.fixtures import FIXTURES
 
 
 def changes(records: list[bytes]) -> list[dict[str, Any]]:
@@ -117,3 +119,129 @@ def test_logical_message(wal2json_records: dict[str, list[bytes]]) -> None:
 def test_garbage_is_a_decode_error(payload: bytes) -> None:
     with pytest.raises(DecodeError):
         decode_record(payload)
+
+
+# ---------------------------------------------------------------- type names wal2json leaves unescaped
+
+
+def test_type_names_wal2json_writes_unescaped_are_repaired(
+    wal2json_records: dict[str, list[bytes]],
+) -> None:
+    """wal2json 2.5 writes a type name that starts with a quote as it is: a qualified or
+    otherwise longer one is not JSON (golden output of a real server)."""
+    records = wal2json_records["domains"]
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(records[1])
+    insert, update = changes(records)
+    assert insert["types"] == [
+        "bid",
+        "price",
+        '"Other S"."My Dom"',
+        '"Other S".stamp',
+        '"Quoted ""Dom"" x"',
+        "Mood",  # a lone quoted name is JSON, read without its quotes (basetypes.py)
+        "price[]",
+        "intarr",
+        '"Other S"."My Dom"[]',
+        "char",  # the one-byte "char", likewise
+        "box[]",
+    ]
+    values = dict(zip(insert["columns"], insert["values"], strict=True))
+    assert values["o"] == "héllo" and values["p"] == "3.540" and values["id"] == "1"
+    assert update["old_key"] == {"columns": ["id"], "types": ["bid"], "values": ["1"]}
+
+
+def test_only_type_names_are_repaired() -> None:
+    """What looks like an unescaped type name inside a value is a JSON string's content."""
+    record = (
+        b'{"action":"I","lsn":"0/1","schema":"s","table":"t","columns":['
+        b'{"name":"a","type":"My ""Q"" t"(3),"value":"\\",\\"type\\":\\"x\\".y"},'
+        b'{"name":"type","type":"text","value":"\\"type\\":\\"b\\".c"}],'
+        b'"pk":[{"name":"a","type":"s"."t"}]}'
+    )
+    change = changes([record])[0]
+    assert change["types"] == ['"My ""Q"" t"(3)', "text"]
+    assert change["values"] == ['","type":"x".y', '"type":"b".c']
+
+
+# ---------------------------------------------------------------- encodings
+
+LATIN1 = {bytes([b]): bytes([b]).decode("latin-1") for b in range(0x80, 0x100)}
+
+
+def raw_records(name: str) -> list[bytes]:
+    return [line for line in (FIXTURES / f"{name}.raw").read_bytes().splitlines() if line]
+
+
+def test_a_latin1_database_is_read_in_its_encoding() -> None:
+    """Golden output of a LATIN1 database: names, values and messages in LATIN1 bytes."""
+    codec = build_codec("LATIN1", "db", LATIN1)
+    assert codec is not None
+    records = raw_records("latin1")
+    with pytest.raises(DecodeError):
+        decode_record(records[1])  # taken for UTF-8, it is not even readable
+    change = changes_in(records, codec)[0]
+    assert change["table"] == "données"
+    assert change["columns"] == ["clé", "vc", "c", "j", "ta"]
+    # "Ã©" stays two characters: read as UTF-8 its bytes would be "é".
+    assert change["values"] == ["é", "Ã©ÿ", "ß   ", '{"é": "÷"}', '{"à b",NULL}']
+    assert change["key"] == ["clé"]
+    message = decode_record(records[4], codec)
+    assert isinstance(message, LogicalMessage) and message.content == "marqué"
+
+
+def changes_in(records: list[bytes], codec: SourceCodec) -> list[dict[str, Any]]:
+    out = []
+    for r in records:
+        rec = decode_record(r, codec)
+        if isinstance(rec, RowChange):
+            out.append(rec.change)
+    return out
+
+
+def test_utf8_needs_no_codec() -> None:
+    assert build_codec("UTF8", "db", {}) is None
+
+
+@pytest.mark.parametrize(
+    ("encoding", "words"),
+    [
+        ("SQL_ASCII", "has encoding SQL_ASCII: its bytes above 0x7F have no declared encoding"),
+        ("EUC_TW", "has encoding EUC_TW, which the extractor cannot convert"),
+        ("MULE_INTERNAL", "Python has no codec for it"),
+    ],
+)
+def test_encodings_without_an_exact_conversion_are_refused(encoding: str, words: str) -> None:
+    with pytest.raises(SetupError, match=words):
+        build_codec(encoding, "shop", {})
+
+
+# A few characters of EUC_JP as PostgreSQL converts them (measured on PostgreSQL 15).
+EUC_JP = {
+    b"\xa1\xc1": "\uff5e",  # FULLWIDTH TILDE; Python's euc_jp reads U+301C WAVE DASH
+    b"\xa4\xa2": "\u3042",  # HIRAGANA A: the same in both
+    b"\x8f\xf4\xfb": "\u9ad9",  # Python's euc_jp cannot read it
+    b"\xb0\xa2": "\u5516",  # the same in both
+    b"\xa2\xa1": None,  # as if PostgreSQL could not convert it; Python reads U+25C6
+}
+
+
+def test_where_python_reads_otherwise_postgresql_wins() -> None:
+    codec = build_codec("EUC_JP", "db", EUC_JP)
+    assert codec is not None
+    assert codec.to_utf8(b"a\xa1\xc1\xa4\xa2\x8f\xf4\xfbz").decode() == "a\uff5e\u3042\u9ad9z"
+
+
+def test_what_postgresql_cannot_convert_is_refused_where_a_character_starts() -> None:
+    codec = build_codec("EUC_JP", "db", EUC_JP)
+    assert codec is not None
+    with pytest.raises(DecodeError, match="byte sequence 0xa2a1"):
+        codec.to_utf8(b'{"v":"\xa4\xa2\xa2\xa1"}')
+    # The same bytes as the tail of one character and the head of the next are no such thing.
+    assert codec.to_utf8(b"\xb0\xa2\xa1\xb0").decode() == "\u5516\uff3e"
+
+
+def test_a_reading_that_would_change_ascii_is_refused() -> None:
+    """Python's euc_jp reads 0x8FA2B7 as '~': correcting that would change every ASCII '~'."""
+    with pytest.raises(SetupError, match="exactly as PostgreSQL does"):
+        build_codec("EUC_JP", "db", {b"\x8f\xa2\xb7": "\uff5e"})

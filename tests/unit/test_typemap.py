@@ -479,3 +479,68 @@ def test_unterminated_quoted_array_element(literal: str) -> None:
     # "{1,2" is a RowRejected("unterminated array literal"); a quote left open must be too.
     with pytest.raises(RowRejected):
         convert("text[]", literal)
+
+
+# ---------------------------------------------------------------- other delimiters, base types
+
+
+@pytest.mark.parametrize(
+    ("literal", "as_json"),
+    [
+        ("{}", "[]"),
+        ("{NULL}", "[null]"),
+        ("{(1,1),(0,0)}", '["(1,1),(0,0)"]'),
+        ("{(1,1),(0,0);NULL;(2.5,2),(-1,-1e-300)}", '["(1,1),(0,0)",null,"(2.5,2),(-1,-1e-300)"]'),
+        (
+            "{{(1,1),(0,0);(2,2),(1,1)};{(3,3),(2,2);NULL}}",
+            '[["(1,1),(0,0)","(2,2),(1,1)"],["(3,3),(2,2)",null]]',
+        ),
+    ],
+)
+def test_box_arrays_are_split_on_semicolons(literal: str, as_json: str) -> None:
+    """box's text has commas of its own: PostgreSQL separates box[] elements with ';'."""
+    assert convert("box[]", literal) == as_json
+
+
+def test_other_geometric_arrays_are_split_on_commas() -> None:
+    assert convert("point[]", '{"(1,2)",NULL}') == '["(1,2)",null]'
+    assert convert("line[]", '{"{1,2,3}"}') == '["{1,2,3}"]'
+
+
+def test_array_elements_keep_white_space_postgresql_does_not_quote() -> None:
+    """PostgreSQL quotes an element with ASCII white space around it, and no other: a leading
+    U+00A0 or U+3000 is the element's own."""
+    literal = "{\u00a0nbsp\u00a0,\u3000ideographic\u2003,\u200b}"
+    assert json.loads(str(convert("text[]", literal))) == [
+        "\u00a0nbsp\u00a0",
+        "\u3000ideographic\u2003",
+        "\u200b",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pg", "maria", "key"),
+    [
+        # What domains arrive as (extractor/basetypes.py): their base types, typmod included.
+        ("numeric(10,3)", "DECIMAL(10, 3)", "DECIMAL(10, 3)"),
+        ("bigint", "BIGINT", "BIGINT"),
+        ("numeric(10,3)[]", "JSON", "VARCHAR(255)"),
+        ("timestamp(3) with time zone", "DATETIME(3)", "DATETIME(3)"),
+        # An array of a type with its own delimiter arrives under its array type's name.
+        ("_geometry", "LONGTEXT", "VARCHAR(255)"),
+        ('public."_My Type"', "LONGTEXT", "VARCHAR(255)"),
+        # Enums and the one-byte "char" are text.
+        ('"Mood"', "LONGTEXT", "VARCHAR(255)"),
+        ("mood[]", "JSON", "VARCHAR(255)"),
+        ('"char"', "LONGTEXT", "VARCHAR(255)"),
+        ("box[]", "JSON", "VARCHAR(255)"),
+    ],
+)
+def test_types_the_extractor_resolves(dialect: Dialect, pg: str, maria: str, key: str) -> None:
+    assert ddl(dialect, pg) == maria
+    assert ddl(dialect, pg, is_key=True) == key
+
+
+def test_an_array_under_its_array_type_name_is_bound_as_text() -> None:
+    assert converter("_geometry") is None
+    assert converter('"Mood"') is None

@@ -1,10 +1,9 @@
 """The applier's position, kept in the target database in the same transaction as the rows.
 
-One row per slot: the position (shared/position.py) of the last change applied: its
-transaction's commit LSN, whether that is a copy, and the identity of the change within it
-(NULL once the whole transaction is applied). Because the rows and the position commit
-together, a message redelivered after any crash is recognised and skipped: replays change
-nothing.
+One row per slot: the position (shared/position.py) of the last change applied, in its text
+form, with its transaction's commit LSN and a few columns for people to read. Because the rows
+and the position commit together, a message redelivered after any crash is recognised and
+skipped: replays change nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 
 from shared.envelope import Envelope
-from shared.position import END, Position
+from shared.errors import SetupError
+from shared.position import Position
 
 TABLE_NAME = "_cdc_checkpoint"
 
@@ -26,8 +26,8 @@ checkpoint_table = sa.Table(
     _metadata,
     sa.Column("slot", mysql.VARCHAR(63), primary_key=True),
     sa.Column("commit_lsn", mysql.BIGINT(unsigned=True), nullable=False),
-    # How many changes of that transaction were applied (kept for older readers; the position
-    # is change_lsn/change_n).
+    # How many changes of that transaction were applied: written by the first version, whose
+    # commit_lsn was where the commit record ends; 0 since.
     sa.Column("done", mysql.INTEGER(unsigned=True), nullable=False),
     sa.Column("complete", mysql.BOOLEAN(), nullable=False),
     sa.Column("chunk", mysql.INTEGER(unsigned=True), nullable=False),
@@ -35,13 +35,12 @@ checkpoint_table = sa.Table(
     sa.Column("xid", mysql.BIGINT(unsigned=True), nullable=False),
     sa.Column("commit_time", mysql.VARCHAR(40), nullable=False),
     sa.Column("applied_at", mysql.DATETIME(fsp=6), nullable=False),
-    sa.Column("change_lsn", mysql.BIGINT(unsigned=True), nullable=True),
-    sa.Column("change_n", mysql.INTEGER(unsigned=True), nullable=True),
+    sa.Column("position", mysql.VARCHAR(80), nullable=True),  # NULL: written by the first version
     mariadb_engine="InnoDB",
     mariadb_charset="utf8mb4",
 )
 # Columns added after the table's first version, added to an existing table at start.
-_ADDED = ("change_lsn BIGINT UNSIGNED NULL", "change_n INT UNSIGNED NULL")
+_ADDED = ("position VARCHAR(80) NULL",)
 
 
 class CheckpointStore:
@@ -57,24 +56,25 @@ class CheckpointStore:
     def read(self, conn: Connection, *, lock: bool = True) -> Position | None:
         """Inside the apply transaction, with a row lock so two appliers can never interleave."""
         c = checkpoint_table.c
-        stmt = sa.select(c.commit_lsn, c.complete, c.snapshot, c.change_lsn, c.change_n).where(
-            c.slot == self._slot
-        )
+        stmt = sa.select(c.commit_lsn, c.complete, c.position).where(c.slot == self._slot)
         if lock:
             stmt = stmt.with_for_update()
         row = conn.execute(stmt).first()
         if row is None:
             return None
-        commit_lsn, complete, copy, change_lsn, change_n = row
+        commit_lsn, complete, position = row
+        if position is not None:
+            return Position.parse(str(position))
+        # Written by the first version, which placed a transaction at the END of its commit
+        # record: all of it means "every transaction committed before that point".
         if complete:
-            change = END
-        elif change_lsn is None:
-            # Written by a version that counted changes: that transaction is applied again
-            # from its start, which gives the same rows (each change is re-applied in order).
-            change = (0, 0)
-        else:
-            change = (int(change_lsn), int(change_n or 0))
-        return Position(int(commit_lsn), bool(copy), change)
+            return Position.before(int(commit_lsn))
+        raise SetupError(
+            f"the checkpoint of slot {self._slot} was left in the middle of a transaction by the "
+            "first version of the applier, whose positions this version cannot continue: run "
+            "the previous version of both processes until the transaction is applied "
+            "(_cdc_checkpoint.complete = 1), then upgrade (see the README's upgrade notes)"
+        )
 
     def write(self, conn: Connection, env: Envelope) -> Position:
         end = env.end
@@ -88,8 +88,7 @@ class CheckpointStore:
             "xid": env.xid,
             "commit_time": env.commit_time[:40],
             "applied_at": datetime.now(UTC).replace(tzinfo=None),
-            "change_lsn": None if end.complete else end.change[0],
-            "change_n": None if end.complete else end.change[1],
+            "position": str(end),
         }
         stmt = mysql.insert(checkpoint_table).values(values)
         stmt = stmt.on_duplicate_key_update({k: stmt.inserted[k] for k in values if k != "slot"})

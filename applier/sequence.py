@@ -17,7 +17,9 @@ Consequences worth knowing:
   first message once nothing older can arrive (below);
 - a copy or transaction left unfinished by an extractor that stopped is passed by the next
   session's messages, which continue from a position before it (the slot never moved past
-  it): that session copies the tables again, or (a transaction) no longer captures it.
+  it): that session copies the tables again, or (a transaction) no longer captures it. Such a
+  message passes only once nothing older can still arrive (``settled``, below): if the rest
+  of the copy or transaction was published after all, it sorts first and is applied first.
 
 A session's first message continues from the slot's position, which can lie past the last
 message published (the slot also moves past transactions with nothing captured), so its
@@ -93,11 +95,23 @@ class Sequencer(Generic[T]):
             assert env is not None
             if not (follows(ckpt, head.env) or self._resumes(ckpt, head)):
                 break
+            if self._abandons(ckpt, env) and not self._settled(head.item):
+                # It would pass a copy or transaction its own session left unfinished: only
+                # once nothing older can still come (the rest of it would sort first).
+                break
             heapq.heappop(self._heap)
             ready.append((env, head.item))
             ckpt = env.end
         self.checkpoint = ckpt
         return ready, duplicates
+
+    @staticmethod
+    def _abandons(ckpt: Position | None, env: Envelope) -> bool:
+        return (
+            ckpt is not None
+            and not ckpt.complete
+            and not ckpt.same_transaction(env.commit_lsn, env.copy)
+        )
 
     def _resumes(self, ckpt: Position | None, head: _Held[T]) -> bool:
         return head.env.resumed and (ckpt is None or ckpt.complete) and self._settled(head.item)

@@ -29,6 +29,7 @@ class Outgoing:
     body: bytes
     message_id: str
     commit_lsn: int
+    commit_end: int  # where the commit record ends: what the slot may be confirmed up to
     commit_time: str
     copy: bool
     chunk: int
@@ -102,21 +103,24 @@ class Assembler:
         self._pending_bytes += size
         return out
 
-    def commit(self) -> Outgoing | None:
-        """The transaction's last chunk, or None if it changed nothing we capture."""
+    def commit(self, end: int = 0) -> Outgoing | None:
+        """The transaction's last chunk, or None if it changed nothing we capture. ``end``:
+        where its commit record ends, if the begin did not say."""
         txn = self._txn
         if txn is None:
             raise DecodeError("commit outside a transaction")
+        if end:
+            txn.commit_end = end
         out = self._emit(last=True) if self._pending or self._chunk or self._marked else None
         if out is not None:
             self._after = Position.end_of(txn.commit_lsn, self._copy)
         self._txn = None
         return out
 
-    def commit_lsn(self) -> int:
+    def commit_end(self) -> int:
         if self._txn is None:
             raise DecodeError("no transaction in progress")
-        return self._txn.commit_lsn
+        return self._txn.commit_end
 
     def _emit(self, *, last: bool) -> Outgoing:
         txn = self._txn
@@ -144,6 +148,7 @@ class Assembler:
             body=body,
             message_id=envelope.message_id(txn.commit_lsn, chunk, copy),
             commit_lsn=txn.commit_lsn,
+            commit_end=txn.commit_end,
             commit_time=txn.commit_time,
             copy=copy,
             chunk=chunk,

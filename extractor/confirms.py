@@ -25,7 +25,7 @@ from shared.errors import BrokerUnavailable
 @dataclass(slots=True)
 class _Entry:
     seq: int  # publisher delivery tag; 0 for a transaction with nothing to publish
-    lsn: int  # commit LSN of the transaction the message belongs to
+    lsn: int  # where the commit record of the transaction the message ends ends
     ends_txn: bool
     confirmed: bool
     at: float = 0.0  # when it was published (monotonic)
@@ -55,11 +55,12 @@ class ConfirmTracker:
         """Published messages RabbitMQ has not confirmed yet."""
         return len(self._by_seq)
 
-    def published(self, seq: int, commit_lsn: int, ends_txn: bool) -> None:
+    def published(self, seq: int, end: int, ends_txn: bool) -> None:
+        """``end``: where the transaction's commit record ends (for its last message)."""
         if seq <= self._last_seq:
             raise ValueError(f"delivery tag {seq} after {self._last_seq}")
         self._last_seq = seq
-        entry = _Entry(seq, commit_lsn, ends_txn, confirmed=False, at=time.monotonic())
+        entry = _Entry(seq, end, ends_txn, confirmed=False, at=time.monotonic())
         self._entries.append(entry)
         self._by_seq[seq] = entry
 

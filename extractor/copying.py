@@ -141,7 +141,7 @@ class Copies:
         job = self._job
         if job is None or job.position is None or job.injecting:
             return False
-        if begin.commit_start < job.position:
+        if begin.commit_lsn < job.position:
             return False
         job.deferred = begin
         self._host.pause_reading()
@@ -184,7 +184,7 @@ class Copies:
         assert job.position is not None
         job.injecting = True
         now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-        self._host.assembler.begin(Begin(0, job.position, now, job.position), copy=True)
+        self._host.assembler.begin(Begin(0, job.position, now, commit_end=job.position), copy=True)
 
     def pump(self) -> None:
         """Move the copier's rows into the stream, as far as the confirm window allows."""

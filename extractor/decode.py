@@ -37,9 +37,11 @@ _RAW_TYPE = re.compile(
 @dataclass(slots=True)
 class Begin:
     xid: int
-    commit_lsn: int  # end of the commit record, known because decoding happens after commit
+    commit_lsn: int  # where the commit record begins: the transaction's place in the stream
     commit_time: str
-    commit_start: int = 0  # where the commit record begins
+    # Where the commit record ends (the slot position once it is confirmed), when the decoder
+    # knows it at the beginning (wal2json does); else 0 and the Commit record brings it.
+    commit_end: int = 0
 
 
 @dataclass(slots=True)
@@ -50,7 +52,7 @@ class RowChange:
 
 @dataclass(slots=True)
 class Commit:
-    pass
+    end: int = 0  # where the commit record ends, if the decoder gives it here
 
 
 @dataclass(slots=True)
@@ -81,12 +83,12 @@ def decode_record(payload: bytes, codec: SourceCodec | None = None) -> Record:
         if action == "B":
             return Begin(
                 xid=int(doc["xid"]) if "xid" in doc else 0,
-                commit_lsn=parse_lsn(doc["nextlsn"]),
+                commit_lsn=parse_lsn(doc["lsn"]),
                 commit_time=doc["timestamp"],
-                commit_start=parse_lsn(doc["lsn"]),
+                commit_end=parse_lsn(doc["nextlsn"]),
             )
         if action == "C":
-            return Commit()
+            return Commit(parse_lsn(doc["nextlsn"]) if "nextlsn" in doc else 0)
         if action == "M":
             return LogicalMessage(bool(doc["transactional"]), doc["prefix"], doc["content"])
     except (KeyError, TypeError, ValueError) as e:

@@ -283,8 +283,9 @@ def _describe(conn: Any, table: TableRef) -> tuple[Any, list[str], list[str], in
             "   OR e.typdelim <> ',', false)"
             " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
             " LEFT JOIN pg_type e ON e.oid = t.typelem"
+            # Generated columns too: wal2json carries them in every change.
             " WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped"
-            " AND a.attgenerated = '' ORDER BY a.attnum",
+            " ORDER BY a.attnum",
             (oid,),
         )
         cols = [

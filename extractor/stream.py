@@ -182,7 +182,7 @@ class StreamSession:
         if timeout:
             self._feedback_interval = min(self._feedback_interval, timeout / 4)
         # A slot made just now: nothing exists before this session's first message.
-        after = None if self._source.created else Position.end_of(resume)
+        after = None if self._source.created else Position.before(resume)
         self._assembler = Assembler(src.slot, src.max_chunk_changes, src.max_chunk_bytes, after)
         self._last_turn = time.monotonic()
         if exported is not None:
@@ -336,15 +336,15 @@ class StreamSession:
                 self._assembler.begin(record)
         elif isinstance(record, Commit):
             self._metrics.commit_seen()
-            commit_lsn = self._assembler.commit_lsn()
-            out = self._assembler.commit()
+            end = record.end or self._assembler.commit_end()
+            out = self._assembler.commit(end)
             if out is not None:
                 self._publish(out)
                 self.transactions += 1
             else:
                 # Nothing captured in it: the slot may pass it once all before is confirmed
                 # (and must: PostgreSQL's shutdown waits for the client to confirm it all).
-                self._tracker.nothing_to_publish(commit_lsn)
+                self._tracker.nothing_to_publish(end)
             self._copies.committed()
         elif (
             isinstance(record, LogicalMessage)
@@ -363,7 +363,7 @@ class StreamSession:
     def _publish(self, out: Outgoing) -> int:
         assert self._tracker is not None
         seq = self._publisher.publish(out.body, out.message_id, out.headers)
-        self._tracker.published(seq, out.commit_lsn, out.last)
+        self._tracker.published(seq, out.commit_end, out.last)
         self.messages += 1
         m = self._metrics
         m.messages.inc()

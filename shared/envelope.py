@@ -3,7 +3,7 @@
 Version 2::
 
     {"v": 2, "slot": "cdc", "xid": 731,
-     "commit_lsn": "0/196D868",            # end of the commit record; orders transactions
+     "commit_lsn": "0/196D868",            # where the commit record begins: orders transactions
      "commit_time": "2026-11-22 06:57:26.636428+00",
      "copy": false,                        # true: a copy of tables, not a source transaction
      "chunk": 0, "last": true,             # large transactions span several chunks

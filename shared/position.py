@@ -1,15 +1,20 @@
 """A place in the stream of changes: which transaction, and how far into it.
 
-Every change the pipeline carries has a position: the commit LSN of its transaction, then the
-change's own identity inside it, ``(lsn, n)``: the LSN of its WAL record and its ordinal among
-the captured changes of that record (a multi-row insert of COPY writes one record for many
-rows). The identity does not depend on how the transaction was cut into messages, on the table
+Every change the pipeline carries has a position: its transaction's commit LSN (where the
+commit record begins: both decoders know it when the transaction begins), then the change's
+own identity inside it, ``(lsn, n)``: the LSN of its WAL record and its ordinal among the
+captured changes of that record (a multi-row insert of COPY writes one record for many rows).
+The identity does not depend on how the transaction was cut into messages, on the table
 filter or on excluded columns, so a transaction sent again after a restart with other settings
 is trimmed to exactly what is new.
 
 A copy of tables (initial snapshot, catch-up, backfill) is one more transaction, placed at the
-stream point its snapshot shows the data as of; its position sorts after every transaction
-committed at that point (``copy=True``), and its rows are numbered ``(0, n)``.
+stream point P its snapshot shows the data as of: after every transaction whose commit record
+begins before P, before every other; so at one LSN a copy sorts before a transaction. Its rows
+are numbered ``(0, n)``.
+
+The slot's confirmed position is the END of a commit record; everything a session resumed at
+R vouches for is "every transaction committed before R": ``Position.before(R)``.
 
 Text form (logs, AMQP headers, the envelope): ``0/196D868`` (all of that transaction),
 ``0/196D868c`` (all of that copy), ``0/196D868:0/196D980.3`` (that transaction up to and
@@ -18,6 +23,7 @@ including the change 0/196D980, ordinal 3).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from shared.errors import DecodeError
@@ -30,11 +36,21 @@ START = (0, 0)
 Ident = tuple[int, int]
 
 
-@dataclass(frozen=True, order=True, slots=True)
+@functools.total_ordering
+@dataclass(frozen=True, slots=True)
 class Position:
     commit_lsn: int
     copy: bool
     change: Ident = END
+
+    def _key(self) -> tuple[int, int, Ident]:
+        # At one LSN a copy comes first: it holds what committed before that point.
+        return (self.commit_lsn, 0 if self.copy else 1, self.change)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Position):
+            return NotImplemented
+        return self._key() < other._key()
 
     @property
     def complete(self) -> bool:
@@ -43,6 +59,12 @@ class Position:
     @classmethod
     def end_of(cls, commit_lsn: int, copy: bool = False) -> Position:
         return cls(commit_lsn, copy, END)
+
+    @classmethod
+    def before(cls, lsn: int) -> Position:
+        """Every transaction whose commit record begins before ``lsn`` (a slot position: the
+        end of a commit record), and nothing at or after it."""
+        return cls(lsn - 1, False, END)
 
     def same_transaction(self, commit_lsn: int, copy: bool) -> bool:
         return self.commit_lsn == commit_lsn and self.copy == copy

@@ -15,7 +15,7 @@ from devstack.system import wait_until
 from harness.pipeline import Pipeline, Proc
 from harness.workload import TABLES
 from shared import envelope
-from shared.position import END, Position
+from shared.position import Position
 
 
 def slot_state(pipeline: Pipeline) -> tuple[bool, str]:
@@ -325,15 +325,10 @@ def checkpoint(pipeline: Pipeline) -> Position | None:
     try:
         cur = maria.cursor()
         try:
-            cur.execute(
-                "SELECT commit_lsn, snapshot, complete, change_lsn, change_n FROM _cdc_checkpoint"
-            )
+            cur.execute("SELECT position FROM _cdc_checkpoint")
         except mariadb.Error:  # created with the first batch
             return None
         row = cur.fetchone()
-        if row is None:
-            return None
-        commit, copy, complete, lsn, n = row
-        return Position(int(commit), bool(copy), END if complete else (int(lsn), int(n)))
+        return None if row is None else Position.parse(str(row[0]))
     finally:
         maria.close()

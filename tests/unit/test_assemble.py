@@ -263,9 +263,16 @@ def test_begin_inside_a_transaction() -> None:
         asm.begin(T2)
 
 
-def test_commit_lsn() -> None:
+def test_commit_end() -> None:
     asm = assembler()
     with pytest.raises(DecodeError):
-        asm.commit_lsn()
-    asm.begin(T2)
-    assert asm.commit_lsn() == T2.commit_lsn
+        asm.commit_end()
+    asm.begin(Begin(xid=9, commit_lsn=0x3000, commit_time="", commit_end=0x3030))
+    assert asm.commit_end() == 0x3030
+    out = asm.commit()
+    assert out is None
+    # A decoder that learns the end only at the commit (pgoutput) gives it there.
+    asm.begin(Begin(xid=10, commit_lsn=0x4000, commit_time=""))
+    asm.mark()
+    last = asm.commit(end=0x4040)
+    assert last is not None and last.commit_end == 0x4040 and last.commit_lsn == 0x4000

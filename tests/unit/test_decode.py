@@ -59,10 +59,16 @@ def test_begin_carries_commit_lsn_and_time(wal2json_records: dict[str, list[byte
     begin = decode_record(wal2json_records["keys"][0])
     assert isinstance(begin, Begin)
     assert begin.xid > 0
-    # nextlsn: the end of the commit record, where the slot resumes after this transaction
-    assert begin.commit_lsn == parse_lsn(json.loads(wal2json_records["keys"][0])["nextlsn"])
+    doc = json.loads(wal2json_records["keys"][0])
+    # lsn: where the commit record begins, the transaction's place in the stream
+    assert begin.commit_lsn == parse_lsn(doc["lsn"])
+    # nextlsn: where it ends, where the slot resumes after this transaction
+    assert begin.commit_end == parse_lsn(doc["nextlsn"])
+    assert begin.commit_lsn < begin.commit_end
     assert begin.commit_time.endswith("+00")
-    assert isinstance(decode_record(wal2json_records["keys"][3]), Commit)
+    commit = decode_record(wal2json_records["keys"][3])
+    assert isinstance(commit, Commit)
+    assert commit.end == begin.commit_end
 
 
 def test_update_and_delete_carry_the_old_key(wal2json_records: dict[str, list[bytes]]) -> None:

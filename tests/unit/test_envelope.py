@@ -371,8 +371,10 @@ def test_trimmed_drops_what_the_checkpoint_covers() -> None:
     assert rest.after == Position(COMMIT_LSN, False, (lsn, 1))
     assert env.trimmed(Position.end_of(COMMIT_LSN - 1)) is env
     assert env.trimmed(Position.end_of(COMMIT_LSN)) is None
-    # The same commit LSN, but a copy: another transaction.
-    assert env.trimmed(Position(COMMIT_LSN, True, (lsn, 3))) is None
+    # The same commit LSN, but a copy: it comes before the transaction, which is all new.
+    assert env.trimmed(Position(COMMIT_LSN, True, (lsn, 3))) is env
+    assert env.trimmed(Position.before(COMMIT_LSN)) is env
+    assert env.trimmed(Position.before(COMMIT_LSN + 1)) is None
 
 
 @pytest.mark.parametrize(
@@ -394,6 +396,8 @@ def test_positions_sort_in_stream_order() -> None:
     b = Position(5, False, (1, 1))
     c = Position(5, False, (2, 0))
     end = Position.end_of(5)
-    copy_start = Position(5, True, (0, 0))  # a copy at 5 holds what committed up to 5
+    # A copy at 5 holds what committed before 5, and comes before a commit at 5.
+    copy_start = Position(5, True, (0, 0))
     later = Position(6, False, (0, 0))
-    assert a < b < c < end < copy_start < Position.end_of(5, copy=True) < later
+    assert Position.before(5) < copy_start < Position.end_of(5, copy=True) < a < b < c < end
+    assert end < later < Position.before(7)

@@ -203,13 +203,14 @@ def test_a_late_copy_chunk_is_applied_before_what_follows_the_copy() -> None:
     assert dups == []
 
 
-def test_a_copy_at_the_same_point_as_a_transaction_comes_after_it() -> None:
-    txn = env(500, end(400), [(450, 0)])
-    copy = env(500, end(500), [(0, 0)], copy=True)
+def test_a_copy_at_the_commit_point_of_a_transaction_comes_before_it() -> None:
+    # The copy's snapshot holds what committed before 500; the commit record at 500 is after.
+    copy = env(500, end(400), [(0, 0)], copy=True)
+    txn = env(500, end(500, copy=True), [(450, 0)])
     seq: Sequencer[str] = Sequencer(end(400))
-    out, _ = released(seq, [(copy, "copy"), (txn, "txn")])
-    assert out == ["txn", "copy"]
-    assert seq.checkpoint == end(500, copy=True)
+    out, _ = released(seq, [(txn, "txn"), (copy, "copy")])
+    assert out == ["copy", "txn"]
+    assert seq.checkpoint == end(500)
 
 
 def test_an_abandoned_copy_is_passed_by_the_next_session() -> None:
@@ -234,7 +235,7 @@ def test_an_abandoned_initial_copy_is_passed_by_the_next_session() -> None:
     seq: Sequencer[str] = Sequencer(None, lambda _: True)
     seq.add(env(100, None, [(0, 0), (0, 1)], copy=True, last=False), "100c.0")
     seq.take()
-    nxt = env(300, end(100), [(0, 0)], copy=True, resumed=True)
+    nxt = env(300, Position.before(100), [(0, 0)], copy=True, resumed=True)
     out, _ = released(seq, [(nxt, "300c.0")])
     assert out == ["300c.0"]
 
@@ -290,3 +291,20 @@ def test_changes_of_one_record_are_trimmed_by_their_ordinal() -> None:
     seq.add(env(300, end(200), [(310, i) for i in range(5)]), "copy-from")
     ready, _ = seq.take()
     assert [[c.n for c in e.changes] for e, _ in ready] == [[3, 4]]
+
+
+def test_passing_an_unfinished_copy_waits_until_nothing_older_can_come() -> None:
+    # Redelivered after a reconnect: the next session's message may not pass the copy before
+    # every older message was delivered (the copy's rest, if any, would sort first).
+    settled = {"yes": False}
+    seq: Sequencer[str] = Sequencer(end(400), lambda _: settled["yes"])
+    seq.add(*names(COPY)[0])
+    seq.take()
+    seq.add(env(650, Position.before(450), [(620, 0)], resumed=True), "650.0")
+    assert seq.take() == ([], [])
+    seq.add(*names(COPY)[1])  # older, delivered late: applied first
+    ready, _ = seq.take()
+    assert [n for _, n in ready] == ["500c.1"]
+    settled["yes"] = True
+    ready, _ = seq.take()
+    assert [n for _, n in ready] == ["650.0"]

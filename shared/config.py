@@ -6,11 +6,14 @@ the field's name), its variable, its type, its default, its check (shared/parser
 row in the documentation's table (README.md or docs/tls.md, written by ``make docs``). Each
 command's config (the classes at the end) holds the sections it uses and nothing else; a
 section a command uses in part is a class of its own (SlotConfig: all the applier needs of the
-source). shared/settings.py reads them; a bad or missing value is one ConfigError naming the
-setting, which the CLI turns into one line and exit code 2.
+source). shared/settings.py says how they are declared, shared/loading.py how they are read; a
+bad or missing value is one ConfigError naming the setting, which the CLI turns into one line
+and exit code 2.
 
-To add a setting: one ``setting()`` field in its section class here (a rule between settings,
-if it needs one, in that section's ``rules``); then ``make docs``.
+To add a setting: one ``setting()`` field in the section class that holds it, here (with a
+parser in shared/parsers.py if none fits; a rule between settings, if it needs one, in that
+section's ``rules``); then ``make docs`` writes its row in the documentation. Every command
+whose config holds the section has it; a section a new command needs in part is a new class.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import ClassVar, TypeVar
 
 from shared import parsers as p
 from shared.errors import ConfigError
+from shared.loading import Catalog
 from shared.secret import Secret
-from shared.settings import Catalog, Rule, Setting, Values, flag, items, pairs, section, setting
+from shared.settings import Rule, Setting, Values, flag, items, pairs, section, setting
 from shared.tables import Pattern, TableFilter, TableRef
 
 TLS = "docs/tls.md"

@@ -1,18 +1,12 @@
-"""How a setting is declared, read and checked.
+"""How a setting is declared.
 
 A setting is one field of a config class, declared with ``setting()``: its environment
-variable, how its value is read and checked, its default and its line in the documentation.
-Its YAML path is the class's section and the field's name (``source.slot``). Config classes are
-declared with ``section()``, which makes them frozen, keyword-only dataclasses; the commands'
-config classes nest them (shared/config.py). A ``Catalog`` of the commands' classes reads one
-of them from a YAML file and the environment:
-
-- a variable wins over the file, and an empty variable counts as unset; the file's lists and
-  mappings are taken as they are, a variable holds them as comma-separated text;
-- every setting that is given is checked, whether or not the command uses it (a bad value in
-  the shared file stops both processes alike), and so are the rules between settings; a
-  setting without a default is required only by the commands whose config holds it;
-- a problem is one ConfigError naming the setting: its YAML path and its variable.
+variable, how its value is read and checked, its default and its row in the documentation's
+table. Its YAML path is the class's section and the field's name (``source.slot``). Config
+classes are declared with ``section()``, which makes them frozen, keyword-only dataclasses
+(mypy checks them as such: a hand-built config gets the declared defaults, and must give the
+required settings); a field whose type is another config class holds that section. Rules
+between settings are declared with the section they constrain. shared/loading.py reads them.
 """
 
 from __future__ import annotations
@@ -20,13 +14,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import os
-import typing
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Generic, TypeVar, dataclass_transform, overload
-
-import yaml
 
 from shared.errors import ConfigError
 
@@ -37,7 +26,6 @@ README = "README.md"
 _META = "setting"  # the key of a setting's declaration in its dataclass field's metadata
 _SECTION = "__cdc_section__"  # a config class's YAML section ("" for the top level)
 _RULES = "__cdc_rules__"  # the rules between settings that a config class declares
-_ORIGIN = "origin"  # the one field of a command's config that is not a setting
 
 
 class _Required:
@@ -281,162 +269,18 @@ def section(name: str, *, rules: Sequence[Rule] = ()) -> Callable[[type[C]], typ
     return declare
 
 
-# What a field of a config class is: a setting, a nested section, or the origin.
-Part = Setting | type | None
+def declared_setting(f: dataclasses.Field[Any]) -> Setting | None:
+    """The setting a config class's field declares, if it is one."""
+    spec = f.metadata.get(_META)
+    return spec if isinstance(spec, Setting) else None
 
 
-@functools.cache
-def _layout(kind: type) -> tuple[tuple[str, Part], ...]:
-    if not hasattr(kind, _SECTION):
-        raise TypeError(f"{kind.__name__} is not declared with section()")
-    hints = typing.get_type_hints(kind)
-    layout: list[tuple[str, Part]] = []
-    for f in dataclasses.fields(kind):
-        spec = f.metadata.get(_META)
-        hint = hints[f.name]
-        if spec is not None:
-            layout.append((f.name, spec))
-        elif isinstance(hint, type) and hasattr(hint, _SECTION):
-            if getattr(hint, _SECTION) != f.name:
-                raise TypeError(f"{kind.__name__}.{f.name} holds section {getattr(hint, _SECTION)}")
-            layout.append((f.name, hint))
-        elif f.name == _ORIGIN:
-            layout.append((f.name, None))
-        else:
-            raise TypeError(f"{kind.__name__}.{f.name} is neither a setting nor a section")
-    return tuple(layout)
+def declared_section(cls: type) -> str | None:
+    """The YAML section of a class declared with section() (not of one merely inheriting)."""
+    name = cls.__dict__.get(_SECTION)
+    return name if isinstance(name, str) else None
 
 
-def _held(kind: type) -> list[Setting]:
-    """The settings a config class holds, its sections' included."""
-    found: list[Setting] = []
-    for _name, part in _layout(kind):
-        if isinstance(part, Setting):
-            found.append(part)
-        elif part is not None:
-            found.extend(_held(part))
-    return found
-
-
-def _classes(kind: type) -> list[type]:
-    """The config classes a command's config is made of (bases included)."""
-    found: list[type] = [k for k in kind.__mro__ if k.__dict__.get(_SECTION) is not None]
-    for _name, part in _layout(kind):
-        if isinstance(part, type):
-            found.extend(_classes(part))
-    return found
-
-
-class Catalog:
-    """Every setting of a set of commands' config classes: what the YAML file may hold, which
-    variables are settings, and how one command's config is read."""
-
-    def __init__(self, *kinds: type) -> None:
-        self.kinds: tuple[type[Any], ...] = kinds
-        found: dict[str, Setting] = {}
-        variables: dict[str, str] = {}
-        rules: dict[Rule, None] = {}
-        for kind in kinds:
-            for s in _held(kind):
-                if variables.setdefault(s.env, s.path) != s.path:
-                    raise TypeError(f"{s.env} is the variable of {variables[s.env]} and {s.path}")
-                found.setdefault(s.path, s)
-            for cls in _classes(kind):
-                rules.update(dict.fromkeys(cls.__dict__[_RULES]))
-        # Sections in the order they first appear, the top level last.
-        order = [*dict.fromkeys(s.section for s in found.values() if s.section), ""]
-        self.settings = tuple(sorted(found.values(), key=lambda s: order.index(s.section)))
-        self.rules = tuple(rules)
-        self._by_path = {s.path: s for s in self.settings}
-
-    def needs(self, kind: type) -> tuple[Setting, ...]:
-        """The settings a command's config reads, in catalogue order (with those a default
-        is taken from)."""
-        held = set(_held(kind))
-        for s in list(held):
-            if s.default_from is not None:
-                held.add(self._by_path[s.default_from[0]])
-        return tuple(s for s in self.settings if s in held)
-
-    def load(
-        self,
-        kind: type[C],
-        path: str | Path | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> C:
-        """Read the YAML file (if any), let environment variables override it, check, and
-        build ``kind``."""
-        if kind not in self.kinds:
-            raise TypeError(f"{kind.__name__} is not a command's config of this catalogue")
-        env = os.environ if environ is None else environ
-        document = self._read_file(path) if path else {}
-        needed = set(self.needs(kind))
-        given: dict[str, Any] = {}
-        for s in self.settings:
-            raw = _given(s, env, document)
-            if raw is None:
-                if s.required and s in needed:
-                    where = f" in {path}" if path else ""
-                    raise ConfigError(f"{s.path} is required: set {s.env} or {s.path}{where}")
-                continue
-            given[s.path] = s.parse(raw)
-        values = Values(self._by_path, given)
-        for rule in self.rules:
-            rule(values)
-        return typing.cast(C, _build(kind, values, str(path) if path else "environment"))
-
-    def _read_file(self, path: str | Path) -> dict[str, Any]:
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise ConfigError(f"config file {path}: {e.strerror}") from e
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            # PyYAML's own message quotes the offending line, which may hold a password.
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(e, "problem", None) or "syntax error"
-            raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping (source:, broker:, target:)")
-        sections = {s.section for s in self.settings if s.section}
-        for key, value in data.items():
-            if key in sections and not isinstance(value, dict):
-                raise ConfigError(f"{key} in {path} must be a mapping of settings")
-            if key in sections:
-                for sub in value:
-                    if f"{key}.{sub}" not in self._by_path:
-                        raise ConfigError(f"unknown setting {key}.{sub} in {path}")
-            elif not isinstance(key, str) or key not in self._by_path:
-                raise ConfigError(f"unknown setting {key} in {path}")
-        return data
-
-
-def _given(s: Setting, environ: Mapping[str, str], document: Mapping[str, Any]) -> object:
-    """The setting's raw value: its variable's, else the file's; None if neither gives one."""
-    raw = environ.get(s.env)
-    if raw is not None and raw.strip():
-        return raw
-    node: Any = document
-    for key in s.path.split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    if isinstance(node, str) and not node.strip() and s.required:
-        return None  # a blank required value is a missing one
-    return node
-
-
-def _build(kind: type, values: Values, origin: str) -> Any:
-    fields: dict[str, Any] = {}
-    for name, part in _layout(kind):
-        if isinstance(part, Setting):
-            fields[name] = values[part.path]
-        elif part is None:
-            fields[name] = origin
-        else:
-            fields[name] = _build(part, values, origin)
-    return kind(**fields)
+def declared_rules(cls: type) -> tuple[Rule, ...]:
+    rules: tuple[Rule, ...] = cls.__dict__.get(_RULES, ())
+    return rules

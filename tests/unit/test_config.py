@@ -15,9 +15,12 @@ from shared.config import (
     BackfillConfig,
     BrokerConfig,
     CommandConfig,
+    DlqConfig,
     ExtractorConfig,
     SourceConfig,
+    StatusConfig,
     TargetConfig,
+    VerifyConfig,
     load_config,
 )
 from shared.errors import ConfigError
@@ -327,19 +330,19 @@ def test_unneeded_setting_is_still_checked_when_given() -> None:
 @pytest.mark.parametrize(
     ("kind", "required"),
     [
-        ("ExtractorConfig", {"source.slot", "source.dsn", "broker.url"}),
-        ("StatusConfig", {"source.slot", "source.dsn", "broker.url"}),
-        ("BackfillConfig", {"source.slot", "source.dsn"}),
-        ("ApplierConfig", {"source.slot", "broker.url", "target.url"}),
-        ("DlqConfig", {"source.slot", "broker.url"}),
-        ("VerifyConfig", {"source.slot", "source.dsn", "target.url"}),
+        (ExtractorConfig, {"source.slot", "source.dsn", "broker.url"}),
+        (StatusConfig, {"source.slot", "source.dsn", "broker.url"}),
+        (BackfillConfig, {"source.slot", "source.dsn"}),
+        (ApplierConfig, {"source.slot", "broker.url", "target.url"}),
+        (DlqConfig, {"source.slot", "broker.url"}),
+        (VerifyConfig, {"source.slot", "source.dsn", "target.url"}),
     ],
+    ids=["extractor", "status", "backfill", "applier", "dlq", "verify"],
 )
-def test_each_command_needs_its_own_settings(kind: str, required: set[str]) -> None:
-    config: type[CommandConfig] = next(k for k in CATALOG.kinds if k.__name__ == kind)
-    assert {s.path for s in CATALOG.needs(config) if s.required} == required
+def test_each_command_needs_its_own_settings(kind: type[CommandConfig], required: set[str]) -> None:
+    assert {s.path for s in CATALOG.needs(kind) if s.required} == required
     env = {s.env: full_env()[s.env] for s in CATALOG.settings if s.path in required}
-    loaded = load_config(config, environ=env)  # these alone are enough
+    loaded = load_config(kind, environ=env)  # these alone are enough
     assert loaded.log_level == "INFO"
 
 

@@ -1,6 +1,6 @@
-"""The machinery of declared settings (shared/settings.py), on a small catalogue of its own: how
-a setting is declared, whom it is required by, where its value comes from, and what a mistake
-in the declarations does."""
+"""The machinery of declared settings (shared/settings.py, shared/loading.py), on a small
+catalogue of its own: how a setting is declared, whom it is required by, where its value comes
+from, and what a mistake in the declarations does."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from shared.errors import ConfigError
-from shared.settings import Catalog, Values, flag, items, pairs, section, setting
+from shared.loading import Catalog
+from shared.settings import Values, flag, items, pairs, section, setting
 
 
 def _positive(text: str) -> int:

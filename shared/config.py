@@ -32,6 +32,11 @@ from shared.tables import Pattern, TableFilter, TableRef
 
 TLS = "docs/tls.md"
 
+# ---------------------------------------------------------------- rules between settings
+# TLS settings that only make sense together: said at start, not found out in production by a
+# connection that is silently unencrypted. Each section below names its rules; every command
+# checks them all, as it checks every setting given.
+
 
 def _client_certificate_needs_its_key(cert: str, key: str) -> Rule:
     def check(v: Values) -> None:
@@ -386,6 +391,7 @@ class ServiceConfig(CommandConfig):
 
 
 # ---------------------------------------------------------------- what each command reads
+# COMMANDS: the commands that read the class (the README's table of what each one needs).
 
 
 @section("")

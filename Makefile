@@ -5,13 +5,14 @@
 #   make demo    setup, local stack, both processes, sql/demo.sql, source and target side by side
 #   make drill   the long fault drill; its figures go to docs/reliability.md
 #   make bench   the benchmark (about 10 minutes); its table goes to docs/performance.md
+#   make docs    the settings tables of README.md and docs/tls.md, from shared/config.py
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup test lint unit demo drill bench stack-start stack-stop stack-env clean
+.PHONY: setup test lint unit demo drill bench docs stack-start stack-stop stack-env clean
 
 setup: $(STAMP)
 
@@ -44,6 +45,10 @@ drill: setup
 # Throughput, latency, stage limits and memory; writes docs/performance.md.
 bench: setup
 	$(BIN)/python -m bench --report docs/performance.md
+
+# The settings tables, written from the declarations (a unit test fails until they are).
+docs: setup
+	$(BIN)/python -m harness.docs
 
 stack-start: setup
 	$(BIN)/python -m devstack start

@@ -8,7 +8,7 @@ import sys
 from applier import dlq, verify, verify_report
 from applier.service import ApplierService
 from shared import cli
-from shared.config import APPLIER_NEEDS, Config
+from shared.config import ApplierConfig, DlqConfig, VerifyConfig
 from shared.errors import ConfigError, PermanentError, TransientError
 from shared.tables import parse_table_list
 
@@ -58,11 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "verify":
-        cfg = cli.load_or_exit(PROG, args.config, APPLIER_NEEDS | {"source.dsn"})
-        return _verify(cfg, args)
+        return _verify(cli.load_or_exit(PROG, args.config, VerifyConfig), args)
 
     if args.command == "dlq":
-        cfg = cli.load_or_exit(PROG, args.config, frozenset({"source.slot", "broker.url"}))
+        cfg = cli.load_or_exit(PROG, args.config, DlqConfig)
         try:
             if args.dlq_command == "list":
                 dlq.list_parked(cfg, as_json=args.json)
@@ -73,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             return cli.EXIT_FAULT
         return cli.EXIT_OK
 
-    cfg = cli.load_or_exit(PROG, args.config, APPLIER_NEEDS)
-    service = ApplierService(cfg)
+    service = ApplierService(cli.load_or_exit(PROG, args.config, ApplierConfig))
     cli.on_stop_signals(service.request_stop)
     cli.tune_gc()
     try:
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     return cli.EXIT_OK
 
 
-def _verify(cfg: Config, args: argparse.Namespace) -> int:
+def _verify(cfg: VerifyConfig, args: argparse.Namespace) -> int:
     try:
         only = parse_table_list(",".join(args.tables), "--table") if args.tables else ()
     except ConfigError as e:

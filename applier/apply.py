@@ -21,7 +21,7 @@ from applier.plan import Plan, build_plan
 from applier.schema import TableShape, TargetSchema
 from applier.target import classify, create_target_engine
 from applier.upsert import Statements
-from shared.config import Config
+from shared.config import ApplierConfig
 from shared.envelope import Envelope
 from shared.errors import CdcError, SchemaMismatch, TargetUnavailable
 from shared.naming import Naming, TargetRef
@@ -55,7 +55,7 @@ class BatchResult:
 
 
 class Applier:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: ApplierConfig) -> None:
         self._cfg = cfg
         self._where = str(cfg.target.url)
         self._engine: Engine | None = None

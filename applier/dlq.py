@@ -21,7 +21,7 @@ import pika.exceptions
 
 from applier.consumer import APP_ID, REPLAY_HEADER
 from shared.amqp import classify_broker_error, connection_parameters
-from shared.config import Config
+from shared.config import DlqConfig
 from shared.errors import BrokerUnavailable
 from shared.topology import Topology, topology_for
 
@@ -39,7 +39,7 @@ class Parked:
 
 
 @contextmanager
-def _channel(cfg: Config) -> Iterator[Any]:
+def _channel(cfg: DlqConfig) -> Iterator[Any]:
     url = cfg.broker.url
     try:
         conn = pika.BlockingConnection(connection_parameters(cfg.broker, APP_ID + "-dlq"))
@@ -80,7 +80,7 @@ def _take_all(ch: Any, topology: Topology, limit: int) -> list[Parked]:
 
 
 def list_parked(
-    cfg: Config, out: TextIO = sys.stdout, as_json: bool = False, limit: int = 10_000
+    cfg: DlqConfig, out: TextIO = sys.stdout, as_json: bool = False, limit: int = 10_000
 ) -> int:
     topology = topology_for(cfg.broker, cfg.source.slot)
     with _channel(cfg) as ch:
@@ -111,7 +111,7 @@ def list_parked(
     return len(parked)
 
 
-def replay(cfg: Config, ids: set[str] | None, out: TextIO = sys.stdout) -> int:
+def replay(cfg: DlqConfig, ids: set[str] | None, out: TextIO = sys.stdout) -> int:
     """Send back every parked message (``ids`` None) or those with these message ids."""
     topology = topology_for(cfg.broker, cfg.source.slot)
     sent = 0

@@ -21,7 +21,7 @@ from applier.metrics import ApplierMetrics
 from applier.progress import Progress
 from applier.sequence import Sequencer
 from shared import envelope
-from shared.config import Config
+from shared.config import ApplierConfig
 from shared.envelope import Envelope
 from shared.errors import (
     BrokerUnavailable,
@@ -53,7 +53,7 @@ Item = tuple[Envelope, Delivery]
 
 
 class ApplierService:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: ApplierConfig) -> None:
         self._cfg = cfg
         self._stop = threading.Event()
         self._consumer = Consumer(cfg.broker, topology_for(cfg.broker, cfg.source.slot))

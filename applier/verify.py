@@ -33,7 +33,7 @@ from applier import checksums, compare, verify_columns
 from applier.checksums import FLOATS, ORDERED, Key, Name
 from applier.target import classify, create_target_engine
 from applier.verify_columns import TEXT, Column, compile_for_target, target_table
-from shared.config import Config
+from shared.config import VerifyConfig
 from shared.errors import CdcError, SchemaMismatch, SetupError, SourceUnavailable
 from shared.naming import Naming, TargetRef
 from shared.postgres import captured_tables, connect, first_line
@@ -107,7 +107,7 @@ class _Table:
 class Verifier:
     def __init__(
         self,
-        cfg: Config,
+        cfg: VerifyConfig,
         chunk_rows: int = CHUNK_ROWS,
         progress: Progress | None = None,
         rechecks: int = RECHECKS,

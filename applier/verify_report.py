@@ -19,7 +19,7 @@ from typing import Any
 
 from applier.verify import TableResult, Verifier
 from shared import cli
-from shared.config import Config
+from shared.config import VerifyConfig
 from shared.errors import PermanentError, TransientError
 from shared.postgres import first_line
 from shared.tables import TableRef
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def run(
     prog: str,
-    cfg: Config,
+    cfg: VerifyConfig,
     *,
     only: Sequence[TableRef],
     chunk_rows: int,

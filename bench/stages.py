@@ -115,7 +115,7 @@ def publish_with_confirms(
     the extractor's publisher: persistent messages, confirms, the same window of unconfirmed
     messages, into a scratch durable queue."""
     ioloop = IOLoop()
-    cfg = BrokerConfig(Secret(url), name, name, "classic", window, 1)
+    cfg = BrokerConfig(url=Secret(url), exchange=name, queue=name, max_inflight=window, prefetch=1)
     topology = Topology(name, name, name, name + ".dlx", name + ".dead", "classic")
     state = {"sent": 0, "confirmed": 0, "started": 0.0, "took": 0.0}
     failure: list[CdcError] = []

@@ -10,7 +10,7 @@ from extractor.partitions import refuse_partitions
 from extractor.service import ExtractorService
 from extractor.snapshot import request_backfill
 from shared import cli
-from shared.config import EXTRACTOR_NEEDS, Config
+from shared.config import BackfillConfig, ExtractorConfig, StatusConfig
 from shared.errors import CdcError, ConfigError, PermanentError, SetupError
 from shared.lsn import format_lsn
 from shared.tables import parse_table_list
@@ -49,16 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     drop.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     args = parser.parse_args(argv)
 
-    cfg = cli.load_or_exit(PROG, args.config, EXTRACTOR_NEEDS)
     if args.command in ("status", "drop-slot"):
+        admin = cli.load_or_exit(PROG, args.config, StatusConfig)
         try:
             if args.command == "status":
-                return _status(cfg, args.json)
-            return _drop_slot(cfg, args.yes)
+                return _status(admin, args.json)
+            return _drop_slot(admin, args.yes)
         except CdcError as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return cli.EXIT_FAULT
     if args.command == "backfill":
+        cfg = cli.load_or_exit(PROG, args.config, BackfillConfig)
         try:
             tables = parse_table_list(",".join(args.tables), "backfill")
             refuse_partitions(cfg.source, list(tables), "backfill")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return cli.EXIT_OK
 
-    service = ExtractorService(cfg)
+    service = ExtractorService(cli.load_or_exit(PROG, args.config, ExtractorConfig))
     cli.on_stop_signals(service.request_stop)
     cli.tune_gc()
     try:
@@ -88,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     return cli.EXIT_OK
 
 
-def _status(cfg: Config, as_json: bool) -> int:
+def _status(cfg: StatusConfig, as_json: bool) -> int:
     status = slot_admin.slot_status(cfg)
     print(json.dumps(status.as_dict()) if as_json else slot_admin.render(status))
     return cli.EXIT_OK if status.exists else cli.EXIT_NEGATIVE
 
 
-def _drop_slot(cfg: Config, yes: bool) -> int:
+def _drop_slot(cfg: StatusConfig, yes: bool) -> int:
     def confirm(status: slot_admin.SlotStatus) -> bool:
         if yes:
             return True

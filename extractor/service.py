@@ -7,7 +7,7 @@ import threading
 
 from extractor.metrics import ExtractorMetrics
 from extractor.stream import StreamSession
-from shared.config import Config
+from shared.config import ExtractorConfig
 from shared.errors import TransientError
 from shared.observe import Endpoint
 from shared.retry import retrying
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class ExtractorService:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: ExtractorConfig) -> None:
         self._cfg = cfg
         self._stop = threading.Event()
         self._session: StreamSession | None = None

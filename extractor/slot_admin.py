@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.extensions
 
 from shared.amqp import connection_parameters
-from shared.config import Config
+from shared.config import StatusConfig
 from shared.errors import SetupError
 from shared.postgres import connect
 from shared.topology import topology_for
@@ -51,7 +51,7 @@ class SlotStatus:
         return asdict(self)
 
 
-def slot_status(cfg: Config) -> SlotStatus:
+def slot_status(cfg: StatusConfig) -> SlotStatus:
     status = SlotStatus(cfg.source.slot, exists=False)
     conn = connect(cfg.source)
     try:
@@ -87,7 +87,7 @@ def slot_status(cfg: Config) -> SlotStatus:
     return status
 
 
-def _queue_depths(cfg: Config, status: SlotStatus) -> None:
+def _queue_depths(cfg: StatusConfig, status: SlotStatus) -> None:
     """Messages waiting in RabbitMQ; a broker that cannot be reached is shown, not fatal."""
     topology = topology_for(cfg.broker, cfg.source.slot)
     status.queue, status.dead_letter_queue = topology.queue, topology.dead_letter_queue
@@ -152,7 +152,7 @@ def _count(n: int | None) -> str:
     return "not declared yet" if n is None else f"{n:,} messages waiting"
 
 
-def drop_slot(cfg: Config, confirm: Callable[[SlotStatus], bool]) -> bool:
+def drop_slot(cfg: StatusConfig, confirm: Callable[[SlotStatus], bool]) -> bool:
     """Drop the slot if ``confirm`` says so; False if it was not dropped. Refuses while a
     walsender holds the slot: stop the extractor first."""
     status = slot_status(cfg)

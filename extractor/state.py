@@ -14,14 +14,14 @@ import pika
 import pika.exceptions
 
 from shared.amqp import classify_broker_error, connection_parameters
-from shared.config import Config
+from shared.config import ExtractorConfig
 from shared.tables import TableRef
 from shared.topology import topology_for
 
 STATE_VERSION = 1
 
 
-def load_copied(cfg: Config) -> set[TableRef]:
+def load_copied(cfg: ExtractorConfig) -> set[TableRef]:
     """The tables a previous run finished copying (empty if nothing is stored)."""
     topology = topology_for(cfg.broker, cfg.source.slot)
     url = cfg.broker.url

@@ -34,7 +34,7 @@ from extractor.replication import ReplicationSource
 from extractor.snapshot import BACKFILL_PREFIX
 from extractor.state import load_copied
 from shared.amqp import classify_broker_error
-from shared.config import Config
+from shared.config import ExtractorConfig
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SourceUnavailable
 from shared.lsn import format_lsn
 from shared.position import Position
@@ -57,7 +57,7 @@ _STALL_LIMIT = 10.0
 
 
 class StreamSession:
-    def __init__(self, cfg: Config, metrics: ExtractorMetrics | None = None) -> None:
+    def __init__(self, cfg: ExtractorConfig, metrics: ExtractorMetrics | None = None) -> None:
         self._cfg = cfg
         self._metrics = metrics or ExtractorMetrics()
         self._ioloop = IOLoop()

@@ -24,7 +24,7 @@ from devstack.stack import APP_USER
 from devstack.system import wait_until
 from harness.servers import Servers
 from harness.workload import Workload
-from shared.config import load_config
+from shared.config import DlqConfig, load_config
 from shared.naming import Naming
 from shared.topology import Topology, topology_for
 
@@ -127,7 +127,7 @@ class Pipeline:
     @property
     def topology(self) -> Topology:
         """The exchanges and queues the processes declare with these settings."""
-        cfg = load_config(None, environ=self.env, need=frozenset({"source.slot", "broker.url"}))
+        cfg = load_config(DlqConfig, environ=self.env)  # the slot and the broker
         return topology_for(cfg.broker, cfg.source.slot)
 
     @property

@@ -11,9 +11,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from shared import logs
-from shared.config import Config, load_config
+from shared.config import CommandConfig, load_config
 from shared.errors import ConfigError, PermanentError
 
 EXIT_OK = 0
@@ -21,6 +22,8 @@ EXIT_FAULT = 1  # a fault no retry can fix, or a command that could not do its w
 EXIT_CONFIG = 2  # a bad setting
 EXIT_NEGATIVE = 1  # a command whose answer is no: status finds no slot, verify differences
 EXIT_UNVERIFIED = 3  # verify could not compare (an error)
+
+K = TypeVar("K", bound=CommandConfig)
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -30,10 +33,11 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def load_or_exit(prog: str, path: Path | None, need: frozenset[str]) -> Config:
-    """Settings, or one line on stderr naming the bad one and exit code 2."""
+def load_or_exit(prog: str, path: Path | None, kind: type[K]) -> K:
+    """The command's settings (``kind``: the config it reads), or one line on stderr naming the
+    bad one and exit code 2."""
     try:
-        cfg = load_config(path, need=need)
+        cfg = load_config(kind, path)
     except ConfigError as e:
         print(f"{prog}: config error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None

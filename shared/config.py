@@ -1,40 +1,198 @@
-"""Settings for both processes: one YAML file and/or ``CDC_*`` environment variables.
+"""Every setting of both processes, declared once, and the config each command reads.
 
-Everything is parsed and checked once, at start-up, into frozen dataclasses. A bad or missing
-value raises ConfigError naming the setting; the CLI turns it into one line and exit code 2.
+One YAML file (``--config``) and/or ``CDC_*`` environment variables. A setting is a field
+declared with ``setting()`` in the section class that holds it: its YAML path (the section and
+the field's name), its variable, its type, its default, its check (shared/parsers.py) and its
+row in the documentation's table (README.md or docs/tls.md, written by ``make docs``). Each
+command's config (the classes at the end) holds the sections it uses and nothing else; a
+section a command uses in part is a class of its own (SlotConfig: all the applier needs of the
+source). shared/settings.py says how they are declared, shared/loading.py how they are read; a
+bad or missing value is one ConfigError naming the setting, which the CLI turns into one line
+and exit code 2.
+
+To add a setting: one ``setting()`` field in the section class that holds it, here (with a
+parser in shared/parsers.py if none fits; a rule between settings, if it needs one, in that
+section's ``rules``); then ``make docs`` writes its row in the documentation. Every command
+whose config holds the section has it; a section a new command needs in part is a new class.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import ClassVar, TypeVar
 
-import yaml
-
+from shared import parsers as p
 from shared.errors import ConfigError
+from shared.loading import Catalog
 from shared.secret import Secret
-from shared.settings import SETTINGS
-from shared.tables import TableFilter, TableRef
+from shared.settings import Rule, Setting, Values, flag, items, pairs, section, setting
+from shared.tables import Pattern, TableFilter, TableRef
+
+TLS = "docs/tls.md"
+
+# ---------------------------------------------------------------- rules between settings
+# TLS settings that only make sense together: said at start, not found out in production by a
+# connection that is silently unencrypted. Each section below names its rules; every command
+# checks them all, as it checks every setting given.
 
 
-@dataclass(frozen=True)
-class SourceConfig:
-    dsn: Secret
-    slot: str
-    capture: TableFilter
-    snapshot: str
-    max_chunk_changes: int
-    max_chunk_bytes: int
-    feedback_interval: float
-    heartbeat_interval: float
+def _client_certificate_needs_its_key(cert: str, key: str) -> Rule:
+    def check(v: Values) -> None:
+        for given, missing in ((cert, key), (key, cert)):
+            if v[given] is not None and v[missing] is None:
+                raise ConfigError(
+                    f"{v.label(given)} is set but {v.label(missing)} is not: "
+                    "a client certificate needs its key"
+                )
+
+    return check
+
+
+def _broker_tls_needs_amqps(v: Values) -> None:
+    url = v["broker.url"]
+    if url is not None and not url.reveal().startswith("amqps://"):
+        for name in ("broker.ca_file", "broker.cert_file", "broker.key_file"):
+            if v[name] is not None:
+                raise ConfigError(
+                    f"{v.label(name)} is set but broker.url is not an amqps:// URL: "
+                    "use amqps:// (and the broker's TLS port) for TLS, or unset it"
+                )
+
+
+def _target_tls_needs_ssl(v: Values) -> None:
+    if not v["target.ssl"]:
+        for name in ("target.ssl_ca", "target.ssl_cert", "target.ssl_key"):
+            if v[name] is not None:
+                raise ConfigError(
+                    f"{v.label(name)} is set but target.ssl is false: "
+                    "set target.ssl (CDC_TARGET_SSL) to true, or unset it"
+                )
+
+
+# ---------------------------------------------------------------- sections
+
+
+@section("source")
+class SlotConfig:
+    """The replication slot: all the applier needs of the source (it names the queue and the
+    applier's checkpoints)."""
+
+    slot: str = setting(
+        "CDC_SLOT",
+        p.slot,
+        doc="logical replication slot; created if missing, never dropped; also names the "
+        "queue and the applier's checkpoint",
+    )
+
+
+@section(
+    "source",
+    rules=[_client_certificate_needs_its_key("source.sslcert", "source.sslkey")],
+)
+class SourceConfig(SlotConfig):
+    """The source database: how to reach it, what to capture, how to stream it."""
+
+    dsn: Secret = setting(
+        "CDC_SOURCE_DSN",
+        p.source_dsn,
+        doc="libpq URI of the source database; the role needs LOGIN and REPLICATION",
+    )
+    tables: tuple[Pattern, ...] = setting(
+        "CDC_TABLES",
+        items(p.table_patterns),
+        default=(),
+        shown="every table",
+        doc="comma-separated `schema.table` list (YAML: a list); a name without schema is in "
+        '`public`; unquoted names fold to lower case, `"Quoted"` ones keep their case; `*` '
+        "and `?` are wildcards in unquoted names (`sales.*`, `public.order_*`); a partitioned "
+        "table is named by its root (its partitions come with it)",
+    )
+    exclude_tables: tuple[Pattern, ...] = setting(
+        "CDC_EXCLUDE_TABLES",
+        items(p.table_patterns),
+        default=(),
+        doc="tables (wildcards allowed) left out even when `tables` includes them",
+    )
+    exclude_columns: tuple[Pattern, ...] = setting(
+        "CDC_EXCLUDE_COLUMNS",
+        items(p.column_patterns),
+        default=(),
+        doc="`schema.table.column` list (wildcards allowed) never carried; key columns always are",
+    )
+    snapshot: str = setting(
+        "CDC_SNAPSHOT",
+        p.snapshot_mode,
+        default="initial",
+        doc="`initial`: copy each captured table once (below); `never`: changes only",
+    )
+    max_chunk_changes: int = setting(
+        "CDC_SOURCE_MAX_CHUNK_CHANGES",
+        p.positive_int,
+        default=1000,
+        doc="most changes in one message; larger transactions are split",
+    )
+    max_chunk_bytes: int = setting(
+        "CDC_SOURCE_MAX_CHUNK_BYTES",
+        p.positive_int,
+        default=4194304,
+        doc="most bytes of change data in one message",
+    )
+    feedback_interval: float = setting(
+        "CDC_SOURCE_FEEDBACK_INTERVAL",
+        p.positive_float,
+        default=1.0,
+        doc="seconds between status updates to PostgreSQL (at most a quarter of its "
+        "`wal_sender_timeout`)",
+    )
+    heartbeat_interval: float = setting(
+        "CDC_SOURCE_HEARTBEAT_INTERVAL",
+        p.seconds_or_off,
+        default=10.0,
+        shown="10",
+        doc="seconds between heartbeats written to the source (`pg_logical_emit_message`); "
+        "0 turns them off",
+    )
     # TLS: None leaves it to the DSN and libpq; a value here wins over the DSN's.
-    sslmode: str | None = None
-    sslrootcert: str | None = None
-    sslcert: str | None = None
-    sslkey: str | None = None
+    sslmode: str | None = setting(
+        "CDC_SOURCE_SSLMODE",
+        p.sslmode,
+        default=None,
+        shown="empty: the DSN's `sslmode`, else libpq's default (`prefer`)",
+        doc="`disable`, `allow`, `prefer`, `require`, `verify-ca` or `verify-full` "
+        "([libpq](https://www.postgresql.org/docs/15/libpq-ssl.html#LIBPQ-SSL-PROTECTION)); "
+        "use `verify-full`",
+        page=TLS,
+    )
+    sslrootcert: str | None = setting(
+        "CDC_SOURCE_SSLROOTCERT",
+        p.sslrootcert,
+        default=None,
+        shown="empty: the DSN's, else libpq's (`~/.postgresql/root.crt`)",
+        doc="PEM file of the CA certificates PostgreSQL's server certificate is checked "
+        "against, or `system` for the system's CA certificates (with `verify-full` only)",
+        page=TLS,
+    )
+    sslcert: str | None = setting(
+        "CDC_SOURCE_SSLCERT",
+        p.readable_file,
+        default=None,
+        doc="client certificate (PEM) for PostgreSQL; needs `source.sslkey`",
+        page=TLS,
+    )
+    sslkey: str | None = setting(
+        "CDC_SOURCE_SSLKEY",
+        p.readable_file,
+        default=None,
+        doc="its private key (PEM); libpq refuses a key file that others can read (use mode 0600)",
+        page=TLS,
+    )
+
+    @cached_property
+    def capture(self) -> TableFilter:
+        """Which tables and columns are carried."""
+        return TableFilter(self.tables, self.exclude_tables, self.exclude_columns)
 
     def tls_params(self) -> dict[str, str]:
         """The libpq TLS parameters that were set, to lay over every connection's DSN."""
@@ -47,18 +205,79 @@ class SourceConfig:
         return {k: v for k, v in given.items() if v is not None}
 
 
-@dataclass(frozen=True)
+def _queue_of(slot: str) -> str:
+    return f"cdc.{slot}"
+
+
+@section(
+    "broker",
+    rules=[
+        _client_certificate_needs_its_key("broker.cert_file", "broker.key_file"),
+        _broker_tls_needs_amqps,
+    ],
+)
 class BrokerConfig:
-    url: Secret
-    exchange: str
-    queue: str
-    queue_type: str
-    max_inflight: int
-    prefetch: int
+    """RabbitMQ: where the extractor publishes and the applier consumes."""
+
+    url: Secret = setting(
+        "CDC_BROKER_URL",
+        p.broker_url,
+        doc="`amqp://` or `amqps://` URL, vhost included (`%2F` is `/`)",
+    )
+    exchange: str = setting(
+        "CDC_BROKER_EXCHANGE", p.exchange_name, default="cdc", doc="durable direct exchange"
+    )
+    queue: str = setting(
+        "CDC_BROKER_QUEUE",
+        p.amqp_name,
+        default_from=("source.slot", _queue_of),
+        shown="`cdc.<slot>`",
+        doc="durable queue (single active consumer); dead letters go to `<queue>.dead`",
+    )
+    queue_type: str = setting(
+        "CDC_BROKER_QUEUE_TYPE",
+        p.queue_type,
+        default="classic",
+        doc="`classic` or `quorum`, fixed when the queue is first declared",
+    )
+    max_inflight: int = setting(
+        "CDC_BROKER_MAX_INFLIGHT",
+        p.positive_int,
+        default=512,
+        doc="messages awaiting a RabbitMQ confirm before the extractor stops reading",
+    )
+    prefetch: int = setting(
+        "CDC_BROKER_PREFETCH",
+        p.positive_int,
+        default=256,
+        doc="unacknowledged messages the applier holds; its memory grows with prefetch times "
+        "the message size (1,000 changes of wide rows can make a 400 KB message: lower it for "
+        "very wide rows)",
+    )
     # TLS for amqps:// URLs: None means the system's CA certificates, no client certificate.
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    ca_file: str | None = setting(
+        "CDC_BROKER_CA_FILE",
+        p.ca_file,
+        default=None,
+        shown="the system's CA certificates",
+        doc="PEM file of the CA certificates RabbitMQ's certificate is checked against; "
+        "needs an `amqps://` URL",
+        page=TLS,
+    )
+    cert_file: str | None = setting(
+        "CDC_BROKER_CERT_FILE",
+        p.readable_file,
+        default=None,
+        doc="client certificate (PEM) for RabbitMQ; needs `broker.key_file` and an `amqps://` URL",
+        page=TLS,
+    )
+    key_file: str | None = setting(
+        "CDC_BROKER_KEY_FILE",
+        p.readable_file,
+        default=None,
+        doc="its private key (PEM)",
+        page=TLS,
+    )
 
     @property
     def dead_letter_exchange(self) -> str:
@@ -69,207 +288,168 @@ class BrokerConfig:
         return f"{self.queue}.dead"
 
 
-@dataclass(frozen=True)
-class TargetConfig:
-    url: Secret
-    max_batch_changes: int
-    rename: dict[TableRef, str]
-    schemas: dict[str, str]
-    ssl: bool = False
-    ssl_ca: str | None = None  # None: the system's CA certificates
-    ssl_cert: str | None = None
-    ssl_key: str | None = None
-
-
-@dataclass(frozen=True)
-class Config:
-    source: SourceConfig
-    broker: BrokerConfig
-    target: TargetConfig
-    log_level: str
-    metrics_port: int | None
-    log_format: str = "text"
-    metrics_host: str = "0.0.0.0"  # noqa: S104 - a container's scraper comes from outside
-    origin: str = field(default="environment")
-
-
-SECTIONS = ("source", "broker", "target")
-_LISTS = {"source.tables", "source.exclude_tables", "source.exclude_columns"}
-_MAPS = {"target.rename", "target.schemas"}
-_BOOLS = {"target.ssl"}
-# A client certificate and its key only work together.
-_PAIRS = (
-    ("source.sslcert", "source.sslkey"),
-    ("broker.cert_file", "broker.key_file"),
-    ("target.ssl_cert", "target.ssl_key"),
+@section(
+    "target",
+    rules=[
+        _client_certificate_needs_its_key("target.ssl_cert", "target.ssl_key"),
+        _target_tls_needs_ssl,
+    ],
 )
-EXTRACTOR_NEEDS = frozenset({"source.dsn", "source.slot", "broker.url"})
-APPLIER_NEEDS = frozenset({"source.slot", "broker.url", "target.url"})
+class TargetConfig:
+    """MariaDB: where the applier writes and what it names the tables."""
 
-
-def load_config(
-    path: str | Path | None = None,
-    environ: Mapping[str, str] | None = None,
-    need: frozenset[str] = EXTRACTOR_NEEDS | APPLIER_NEEDS,
-) -> Config:
-    """Read the YAML file (if any), let environment variables override it, validate.
-
-    ``need`` names the settings without a default that must be present: the extractor does
-    not need a target, the applier does not need the source's DSN.
-    """
-    env = os.environ if environ is None else environ
-    file_values = _read_file(path) if path else {}
-    values: dict[str, Any] = {}
-    for s in SETTINGS:
-        raw = env.get(s.env)
-        if raw is not None and raw.strip() == "":
-            raw = None  # an empty variable is as good as unset
-        if raw is None:
-            raw = _lookup(file_values, s.path)
-        if raw is None or (isinstance(raw, str) and raw.strip() == "" and s.default is None):
-            if s.default is None and s.name in need:
-                where = f" in {path}" if path else ""
-                raise ConfigError(f"{s.name} is required: set {s.env} or {s.name}{where}")
-            raw = s.default if s.default is not None else None
-        if raw is None:
-            values[s.name] = None
-            continue
-        if isinstance(raw, list) and s.name in _LISTS:
-            raw = ",".join(str(x) for x in raw)
-        if isinstance(raw, dict) and s.name in _MAPS:
-            raw = ",".join(f"{k}={v}" for k, v in raw.items())
-        if isinstance(raw, bool) and s.name in _BOOLS:
-            raw = "true" if raw else "false"  # YAML's true/false
-        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-            raise ConfigError(f"{s.name}: expected a single value, got {type(raw).__name__}")
-        try:
-            values[s.name] = s.parse(str(raw))
-        except ConfigError:
-            raise
-        except ValueError as e:
-            raise ConfigError(f"{s.name} ({s.env}) {_reason(e)}") from e
-
-    _check_tls(values)
-    slot = values["source.slot"] or "unset"
-    return Config(
-        source=SourceConfig(
-            dsn=values["source.dsn"] or Secret(""),
-            slot=slot,
-            capture=TableFilter(
-                values["source.tables"],
-                values["source.exclude_tables"],
-                values["source.exclude_columns"],
-            ),
-            snapshot=values["source.snapshot"],
-            max_chunk_changes=values["source.max_chunk_changes"],
-            max_chunk_bytes=values["source.max_chunk_bytes"],
-            feedback_interval=values["source.feedback_interval"],
-            heartbeat_interval=values["source.heartbeat_interval"],
-            sslmode=values["source.sslmode"],
-            sslrootcert=values["source.sslrootcert"],
-            sslcert=values["source.sslcert"],
-            sslkey=values["source.sslkey"],
-        ),
-        broker=BrokerConfig(
-            url=values["broker.url"] or Secret(""),
-            exchange=values["broker.exchange"],
-            queue=values["broker.queue"] or f"cdc.{slot}",
-            queue_type=values["broker.queue_type"],
-            max_inflight=values["broker.max_inflight"],
-            prefetch=values["broker.prefetch"],
-            ca_file=values["broker.ca_file"],
-            cert_file=values["broker.cert_file"],
-            key_file=values["broker.key_file"],
-        ),
-        target=TargetConfig(
-            url=values["target.url"] or Secret(""),
-            max_batch_changes=values["target.max_batch_changes"],
-            rename=values["target.rename"],
-            schemas=values["target.schemas"],
-            ssl=values["target.ssl"],
-            ssl_ca=values["target.ssl_ca"],
-            ssl_cert=values["target.ssl_cert"],
-            ssl_key=values["target.ssl_key"],
-        ),
-        log_level=values["log_level"],
-        log_format=values["log_format"],
-        metrics_port=values["metrics_port"],
-        metrics_host=values["metrics_host"],
-        origin=str(path) if path else "environment",
+    url: Secret = setting(
+        "CDC_TARGET_URL",
+        p.target_url,
+        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`",
+    )
+    max_batch_changes: int = setting(
+        "CDC_TARGET_MAX_BATCH_CHANGES",
+        p.positive_int,
+        default=10000,
+        doc="most changes in one MariaDB transaction",
+    )
+    rename: dict[TableRef, str] = setting(
+        "CDC_TARGET_RENAME",
+        pairs(p.rename),
+        default={},
+        doc="`schema.table=target_table` pairs, comma-separated (YAML: a mapping)",
+    )
+    schemas: dict[str, str] = setting(
+        "CDC_TARGET_SCHEMAS",
+        pairs(p.schemas),
+        default={},
+        doc="`schema=database` pairs (YAML: a mapping): that source schema's tables go to that "
+        "MariaDB database (which must exist; the user needs the same rights there)",
+    )
+    ssl: bool = setting(
+        "CDC_TARGET_SSL",
+        flag(p.boolean),
+        default=False,
+        doc="`true`: TLS to MariaDB, required, with the server's certificate verified",
+        page=TLS,
+    )
+    ssl_ca: str | None = setting(
+        "CDC_TARGET_SSL_CA",
+        p.ca_file,
+        default=None,
+        shown="the system's CA certificates",
+        doc="PEM file of the CA certificates MariaDB's certificate is checked against; needs "
+        "`target.ssl`",
+        page=TLS,
+    )
+    ssl_cert: str | None = setting(
+        "CDC_TARGET_SSL_CERT",
+        p.readable_file,
+        default=None,
+        doc="client certificate (PEM) for MariaDB; needs `target.ssl_key` and `target.ssl`",
+        page=TLS,
+    )
+    ssl_key: str | None = setting(
+        "CDC_TARGET_SSL_KEY",
+        p.readable_file,
+        default=None,
+        doc="its private key (PEM)",
+        page=TLS,
     )
 
 
-def _check_tls(values: Mapping[str, Any]) -> None:
-    """TLS settings that only make sense together: said at start, not found out in production
-    by a connection that is silently unencrypted."""
-    env = {s.name: s.env for s in SETTINGS}
-    for cert, key in _PAIRS:
-        for given, missing in ((cert, key), (key, cert)):
-            if values[given] is not None and values[missing] is None:
-                raise ConfigError(
-                    f"{given} ({env[given]}) is set but {missing} ({env[missing]}) is not: "
-                    "a client certificate needs its key"
-                )
-    url = values["broker.url"]
-    if url is not None and not url.reveal().startswith("amqps://"):
-        for name in ("broker.ca_file", "broker.cert_file", "broker.key_file"):
-            if values[name] is not None:
-                raise ConfigError(
-                    f"{name} ({env[name]}) is set but broker.url is not an amqps:// URL: "
-                    "use amqps:// (and the broker's TLS port) for TLS, or unset it"
-                )
-    if not values["target.ssl"]:
-        for name in ("target.ssl_ca", "target.ssl_cert", "target.ssl_key"):
-            if values[name] is not None:
-                raise ConfigError(
-                    f"{name} ({env[name]}) is set but target.ssl is false: "
-                    "set target.ssl (CDC_TARGET_SSL) to true, or unset it"
-                )
+@section("")
+class CommandConfig:
+    """What every command has: its logging, and where its settings came from."""
+
+    log_level: str = setting(
+        "CDC_LOG_LEVEL", p.log_level, default="INFO", doc="`DEBUG`, `INFO`, `WARNING`, `ERROR`"
+    )
+    log_format: str = setting(
+        "CDC_LOG_FORMAT",
+        p.log_format,
+        default="text",
+        doc="`text` for a terminal, `json` for log collectors (below)",
+    )
+    origin: str = "environment"  # the YAML file's path, if there is one
 
 
-def _reason(e: ValueError) -> str:
-    text = str(e)
-    if text.startswith("invalid literal for int()"):
-        return "must be an integer"
-    if text.startswith("could not convert string to float"):
-        return "must be a number"
-    return text
+@section("")
+class ServiceConfig(CommandConfig):
+    """What a long-running process adds: its metrics and health endpoint."""
+
+    metrics_port: int | None = setting(
+        "CDC_METRICS_PORT",
+        p.metrics_port,
+        default=None,
+        shown="0 (off)",
+        doc="port of `/metrics`, `/healthz` and `/readyz` (below); 0 serves nothing",
+    )
+    metrics_host: str = setting(
+        "CDC_METRICS_HOST",
+        p.metrics_host,
+        default="0.0.0.0",  # noqa: S104 - a container's scraper comes from outside
+        doc="address that port listens on: every interface (a container's scraper), or e.g. "
+        "`127.0.0.1`",
+    )
 
 
-def _read_file(path: str | Path) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise ConfigError(f"config file {path}: {e.strerror}") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        # PyYAML's own message quotes the offending line, which may hold a password.
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "syntax error"
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping (source:, broker:, target:)")
-    known = {s.path for s in SETTINGS}
-    for key, value in data.items():
-        if key in SECTIONS and not isinstance(value, dict):
-            raise ConfigError(f"{key} in {path} must be a mapping of settings")
-        if key in SECTIONS:
-            for sub in value:
-                if (key, sub) not in known:
-                    raise ConfigError(f"unknown setting {key}.{sub} in {path}")
-        elif (key,) not in known:
-            raise ConfigError(f"unknown setting {key} in {path}")
-    return data
+# ---------------------------------------------------------------- what each command reads
+# COMMANDS: the commands that read the class (the README's table of what each one needs).
 
 
-def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = data
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
+@section("")
+class ExtractorConfig(ServiceConfig):
+    COMMANDS: ClassVar[tuple[str, ...]] = ("python -m extractor",)
+    source: SourceConfig
+    broker: BrokerConfig
+
+
+@section("")
+class StatusConfig(CommandConfig):
+    COMMANDS: ClassVar[tuple[str, ...]] = (
+        "python -m extractor status",
+        "python -m extractor drop-slot",
+    )
+    source: SourceConfig
+    broker: BrokerConfig  # the queues' depths
+
+
+@section("")
+class BackfillConfig(CommandConfig):
+    COMMANDS: ClassVar[tuple[str, ...]] = ("python -m extractor backfill",)
+    source: SourceConfig
+
+
+@section("")
+class ApplierConfig(ServiceConfig):
+    COMMANDS: ClassVar[tuple[str, ...]] = ("python -m applier",)
+    source: SlotConfig
+    broker: BrokerConfig
+    target: TargetConfig
+
+
+@section("")
+class DlqConfig(CommandConfig):
+    COMMANDS: ClassVar[tuple[str, ...]] = ("python -m applier dlq",)
+    source: SlotConfig
+    broker: BrokerConfig
+
+
+@section("")
+class VerifyConfig(CommandConfig):
+    COMMANDS: ClassVar[tuple[str, ...]] = ("python -m applier verify",)
+    source: SourceConfig
+    target: TargetConfig
+
+
+CATALOG = Catalog(
+    ExtractorConfig, StatusConfig, BackfillConfig, ApplierConfig, DlqConfig, VerifyConfig
+)
+SETTINGS: tuple[Setting, ...] = CATALOG.settings
+
+K = TypeVar("K", bound=CommandConfig)
+
+
+def load_config(
+    kind: type[K], path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> K:
+    """One command's settings: the YAML file (if any), overridden by the environment
+    (``os.environ`` unless ``environ`` is given), checked."""
+    return CATALOG.load(kind, path, environ)

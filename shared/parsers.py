@@ -1,6 +1,6 @@
-"""The parsers of setting values: each takes the text of a value (from the YAML file or the
-environment) and returns it checked and typed, or raises ValueError saying what is wrong;
-shared/config.py adds the setting's name."""
+"""The parsers of setting values: each takes a value (the text of a single value; the items of
+a list, or the pairs of a mapping, with the setting's path) and returns it checked and typed,
+or raises ValueError saying what is wrong; shared/settings.py adds the setting's name."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 import re
 import ssl
 from pathlib import Path
-from typing import Any
 
 import pika
 from psycopg2.extensions import parse_dsn
@@ -18,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from shared.secret import Secret
-from shared.tables import TableRef, parse_patterns
+from shared.tables import Pattern, TableRef, parse_patterns
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -29,12 +28,6 @@ _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 _AMQP_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
-
-
-def text(v: str) -> str:
-    if not v.strip():
-        raise ValueError("must not be empty")
-    return v.strip()
 
 
 def positive_int(v: str) -> int:
@@ -58,16 +51,17 @@ def seconds_or_off(v: str) -> float:
     return x
 
 
-def include(v: str) -> Any:
-    return parse_patterns(v, "source.tables")
+def table_patterns(items: list[str], setting: str) -> tuple[Pattern, ...]:
+    return _patterns(items, setting, 2)
 
 
-def exclude(v: str) -> Any:
-    return parse_patterns(v, "source.exclude_tables")
+def column_patterns(items: list[str], setting: str) -> tuple[Pattern, ...]:
+    return _patterns(items, setting, 3)
 
 
-def exclude_columns(v: str) -> Any:
-    return parse_patterns(v, "source.exclude_columns", parts=3)
+def _patterns(items: list[str], setting: str, parts: int) -> tuple[Pattern, ...]:
+    found = (pattern for item in items for pattern in parse_patterns(item, setting, parts))
+    return tuple(dict.fromkeys(found))
 
 
 def snapshot_mode(v: str) -> str:
@@ -76,36 +70,30 @@ def snapshot_mode(v: str) -> str:
     return v
 
 
-def pairs(v: str, setting: str) -> list[tuple[str, str]]:
-    out = []
-    for item in v.split(","):
-        if not item.strip():
-            continue
-        left, sep, right = item.partition("=")
-        if not sep or not left.strip() or not right.strip():
-            raise ValueError(f"{item.strip()!r} is not of the form source=target")
-        out.append((left.strip(), right.strip()))
-    return out
+def _pair(left: str, right: str) -> tuple[str, str]:
+    left, right = left.strip(), right.strip()
+    if not left or not right:
+        item = f"{left}={right}" if right else left
+        raise ValueError(f"{item!r} is not of the form source=target")
+    if len(right) > 64:
+        raise ValueError(f"{right!r} is longer than MariaDB's 64 characters")
+    return left, right
 
 
-def rename(v: str) -> dict[TableRef, str]:
+def rename(pairs: list[tuple[str, str]], setting: str) -> dict[TableRef, str]:
     renamed: dict[TableRef, str] = {}
-    for left, right in pairs(v, "target.rename"):
-        pattern = parse_patterns(left, "target.rename")
+    for left, right in (_pair(*pair) for pair in pairs):
+        pattern = parse_patterns(left, setting)
         ref = pattern[0].exact if pattern else None
         if ref is None:
             raise ValueError(f"{left!r} must name one table (schema.table)")
-        if len(right) > 64:
-            raise ValueError(f"{right!r} is longer than MariaDB's 64 characters")
         renamed[ref] = right
     return renamed
 
 
-def schemas(v: str) -> dict[str, str]:
+def schemas(pairs: list[tuple[str, str]], _setting: str) -> dict[str, str]:
     mapped = {}
-    for left, right in pairs(v, "target.schemas"):
-        if len(right) > 64:
-            raise ValueError(f"{right!r} is longer than MariaDB's 64 characters")
+    for left, right in (_pair(*pair) for pair in pairs):
         mapped[left.strip('"') if left.startswith('"') else left.lower()] = right
     return mapped
 

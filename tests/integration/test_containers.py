@@ -28,14 +28,16 @@ import yaml
 from applier.metrics import ApplierMetrics
 from devstack.postgres import REPLICATION_SETTINGS
 from extractor.metrics import ExtractorMetrics
-from shared.config import APPLIER_NEEDS, EXTRACTOR_NEEDS, load_config
-from shared.settings import SETTINGS
+from shared.config import SETTINGS, ApplierConfig, ExtractorConfig, ServiceConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = ROOT / "compose.yaml"
 DASHBOARD = DOCKER / "grafana-dashboard.json"
-PROCESSES = {"extractor": EXTRACTOR_NEEDS, "applier": APPLIER_NEEDS}
+PROCESSES: dict[str, type[ServiceConfig]] = {
+    "extractor": ExtractorConfig,
+    "applier": ApplierConfig,
+}
 # Services that run once and exit: no healthcheck, nothing waits for them to be healthy.
 ONE_SHOT = {"demo"}
 
@@ -350,7 +352,7 @@ def test_every_cdc_variable_is_a_setting() -> None:
 def test_container_environment_is_a_valid_configuration(process: str) -> None:
     service = services()[process]
     env = {**image_env(service_chain(service)), **environment(service)}
-    config = load_config(environ=env, need=PROCESSES[process])
+    config = load_config(PROCESSES[process], environ=env)
     assert config.metrics_port is not None, "the healthcheck needs the metrics endpoint"
     assert config.origin == "environment"
 

@@ -1,11 +1,30 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shared.config import APPLIER_NEEDS, EXTRACTOR_NEEDS, load_config
+from harness import docs
+from shared.config import (
+    CATALOG,
+    SETTINGS,
+    ApplierConfig,
+    BackfillConfig,
+    BrokerConfig,
+    CommandConfig,
+    DlqConfig,
+    ExtractorConfig,
+    SourceConfig,
+    StatusConfig,
+    TargetConfig,
+    VerifyConfig,
+    load_config,
+)
 from shared.errors import ConfigError
+from shared.secret import Secret
 from shared.tables import TableRef
 from tests.support.settings import BROKER_URL, PASSWORDS, SOURCE_DSN, TARGET_URL, full_env
 
@@ -16,11 +35,57 @@ def write_yaml(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Both:
+    """One set of settings as both processes read them: the source as the extractor has it,
+    the target as the applier has it, and what they share, alike in both."""
+
+    extractor: ExtractorConfig
+    applier: ApplierConfig
+
+    @property
+    def source(self) -> SourceConfig:
+        assert self.applier.source.slot == self.extractor.source.slot
+        return self.extractor.source
+
+    @property
+    def broker(self) -> BrokerConfig:
+        assert self.applier.broker == self.extractor.broker
+        return self.extractor.broker
+
+    @property
+    def target(self) -> TargetConfig:
+        return self.applier.target
+
+    def __getattr__(self, name: str) -> Any:  # log_level, metrics_port, origin, ...
+        value = getattr(self.extractor, name)
+        assert getattr(self.applier, name) == value, name
+        return value
+
+
+def read(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Both:
+    """The settings as every command reads them: all of them accept them, or all refuse
+    them with the same ConfigError (raised here)."""
+    refusals: list[ConfigError] = []
+    for kind in CATALOG.kinds:
+        try:
+            load_config(kind, path, environ)
+        except ConfigError as e:
+            refusals.append(e)
+    if refusals:
+        messages = {str(e) for e in refusals}
+        assert len(refusals) == len(CATALOG.kinds) and len(messages) == 1, messages
+        raise refusals[0]
+    return Both(
+        load_config(ExtractorConfig, path, environ), load_config(ApplierConfig, path, environ)
+    )
+
+
 # ---------------------------------------------------------------- environment only
 
 
 def test_environment_only() -> None:
-    cfg = load_config(None, environ=full_env())
+    cfg = read(environ=full_env())
     assert cfg.source.dsn.reveal() == SOURCE_DSN
     assert cfg.source.slot == "cdc_main"
     assert tuple(p.exact for p in cfg.source.capture.include) == (
@@ -38,7 +103,7 @@ def test_environment_only() -> None:
 def test_defaults() -> None:
     env = full_env()
     del env["CDC_TABLES"], env["CDC_LOG_LEVEL"], env["CDC_METRICS_PORT"]
-    cfg = load_config(None, environ=env)
+    cfg = read(environ=env)
     assert cfg.source.capture.include == ()
     assert cfg.source.max_chunk_changes == 1000
     assert cfg.source.max_chunk_bytes == 4194304
@@ -53,27 +118,27 @@ def test_defaults() -> None:
 
 
 def test_default_queue_is_named_after_the_slot() -> None:
-    cfg = load_config(None, environ=full_env(CDC_SLOT="orders_slot"))
+    cfg = read(environ=full_env(CDC_SLOT="orders_slot"))
     assert cfg.broker.queue == "cdc.orders_slot"
     assert cfg.broker.dead_letter_queue == "cdc.orders_slot.dead"
     assert cfg.broker.dead_letter_exchange == "cdc.dlx"
 
 
 def test_explicit_queue_name_wins() -> None:
-    cfg = load_config(None, environ=full_env(CDC_BROKER_QUEUE="my.queue"))
+    cfg = read(environ=full_env(CDC_BROKER_QUEUE="my.queue"))
     assert cfg.broker.queue == "my.queue"
 
 
 def test_metrics_port_zero_disables() -> None:
-    assert load_config(None, environ=full_env(CDC_METRICS_PORT="0")).metrics_port is None
+    assert read(environ=full_env(CDC_METRICS_PORT="0")).metrics_port is None
 
 
 def test_metrics_host_defaults_to_every_interface_and_takes_an_address() -> None:
-    assert load_config(None, environ=full_env()).metrics_host == "0.0.0.0"
-    cfg = load_config(None, environ=full_env(CDC_METRICS_HOST="127.0.0.1"))
+    assert read(environ=full_env()).metrics_host == "0.0.0.0"
+    cfg = read(environ=full_env(CDC_METRICS_HOST="127.0.0.1"))
     assert cfg.metrics_host == "127.0.0.1"
     with pytest.raises(ConfigError, match="metrics_host"):
-        load_config(None, environ=full_env(CDC_METRICS_HOST="localhost:9100"))
+        read(environ=full_env(CDC_METRICS_HOST="localhost:9100"))
 
 
 # ---------------------------------------------------------------- YAML file
@@ -98,7 +163,7 @@ metrics_port: 8080
 
 def test_yaml_file(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, YAML)
-    cfg = load_config(path, environ={})
+    cfg = read(path, environ={})
     assert cfg.source.dsn.reveal() == SOURCE_DSN
     assert cfg.source.slot == "file_slot"
     assert tuple(p.exact for p in cfg.source.capture.include) == (
@@ -124,7 +189,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         "CDC_LOG_LEVEL": "ERROR",
         "CDC_METRICS_PORT": "0",
     }
-    cfg = load_config(path, environ=environ)
+    cfg = read(path, environ=environ)
     assert cfg.source.slot == "env_slot"
     assert cfg.broker.queue == "cdc.env_slot"
     assert cfg.source.max_chunk_changes == 7
@@ -136,7 +201,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 
 
 def test_empty_yaml_file_means_environment_only(tmp_path: Path) -> None:
-    cfg = load_config(write_yaml(tmp_path, ""), environ=full_env())
+    cfg = read(write_yaml(tmp_path, ""), environ=full_env())
     assert cfg.source.slot == "cdc_main"
 
 
@@ -150,41 +215,41 @@ def test_empty_yaml_file_means_environment_only(tmp_path: Path) -> None:
 )
 def test_unknown_yaml_key(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=f"unknown setting {named}"):
-        load_config(write_yaml(tmp_path, text), environ=full_env())
+        read(write_yaml(tmp_path, text), environ=full_env())
 
 
 @pytest.mark.parametrize("text", ["- source\n- broker\n", "just a string\n", "42\n"])
 def test_yaml_that_is_not_a_mapping(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError, match="must hold a mapping"):
-        load_config(write_yaml(tmp_path, text), environ=full_env())
+        read(write_yaml(tmp_path, text), environ=full_env())
 
 
 def test_yaml_section_that_is_not_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"source in .* must be a mapping"):
-        load_config(write_yaml(tmp_path, "source: [1, 2]\n"), environ=full_env())
+        read(write_yaml(tmp_path, "source: [1, 2]\n"), environ=full_env())
 
 
 def test_yaml_value_that_is_not_a_scalar(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "source:\n  max_chunk_changes: {a: 1}\n")
     with pytest.raises(ConfigError, match=r"source\.max_chunk_changes: expected a single value"):
-        load_config(path, environ=full_env())
+        read(path, environ=full_env())
 
 
 def test_invalid_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not valid YAML"):
-        load_config(write_yaml(tmp_path, "source: [unclosed\n"), environ=full_env())
+        read(write_yaml(tmp_path, "source: [unclosed\n"), environ=full_env())
 
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file"):
-        load_config(tmp_path / "nope.yaml", environ=full_env())
+        read(tmp_path / "nope.yaml", environ=full_env())
 
 
 def test_invalid_yaml_error_does_not_print_the_password(tmp_path: Path) -> None:
     # An unterminated quote: PyYAML's message quotes the offending line, DSN and all.
     path = write_yaml(tmp_path, f'source:\n  dsn: "{SOURCE_DSN}\n  slot: x\n')
     with pytest.raises(ConfigError) as info:
-        load_config(path, environ={})
+        read(path, environ={})
     assert "pg-s3cret" not in str(info.value)
 
 
@@ -203,22 +268,25 @@ def test_invalid_yaml_error_does_not_print_the_password(tmp_path: Path) -> None:
 def test_missing_required_setting(variable: str, setting: str) -> None:
     env = full_env()
     del env[variable]
-    with pytest.raises(ConfigError) as info:
-        load_config(None, environ=env)
-    message = str(info.value)
-    assert setting in message
-    assert variable in message
+    needing = [k for k in CATALOG.kinds if setting in {s.path for s in CATALOG.needs(k)}]
+    assert needing
+    for kind in needing:
+        with pytest.raises(ConfigError) as info:
+            load_config(kind, environ=env)
+        message = str(info.value)
+        assert setting in message
+        assert variable in message
 
 
 def test_blank_required_setting_counts_as_missing() -> None:
     with pytest.raises(ConfigError, match=r"source\.slot is required: set CDC_SLOT"):
-        load_config(None, environ=full_env(CDC_SLOT="  "))
+        read(environ=full_env(CDC_SLOT="  "))
 
 
 def test_missing_setting_names_the_file(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "source:\n  slot: x\n")
     with pytest.raises(ConfigError) as info:
-        load_config(path, environ={})
+        load_config(ExtractorConfig, path, environ={})
     assert "CDC_SOURCE_DSN" in str(info.value)
     assert str(path) in str(info.value)
 
@@ -226,16 +294,16 @@ def test_missing_setting_names_the_file(tmp_path: Path) -> None:
 def test_extractor_does_not_need_a_target() -> None:
     env = full_env()
     del env["CDC_TARGET_URL"]
-    cfg = load_config(None, environ=env, need=EXTRACTOR_NEEDS)
-    assert cfg.target.url.reveal() == ""
+    cfg = load_config(ExtractorConfig, environ=env)
+    assert not hasattr(cfg, "target")  # no placeholder: the extractor's config has no target
     assert cfg.source.dsn.reveal() == SOURCE_DSN
 
 
 def test_applier_does_not_need_the_source_dsn() -> None:
     env = full_env()
     del env["CDC_SOURCE_DSN"]
-    cfg = load_config(None, environ=env, need=APPLIER_NEEDS)
-    assert cfg.source.dsn.reveal() == ""
+    cfg = load_config(ApplierConfig, environ=env)
+    assert not hasattr(cfg.source, "dsn")  # of the source, the applier holds the slot only
     assert cfg.target.url.reveal() == TARGET_URL
 
 
@@ -243,20 +311,39 @@ def test_extractor_still_needs_the_source_dsn() -> None:
     env = full_env()
     del env["CDC_SOURCE_DSN"], env["CDC_TARGET_URL"]
     with pytest.raises(ConfigError, match="CDC_SOURCE_DSN"):
-        load_config(None, environ=env, need=EXTRACTOR_NEEDS)
+        load_config(ExtractorConfig, environ=env)
 
 
 def test_applier_still_needs_the_target() -> None:
     env = full_env()
     del env["CDC_SOURCE_DSN"], env["CDC_TARGET_URL"]
     with pytest.raises(ConfigError, match="CDC_TARGET_URL"):
-        load_config(None, environ=env, need=APPLIER_NEEDS)
+        load_config(ApplierConfig, environ=env)
 
 
 def test_unneeded_setting_is_still_checked_when_given() -> None:
     env = full_env(CDC_TARGET_URL="mysql+pymysql://u:p@h/db")
     with pytest.raises(ConfigError, match=r"target\.url"):
-        load_config(None, environ=env, need=EXTRACTOR_NEEDS)
+        load_config(ExtractorConfig, environ=env)
+
+
+@pytest.mark.parametrize(
+    ("kind", "required"),
+    [
+        (ExtractorConfig, {"source.slot", "source.dsn", "broker.url"}),
+        (StatusConfig, {"source.slot", "source.dsn", "broker.url"}),
+        (BackfillConfig, {"source.slot", "source.dsn"}),
+        (ApplierConfig, {"source.slot", "broker.url", "target.url"}),
+        (DlqConfig, {"source.slot", "broker.url"}),
+        (VerifyConfig, {"source.slot", "source.dsn", "target.url"}),
+    ],
+    ids=["extractor", "status", "backfill", "applier", "dlq", "verify"],
+)
+def test_each_command_needs_its_own_settings(kind: type[CommandConfig], required: set[str]) -> None:
+    assert {s.path for s in CATALOG.needs(kind) if s.required} == required
+    env = {s.env: full_env()[s.env] for s in CATALOG.settings if s.path in required}
+    loaded = load_config(kind, environ=env)  # these alone are enough
+    assert loaded.log_level == "INFO"
 
 
 # ---------------------------------------------------------------- bad values
@@ -293,7 +380,7 @@ def test_unneeded_setting_is_still_checked_when_given() -> None:
 )
 def test_bad_value_names_the_setting(variable: str, value: str, setting: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(None, environ=full_env(**{variable: value}))
+        read(environ=full_env(**{variable: value}))
     assert setting in str(info.value)
 
 
@@ -307,7 +394,7 @@ def test_bad_value_names_the_setting(variable: str, value: str, setting: str) ->
 )
 def test_bad_value_message_names_the_variable(variable: str, value: str, reason: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(None, environ=full_env(**{variable: value}))
+        read(environ=full_env(**{variable: value}))
     assert variable in str(info.value)
     assert reason in str(info.value)
 
@@ -315,13 +402,13 @@ def test_bad_value_message_names_the_variable(variable: str, value: str, reason:
 def test_bad_value_in_yaml_names_the_setting(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "source:\n  max_chunk_bytes: -1\n")
     with pytest.raises(ConfigError, match=r"source\.max_chunk_bytes"):
-        load_config(path, environ=full_env())
+        read(path, environ=full_env())
 
 
 def test_bad_values_do_not_print_the_password() -> None:
     env = full_env(CDC_BROKER_URL="amqp://cdc:rabbit-s3cret@rabbit.example:notaport/")
     with pytest.raises(ConfigError) as info:
-        load_config(None, environ=env)
+        read(environ=env)
     assert "rabbit-s3cret" not in str(info.value)
 
 
@@ -329,7 +416,7 @@ def test_bad_values_do_not_print_the_password() -> None:
 
 
 def test_passwords_never_shown() -> None:
-    cfg = load_config(None, environ=full_env())
+    cfg = read(environ=full_env())
     shown = [repr(cfg), str(cfg.source.dsn), str(cfg.broker.url), str(cfg.target.url)]
     for text in shown:
         for password in PASSWORDS:
@@ -340,7 +427,7 @@ def test_passwords_never_shown() -> None:
 
 
 def test_reveal_gives_the_passwords_back() -> None:
-    cfg = load_config(None, environ=full_env())
+    cfg = read(environ=full_env())
     assert "pg-s3cret" in cfg.source.dsn.reveal()
     assert "rabbit-s3cret" in cfg.broker.url.reveal()
     assert "maria-s3cret" in cfg.target.url.reveal()
@@ -348,7 +435,7 @@ def test_reveal_gives_the_passwords_back() -> None:
 
 def test_keyword_dsn_password_never_shown() -> None:
     dsn = "host=pg.example dbname=app user=rep password=pg-s3cret"
-    cfg = load_config(None, environ=full_env(CDC_SOURCE_DSN=dsn))
+    cfg = read(environ=full_env(CDC_SOURCE_DSN=dsn))
     assert "pg-s3cret" not in repr(cfg)
     assert "pg-s3cret" not in str(cfg.source.dsn)
     assert cfg.source.dsn.reveal() == dsn
@@ -362,7 +449,7 @@ def test_filters_and_mapping() -> None:
     env["CDC_TARGET_RENAME"] = "public.orders=orders_copy"
     env["CDC_TARGET_SCHEMAS"] = "sales=sales_db"
     env["CDC_SNAPSHOT"] = "never"
-    cfg = load_config(None, environ=env)
+    cfg = read(environ=env)
     capture = cfg.source.capture
     assert capture.captures(TableRef("public", "anything"))
     assert not capture.captures(TableRef("public", "tmp_x"))
@@ -390,7 +477,7 @@ def test_bad_filters_and_mapping(variable: str, value: str) -> None:
     env = full_env()
     env[variable] = value
     with pytest.raises(ConfigError):
-        load_config(None, environ=env)
+        read(environ=env)
 
 
 # ---------------------------------------------------------------- TLS
@@ -430,7 +517,7 @@ def tls_env(ca: Path, **overrides: str) -> dict[str, str]:
 
 
 def test_tls_off_by_default() -> None:
-    cfg = load_config(None, environ=full_env())
+    cfg = read(environ=full_env())
     assert cfg.source.sslmode is None and cfg.source.sslrootcert is None
     assert cfg.source.tls_params() == {}
     assert cfg.broker.ca_file is None and cfg.broker.cert_file is None
@@ -438,7 +525,7 @@ def test_tls_off_by_default() -> None:
 
 
 def test_tls_settings_from_the_environment(ca_file: Path) -> None:
-    cfg = load_config(None, environ=tls_env(ca_file))
+    cfg = read(environ=tls_env(ca_file))
     assert cfg.source.sslmode == "verify-full"
     assert cfg.source.sslrootcert == str(ca_file)
     assert cfg.source.tls_params() == {"sslmode": "verify-full", "sslrootcert": str(ca_file)}
@@ -454,7 +541,7 @@ def test_tls_settings_from_yaml(tmp_path: Path, ca_file: Path) -> None:
         f"broker:\n  url: amqps://u:p@rabbit.example/%2F\n  ca_file: {ca_file}\n"
         f"target:\n  url: {TARGET_URL}\n  ssl: true\n  ssl_ca: {ca_file}\n",
     )
-    cfg = load_config(path, environ={})
+    cfg = read(path, environ={})
     assert cfg.source.sslmode == "verify-ca"
     assert cfg.broker.ca_file == str(ca_file)
     assert cfg.target.ssl is True  # a YAML boolean, not only the text "true"
@@ -464,14 +551,14 @@ def test_relative_file_path_is_made_absolute(
     ca_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ca_file.parent)
-    cfg = load_config(None, environ=tls_env(Path(ca_file.name)))
+    cfg = read(environ=tls_env(Path(ca_file.name)))
     assert cfg.broker.ca_file == str(ca_file.resolve())
 
 
 @pytest.mark.parametrize("value", ["verify", "VERIFY_FULL", "on", "ssl"])
 def test_bad_sslmode_names_the_setting(value: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(None, environ=full_env(CDC_SOURCE_SSLMODE=value))
+        read(environ=full_env(CDC_SOURCE_SSLMODE=value))
     text = str(info.value)
     assert "source.sslmode" in text and "CDC_SOURCE_SSLMODE" in text
     assert "verify-full" in text  # says which values are allowed
@@ -480,7 +567,7 @@ def test_bad_sslmode_names_the_setting(value: str) -> None:
 @pytest.mark.parametrize("value", ["maybe", "2", "enabled"])
 def test_bad_target_ssl_names_the_setting(value: str) -> None:
     with pytest.raises(ConfigError, match=r"target\.ssl \(CDC_TARGET_SSL\) must be true or false"):
-        load_config(None, environ=full_env(CDC_TARGET_SSL=value))
+        read(environ=full_env(CDC_TARGET_SSL=value))
 
 
 @pytest.mark.parametrize(
@@ -499,7 +586,7 @@ def test_missing_tls_file_names_the_setting(
 ) -> None:
     missing = tmp_path / "nowhere" / "ca.pem"
     with pytest.raises(ConfigError) as info:
-        load_config(None, environ=tls_env(ca_file, **{variable: str(missing)}))
+        read(environ=tls_env(ca_file, **{variable: str(missing)}))
     text = str(info.value)
     assert text.startswith(f"{setting} ({variable})")
     assert str(missing) in text and "does not exist" in text
@@ -508,7 +595,7 @@ def test_missing_tls_file_names_the_setting(
 
 def test_tls_file_that_is_a_folder(tmp_path: Path, ca_file: Path) -> None:
     with pytest.raises(ConfigError, match=r"target\.ssl_ca .* is not a file"):
-        load_config(None, environ=tls_env(ca_file, CDC_TARGET_SSL_CA=str(tmp_path)))
+        read(environ=tls_env(ca_file, CDC_TARGET_SSL_CA=str(tmp_path)))
 
 
 def test_unreadable_tls_file(ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -518,20 +605,20 @@ def test_unreadable_tls_file(ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> 
     # not show it when the tests run as root).
     monkeypatch.setattr(os, "access", lambda *_a, **_k: False)
     with pytest.raises(ConfigError, match=r"source\.sslrootcert .* cannot be read"):
-        load_config(None, environ=tls_env(ca_file))
+        read(environ=tls_env(ca_file))
 
 
 def test_ca_file_that_holds_no_certificate(tmp_path: Path, ca_file: Path) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     with pytest.raises(ConfigError) as info:
-        load_config(None, environ=tls_env(ca_file, CDC_SOURCE_SSLROOTCERT=str(junk)))
+        read(environ=tls_env(ca_file, CDC_SOURCE_SSLROOTCERT=str(junk)))
     assert "source.sslrootcert (CDC_SOURCE_SSLROOTCERT)" in str(info.value)
     assert "PEM" in str(info.value)
     truncated = tmp_path / "truncated.pem"
     truncated.write_text(PEM_CA)
     with pytest.raises(ConfigError, match=r"broker\.ca_file"):
-        load_config(None, environ=tls_env(ca_file, CDC_BROKER_CA_FILE=str(truncated)))
+        read(environ=tls_env(ca_file, CDC_BROKER_CA_FILE=str(truncated)))
 
 
 @pytest.mark.parametrize(
@@ -545,7 +632,7 @@ def test_ca_file_that_holds_no_certificate(tmp_path: Path, ca_file: Path) -> Non
 )
 def test_client_certificate_needs_its_key(ca_file: Path, given: str, missing: str) -> None:
     with pytest.raises(ConfigError, match=f"{missing}.* is not: a client certificate needs"):
-        load_config(None, environ=tls_env(ca_file, **{given: str(ca_file)}))
+        read(environ=tls_env(ca_file, **{given: str(ca_file)}))
 
 
 def test_client_certificates(ca_file: Path) -> None:
@@ -557,7 +644,7 @@ def test_client_certificates(ca_file: Path) -> None:
         "CDC_TARGET_SSL_CERT": str(ca_file),
         "CDC_TARGET_SSL_KEY": str(ca_file),
     }
-    cfg = load_config(None, environ=tls_env(ca_file, **pair))
+    cfg = read(environ=tls_env(ca_file, **pair))
     assert cfg.source.tls_params()["sslkey"] == str(ca_file)
     assert cfg.broker.cert_file == cfg.broker.key_file == str(ca_file)
     assert cfg.target.ssl_cert == cfg.target.ssl_key == str(ca_file)
@@ -566,7 +653,7 @@ def test_client_certificates(ca_file: Path) -> None:
 def test_broker_tls_files_need_an_amqps_url(ca_file: Path) -> None:
     env = tls_env(ca_file, CDC_BROKER_URL=BROKER_URL)
     with pytest.raises(ConfigError) as info:
-        load_config(None, environ=env)
+        read(environ=env)
     text = str(info.value)
     assert "broker.ca_file (CDC_BROKER_CA_FILE)" in text and "amqps://" in text
     assert "rabbit-s3cret" not in text
@@ -574,16 +661,128 @@ def test_broker_tls_files_need_an_amqps_url(ca_file: Path) -> None:
 
 def test_target_tls_files_need_target_ssl(ca_file: Path) -> None:
     with pytest.raises(ConfigError, match=r"target\.ssl_ca .* target\.ssl is false"):
-        load_config(None, environ=tls_env(ca_file, CDC_TARGET_SSL="false"))
+        read(environ=tls_env(ca_file, CDC_TARGET_SSL="false"))
 
 
 def test_tls_settings_leave_the_passwords_hidden(ca_file: Path) -> None:
-    cfg = load_config(None, environ=tls_env(ca_file))
+    cfg = read(environ=tls_env(ca_file))
     for text in (repr(cfg), str(cfg)):
         for secret in PASSWORDS:
             assert secret not in text
 
 
 def test_sslrootcert_system_means_the_system_store() -> None:
-    cfg = load_config(None, environ=full_env(CDC_SOURCE_SSLROOTCERT="system"))
+    cfg = read(environ=full_env(CDC_SOURCE_SSLROOTCERT="system"))
     assert cfg.source.tls_params() == {"sslrootcert": "system"}
+
+
+# ---------------------------------------------------------------- lists and mappings
+
+
+def test_yaml_lists_and_mappings_are_taken_as_they_are(tmp_path: Path) -> None:
+    path = write_yaml(
+        tmp_path,
+        f"source:\n  dsn: {SOURCE_DSN}\n  slot: s\n"
+        "  tables: ['\"a,b\".t', public.x, 'sales.*']\n"
+        "  exclude_columns: ['*.*.secret']\n"
+        f"broker:\n  url: {BROKER_URL}\n"
+        f"target:\n  url: {TARGET_URL}\n"
+        "  rename: {public.orders: orders_copy, '\"Odd\".t': odd_t}\n"
+        "  schemas: {Sales: sales_db}\n",
+    )
+    from_file = read(path, environ={})
+    env = full_env(
+        CDC_SLOT="s",
+        CDC_TABLES='"a,b".t, public.x, sales.*',
+        CDC_EXCLUDE_COLUMNS="*.*.secret",
+        CDC_TARGET_RENAME='public.orders=orders_copy, "Odd".t=odd_t',
+        CDC_TARGET_SCHEMAS="Sales=sales_db",
+        CDC_LOG_LEVEL="",
+        CDC_METRICS_PORT="",
+    )
+    from_env = read(environ=env)
+    for cfg in (from_file, from_env):
+        assert [str(p) for p in cfg.source.tables] == ['"a,b".t', "public.x", "sales.*"]
+        assert cfg.source.capture.captures(TableRef("sales", "orders"))
+        assert cfg.source.capture.drops_column(TableRef("a", "b"), "secret", [])
+        assert cfg.target.rename == {
+            TableRef("public", "orders"): "orders_copy",
+            TableRef("Odd", "t"): "odd_t",
+        }
+        assert cfg.target.schemas == {"sales": "sales_db"}
+    assert from_file.source == from_env.source
+    assert from_file.target == from_env.target
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("target:\n  rename: [a.b=c]\n", "target.rename: expected a mapping, got list"),
+        ("target:\n  schemas: {a: [b]}\n", "target.schemas: expected a mapping, got list"),
+        (
+            "source:\n  tables: [{a: b}]\n",
+            "source.tables: expected a list of single values, got dict",
+        ),
+        ("source:\n  tables: {a: b}\n", "source.tables: expected a list, got dict"),
+        ("log_level: [INFO]\n", "log_level: expected a single value, got list"),
+        ("log_level: yes\n", "log_level: expected a single value, got bool"),
+    ],
+)
+def test_yaml_value_of_the_wrong_kind(tmp_path: Path, text: str, message: str) -> None:
+    needed = ("CDC_SOURCE_DSN", "CDC_SLOT", "CDC_BROKER_URL", "CDC_TARGET_URL")
+    env = {name: full_env()[name] for name in needed}
+    with pytest.raises(ConfigError) as info:
+        read(write_yaml(tmp_path, text), environ=env)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "CDC_TABLES",
+            "a.b.c",
+            "source.tables (CDC_TABLES): 'a.b.c' is not a name of the form schema.table",
+        ),
+        (
+            "CDC_TARGET_RENAME",
+            "public.orders",
+            "target.rename (CDC_TARGET_RENAME) 'public.orders' is not of the form source=target",
+        ),
+        (
+            "CDC_SOURCE_MAX_CHUNK_CHANGES",
+            "many",
+            "source.max_chunk_changes (CDC_SOURCE_MAX_CHUNK_CHANGES) must be an integer",
+        ),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_key_and_the_variable(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        read(environ=full_env(**{variable: value}))
+    assert str(info.value) == message
+
+
+# ---------------------------------------------------------------- the declarations
+
+
+def test_a_config_built_by_hand_has_the_declared_defaults() -> None:
+    env = {"CDC_SOURCE_DSN": SOURCE_DSN, "CDC_SLOT": "cdc_main"}
+    loaded = load_config(BackfillConfig, environ=env)
+    assert loaded.source == SourceConfig(dsn=Secret(SOURCE_DSN), slot="cdc_main")
+    assert loaded.source.capture.include == ()
+
+
+def test_every_setting_is_declared_once_and_documented() -> None:
+    assert len({s.path for s in SETTINGS}) == len({s.env for s in SETTINGS}) == len(SETTINGS)
+    for s in SETTINGS:
+        assert s.env.startswith("CDC_"), s.path
+        assert s.doc and "|" not in s.doc and "\n" not in s.doc, s.path
+        assert s.page in docs.PAGES, s.path
+
+
+@pytest.mark.parametrize("page", docs.PAGES)
+def test_the_documented_settings_are_the_declared_ones(page: str) -> None:
+    text = (docs.ROOT / page).read_text()
+    assert docs.rewrite(text, page) == text, f"{page}: its settings table is out of date: make docs"

@@ -5,13 +5,13 @@ current consumer really has."""
 from __future__ import annotations
 
 from applier.consumer import Consumer
-from shared.config import load_config
+from shared.config import ApplierConfig, load_config
 from shared.topology import topology_for
 from tests.support.settings import full_env
 
 
 def consumer(prefetch: int) -> Consumer:
-    cfg = load_config(None, environ=full_env(CDC_BROKER_PREFETCH=str(prefetch)))
+    cfg = load_config(ApplierConfig, environ=full_env(CDC_BROKER_PREFETCH=str(prefetch)))
     return Consumer(cfg.broker, topology_for(cfg.broker, cfg.source.slot))
 
 

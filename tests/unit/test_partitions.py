@@ -17,7 +17,7 @@ from extractor.snapshot import BACKFILL_PREFIX
 from shared.config import SourceConfig
 from shared.errors import ConfigError
 from shared.secret import Secret
-from shared.tables import TableFilter, TableRef, parse_patterns
+from shared.tables import TableRef, parse_patterns
 
 M, M1, M2, M2A, OLD = (
     TableRef("public", "m"),
@@ -83,15 +83,8 @@ def source(tables: str = "", exclude: str = "") -> SourceConfig:
     return SourceConfig(
         dsn=Secret("postgresql://x@127.0.0.1/db"),
         slot="s",
-        capture=TableFilter(
-            parse_patterns(tables, "source.tables"),
-            parse_patterns(exclude, "source.exclude_tables"),
-        ),
-        snapshot="initial",
-        max_chunk_changes=1000,
-        max_chunk_bytes=1 << 20,
-        feedback_interval=1.0,
-        heartbeat_interval=10.0,
+        tables=parse_patterns(tables, "source.tables"),
+        exclude_tables=parse_patterns(exclude, "source.exclude_tables"),
     )
 
 
@@ -145,11 +138,9 @@ def test_partitions_follow_their_root_whatever_their_own_name() -> None:
 
 
 def test_excluded_columns_are_the_roots() -> None:
-    capture = TableFilter(
-        parse_patterns("public.m", "t"),
-        exclude_columns=parse_patterns("public.m.secret", "c", parts=3),
+    cfg = replace(
+        source("public.m"), exclude_columns=parse_patterns("public.m.secret", "c", parts=3)
     )
-    cfg = replace(source("public.m"), capture=capture)
     parts, _ = partitions(cfg)
     out = keep_change(change("m1"), cfg.capture, parts)
     assert out is not None and out["columns"] == ["id", "k"]

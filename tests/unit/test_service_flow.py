@@ -13,7 +13,7 @@ from applier.inflight import InFlight
 from applier.plan import Plan
 from applier.service import ApplierService
 from devstack.system import wait_until
-from shared.config import APPLIER_NEEDS, load_config
+from shared.config import ApplierConfig, load_config
 from shared.envelope import Change, Envelope
 from shared.errors import CdcError, RowRejected, TargetUnavailable
 from shared.position import Position
@@ -104,8 +104,7 @@ class FakeBroker:
 @pytest.fixture
 def service() -> ApplierService:
     cfg = load_config(
-        None,
-        need=APPLIER_NEEDS,
+        ApplierConfig,
         environ={
             "CDC_SLOT": "s",
             "CDC_BROKER_URL": "amqp://u:p@127.0.0.1:1/%2f",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -21,7 +22,6 @@ from shared.config import BrokerConfig, SourceConfig, TargetConfig
 from shared.errors import BrokerUnavailable, SetupError, SourceUnavailable, TargetUnavailable
 from shared.postgres import classify_connect_error, connect_kwargs
 from shared.secret import Secret
-from shared.tables import TableFilter
 
 DSN = "postgresql://cdc:pg-s3cret@127.0.0.1:5432/app?sslmode=disable&sslrootcert=/dsn/ca.pem"
 
@@ -39,12 +39,12 @@ def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cert
 
 
-def source(**tls: str) -> SourceConfig:
-    return SourceConfig(Secret(DSN), "s", TableFilter(), "initial", 1000, 1 << 20, 1.0, 10, **tls)
+def source(**tls: Any) -> SourceConfig:
+    return SourceConfig(dsn=Secret(DSN), slot="s", **tls)
 
 
-def broker(url: str, **tls: str) -> BrokerConfig:
-    return BrokerConfig(Secret(url), "cdc", "cdc.s", "classic", 512, 256, **tls)
+def broker(url: str, **tls: Any) -> BrokerConfig:
+    return BrokerConfig(url=Secret(url), queue="cdc.s", **tls)
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -180,9 +180,9 @@ def test_broker_tls_connection_cut_is_transient() -> None:
 # ---------------------------------------------------------------- MariaDB
 
 
-def target(**tls: object) -> TargetConfig:
+def target(**tls: Any) -> TargetConfig:
     url = Secret("mariadb+mariadbconnector://u:p@127.0.0.1:3306/db")
-    return TargetConfig(url, 10000, {}, {}, **tls)  # type: ignore[arg-type]
+    return TargetConfig(url=url, **tls)
 
 
 def test_target_tls_off_by_default() -> None:

@@ -5,6 +5,9 @@ statement with ``executemany``, which the MariaDB connector sends as one bulk op
 Identifiers are quoted by the dialect; every value is a bound parameter.
 
 - insert / update: ``INSERT ... ON DUPLICATE KEY UPDATE`` every non-key column;
+- update of a row that moves (a new key) or that only its old identity finds:
+  ``UPDATE ... SET <the columns that came> WHERE <old key>`` (no primary key: the whole old
+  row, NULL-safe, LIMIT 1), so the columns that did not come keep their values;
 - delete: ``DELETE ... WHERE key = ?`` (no primary key: the whole old row, NULL-safe, LIMIT 1);
 - truncate: ``DELETE FROM t``, because MariaDB's TRUNCATE would commit the transaction.
 """
@@ -67,6 +70,7 @@ class Statements:
     def __init__(self, dialect: Dialect) -> None:
         self._dialect = driver_safe(dialect)
         self.upsert = lru_cache(maxsize=4096)(self._upsert)
+        self.update = lru_cache(maxsize=4096)(self._update)
         self.delete = lru_cache(maxsize=4096)(self._delete)
         self.truncate = lru_cache(maxsize=1024)(self._truncate)
 
@@ -86,19 +90,45 @@ class Statements:
         targets = update or [key[0]]
         return self._compile(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets}))
 
+    def _update(
+        self,
+        table: TargetRef,
+        columns: tuple[str, ...],
+        where: tuple[str, ...],
+        whole_row: bool,
+    ) -> Compiled:
+        """Parameters: the new values of ``columns``, then the old values of ``where``."""
+        names = dict.fromkeys((*columns, *where))
+        t = sa.table(table.table, *(sa.column(c) for c in names), schema=table.database)
+        n = len(columns)
+        stmt = (
+            sa.update(t)
+            .values({c: sa.bindparam(f"p{i}") for i, c in enumerate(columns)})
+            .where(_match(t, where, n, whole_row))
+        )
+        if whole_row:
+            stmt = stmt.with_dialect_options(mariadb_limit=1)
+        return self._compile(stmt)
+
     def _delete(self, table: TargetRef, columns: tuple[str, ...], whole_row: bool) -> Compiled:
         t = sa.table(table.table, *(sa.column(c) for c in columns), schema=table.database)
+        stmt = sa.delete(t).where(_match(t, columns, 0, whole_row))
         if whole_row:
-            # No primary key: match the old row on every column, NULLs included, one row only
-            # (duplicates in a key-less table are indistinguishable anyway).
-            cond = [
-                t.c[c].is_not_distinct_from(sa.bindparam(f"p{i}")) for i, c in enumerate(columns)
-            ]
-            stmt = sa.delete(t).where(sa.and_(*cond)).with_dialect_options(mariadb_limit=1)
-        else:
-            cond = [t.c[c] == sa.bindparam(f"p{i}") for i, c in enumerate(columns)]
-            stmt = sa.delete(t).where(sa.and_(*cond))
+            stmt = stmt.with_dialect_options(mariadb_limit=1)
         return self._compile(stmt)
 
     def _truncate(self, table: TargetRef) -> Compiled:
         return self._compile(sa.delete(sa.table(table.table, schema=table.database)))
+
+
+def _match(
+    t: sa.TableClause, columns: tuple[str, ...], first: int, whole_row: bool
+) -> sa.ColumnElement[bool]:
+    """``columns`` equal to the parameters p<first>...; for a whole row of a table without a
+    key, NULL-safe (the caller adds LIMIT 1: duplicates in such a table are
+    indistinguishable anyway)."""
+    conditions = []
+    for i, c in enumerate(columns):
+        param: sa.BindParameter[object] = sa.bindparam(f"p{first + i}")
+        conditions.append(t.c[c].is_not_distinct_from(param) if whole_row else t.c[c] == param)
+    return sa.and_(*conditions)

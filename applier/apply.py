@@ -89,6 +89,11 @@ class Applier:
     def close(self) -> None:
         self.reset()
 
+    def refused(self) -> list[tuple[str, str, str]]:
+        """(target table, source table, reason) of each refusal in force."""
+        refused = list(self._schema.refused.items())
+        return [(str(t), str(s), r.reason) for (t, s), r in refused]
+
     def checkpoint(self) -> Checkpoint | None:
         engine = self._connect()
         try:
@@ -141,6 +146,7 @@ class Applier:
             with engine.connect() as conn:
                 if shapes and self._schema.needs_look(shapes):
                     self._schema.ensure(conn, shapes)
+                self._schema.refuse(shapes)
                 with conn.begin():
                     if not replay:
                         self._expect(conn, expect)

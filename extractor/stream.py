@@ -21,7 +21,7 @@ import pika.exceptions
 from pika.adapters.select_connection import IOLoop, PollEvents
 
 from extractor.assemble import Assembler, Outgoing
-from extractor.catalog import warn_unidentified
+from extractor.catalog import refuse_shared_targets, warn_unidentified
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
 from extractor.decode import Begin, Commit, LogicalMessage, RowChange, decode_record
@@ -164,6 +164,7 @@ class StreamSession:
             exported = self._source.open(export_snapshot=copying)
             with closing(self._source.catalog()) as conn:
                 tables = captured_tables(conn, src.capture)
+                refuse_shared_targets(tables, self._cfg.target)
                 warn_unidentified(conn, tables)
         except CdcError as e:
             self._fail(e)

@@ -4,11 +4,15 @@ source tables sharing one target table, rows too large for one MariaDB packet.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import urllib.request
 from typing import Any
 
 import pika
 
 from applier.consumer import REPLAY_HEADER
+from devstack.system import free_port
 from tests.support.pipeline import Pipeline, wait_until
 
 # Out of line and uncompressed (over 2 kB each, distinct per row): wal2json leaves such a value
@@ -18,6 +22,12 @@ BODY = "repeat(md5({}::text), 100)"
 
 def toasted(table: str) -> str:
     return f"ALTER TABLE {table} ALTER COLUMN body SET STORAGE EXTERNAL"
+
+
+def transactions(pipeline: Pipeline, *statements: str) -> None:
+    """Each statement in a transaction of its own (``Pipeline.sql`` makes them one)."""
+    for statement in statements:
+        pipeline.sql(statement)
 
 
 def dead_count(pipeline: Pipeline) -> int:
@@ -67,7 +77,8 @@ def test_toasted_values_survive_key_changes_and_full_identity_updates(pipeline: 
     def scenarios(base: int) -> None:
         """Each touches rows of its own; ``base`` keeps two rounds apart."""
         d = base  # doc rows base+1 .. base+19 exist
-        pipeline.sql(
+        transactions(
+            pipeline,
             # A key change of a row whose TOASTed column is unchanged.
             f"UPDATE doc SET id = {d + 100} WHERE id = {d + 1}",
             # The same row several times in one transaction, moving twice.
@@ -93,7 +104,8 @@ def test_toasted_values_survive_key_changes_and_full_identity_updates(pipeline: 
             f" UPDATE doc SET id = {d + 10} WHERE id = {d + 108}; COMMIT",
         )
         c = base // 4  # ck, nokey and ui rows c+1 .. c+3
-        pipeline.sql(
+        transactions(
+            pipeline,
             f"UPDATE ck SET b = 'moved{base}' WHERE a = {c + 1}",
             f"UPDATE ck SET a = {c + 100}, title = 'both' WHERE a = {c + 2}",
             f"UPDATE nokey SET b = 'y{base}' WHERE a = {c + 1}",
@@ -155,4 +167,131 @@ def test_a_replayed_key_change_never_crashes_nor_moves_another_row(pipeline: Pip
     wait_until(lambda: dead_count(pipeline) == 1, "the replay parked again")
     pipeline.sql("UPDATE doc SET title = 'after' WHERE id = 2")
     pipeline.wait_converged(["doc"])
+    assert applier.alive()
+
+
+def refused_metric(port: int) -> list[str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return [line for line in text.splitlines() if line.startswith("cdc_applier_refused_tables{")]
+
+
+def replay_all(pipeline: Pipeline) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "applier", "dlq", "replay", "--all"],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+# ---------------------------------------------------------------- B: unique keys the source lacks
+
+
+def test_a_target_unique_index_the_source_lacks_is_refused_never_overwritten(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.sql(
+        "CREATE TABLE acct (id int PRIMARY KEY, email text, name text)",
+        "CREATE TABLE ev (a int, b text)",
+        "ALTER TABLE ev REPLICA IDENTITY FULL",
+        "CREATE TABLE fine (id int PRIMARY KEY, v text)",
+    )
+    # Made by hand in the target, each with a unique index the source does not have.
+    maria = pipeline.maria()
+    cur = maria.cursor()
+    cur.execute(
+        "CREATE TABLE acct (id int PRIMARY KEY, email varchar(100), name text,"
+        " UNIQUE KEY uq_email (email))"
+    )
+    cur.execute("CREATE TABLE ev (a int, b text, UNIQUE KEY uq_a (a))")
+    port = free_port()
+    applier = pipeline.start("applier", CDC_METRICS_PORT=str(port))
+    # No initial copy: its one transaction of every table would be parked with them.
+    pipeline.start("extractor", CDC_SNAPSHOT="never").wait_for("streaming slot=")
+    applier.wait_for("consuming queue=")
+    transactions(
+        pipeline,
+        "INSERT INTO acct VALUES (1, 'same@example.com', 'Ada')",
+        # The same e-mail: its upsert would overwrite row 1 through uq_email.
+        "INSERT INTO acct VALUES (2, 'same@example.com', 'Bob')",
+        "INSERT INTO ev VALUES (1, 'x'), (1, 'x')",  # no key: equal rows are allowed
+        "INSERT INTO fine VALUES (1, 'goes on')",
+    )
+    wait_until(lambda: dead_count(pipeline) == 3, "the refused messages parked")
+    pipeline.wait_converged(["fine"])
+    reasons = [h["x-cdc-error"] for h, _ in peek(pipeline, pipeline.queue + ".dead")]
+    assert sum("target table acct has the unique index uq_email" in r for r in reasons) == 2
+    assert all("DROP INDEX `uq_email`" in r for r in reasons if "acct" in r)
+    assert any(
+        "target table ev has the unique index uq_a" in r and "no primary key" in r for r in reasons
+    )
+    assert "ERROR applier.schema table_refused table=acct source=public.acct" in applier.output()
+    assert sorted(refused_metric(port)) == [
+        'cdc_applier_refused_tables{reason="unique_index",source="public.acct",table="acct"} 1.0',
+        'cdc_applier_refused_tables{reason="unique_index",source="public.ev",table="ev"} 1.0',
+    ]
+    cur.execute("SELECT count(*) FROM acct")
+    assert cur.fetchone()[0] == 0  # nothing written, nothing overwritten
+
+    # The fix the reason names, then the parked messages sent back.
+    cur.execute("ALTER TABLE acct DROP INDEX uq_email")
+    cur.execute("ALTER TABLE ev DROP INDEX uq_a")
+    maria.close()
+    replay_all(pipeline)
+    pipeline.wait_converged(["acct", "ev", "fine"])
+    assert dead_count(pipeline) == 0
+    wait_until(lambda: refused_metric(port) == [], "the refusals lifted")
+    assert applier.alive()
+
+
+# ---------------------------------------------------------------- C: one target, two sources
+
+
+def test_the_extractor_refuses_two_captured_tables_with_one_target(pipeline: Pipeline) -> None:
+    pipeline.sql(
+        "CREATE SCHEMA s",
+        "CREATE TABLE s.t (id int PRIMARY KEY)",
+        'CREATE TABLE public."s__t" (id int PRIMARY KEY)',
+        "CREATE TABLE public.a (id int PRIMARY KEY)",
+        "CREATE TABLE public.b (id int PRIMARY KEY)",
+    )
+    pipeline.grant_source("s")
+    for env, line in (
+        ({}, "source tables public.s__t and s.t would both go to target table s__t"),
+        (
+            {"CDC_TABLES": "public.a,public.b", "CDC_TARGET_RENAME": "public.a=b"},
+            "source tables public.a and public.b would both go to target table b",
+        ),
+    ):
+        extractor = pipeline.start("extractor", **env)
+        assert extractor.popen.wait(timeout=60) == 1
+        assert line in extractor.output()
+
+
+def test_the_applier_refuses_a_second_source_table_for_one_target(pipeline: Pipeline) -> None:
+    pipeline.sql('CREATE TABLE public."s__t" (id int PRIMARY KEY, w text)')
+    _, applier = pipeline.start_pipeline()
+    pipeline.sql("INSERT INTO s__t VALUES (1, 'first'), (2, 'first')")
+    pipeline.wait_converged(["s__t"])
+    # Created after the extractor's start-up check: only the applier sees the clash.
+    transactions(
+        pipeline,
+        "CREATE SCHEMA s",
+        "CREATE TABLE s.t (id int PRIMARY KEY, v text)",
+        "INSERT INTO s.t VALUES (1, 'second'), (3, 'second')",
+        "TRUNCATE s.t",
+    )
+    transactions(
+        pipeline, "INSERT INTO s__t VALUES (3, 'first goes on')", "DELETE FROM s__t WHERE id = 2"
+    )
+    wait_until(lambda: dead_count(pipeline) == 2, "the second table's changes parked")
+    pipeline.wait_converged(["s__t"])
+    reasons = [h["x-cdc-error"] for h, _ in peek(pipeline, pipeline.queue + ".dead")]
+    assert all(
+        "target table s__t takes the changes of public.s__t; s.t would share it" in r
+        for r in reasons
+    ), reasons
+    assert "table_refused table=s__t source=s.t reason=shared_target" in applier.output()
     assert applier.alive()

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection, Engine
 
 from applier.checkpoint import Checkpoint, CheckpointStore
+from applier.packets import packets
 from applier.plan import Plan, build_plan
 from applier.schema import TableShape, TargetSchema
-from applier.target import classify, create_target_engine
+from applier.target import classify, create_target_engine, max_allowed_packet
 from applier.upsert import Statements
 from shared.config import Config
 from shared.envelope import Envelope
-from shared.errors import CdcError, SchemaMismatch, TargetUnavailable
+from shared.errors import CdcError, RowTooLarge, SchemaMismatch, TargetUnavailable
 from shared.lsn import format_lsn
 from shared.naming import Naming, TargetRef
 
@@ -63,6 +64,7 @@ class Applier:
         self._schema = TargetSchema(self._naming)
         self._checkpoints = CheckpointStore(cfg.source.slot)
         self._statements: Statements | None = None
+        self._max_packet = 0  # the server's max_allowed_packet, read on connecting
 
     def _connect(self) -> Engine:
         if self._engine is None:
@@ -71,6 +73,7 @@ class Applier:
                 with engine.connect() as conn:
                     self._checkpoints.ensure_table(conn)
                     self._schema.ensure_catalog(conn)
+                    self._max_packet = max_allowed_packet(conn)
             except Exception as e:
                 engine.dispose()
                 raise classify(e, self._where) from e
@@ -154,7 +157,8 @@ class Applier:
                         if group.op == "truncate" and not self._schema.exists(group.table):
                             continue
                         if group.rows:
-                            conn.exec_driver_sql(group.statement.sql, group.rows)
+                            for rows in packets(group, self._max_packet):
+                                conn.exec_driver_sql(group.statement.sql, rows)
                         else:
                             conn.exec_driver_sql(group.statement.sql)
                     if not replay and batch:
@@ -189,7 +193,8 @@ class Applier:
 
     def _fault(self, e: Exception) -> CdcError:
         fault = classify(e, self._where)
-        if isinstance(fault, TargetUnavailable):
+        if isinstance(fault, TargetUnavailable | RowTooLarge):
+            # RowTooLarge: the limit may have been raised since; only new sessions see it.
             self.reset()
         elif isinstance(fault, SchemaMismatch):
             # Someone may have changed the target behind our back: look again next time.

@@ -74,7 +74,7 @@ class _Run:
     count: list[int]  # the (table, "I"/"U") counter cell this run adds to
 
 
-AddFn = Callable[[TargetRef, str, Compiled, "tuple[object, ...] | None"], None]
+AddFn = Callable[[TargetRef, str, Compiled, "tuple[object, ...] | None", "tuple[str, ...]"], None]
 
 
 @dataclass
@@ -83,6 +83,7 @@ class Group:
     op: str  # "upsert", "update", "delete" or "truncate"
     statement: Compiled
     rows: list[tuple[object, ...]] = field(default_factory=list)
+    key: tuple[str, ...] = ()  # the source key, to name a row in an error
 
 
 @dataclass
@@ -102,12 +103,18 @@ def build_plan(
     cells: dict[tuple[TargetRef, str], list[int]] = {}
     runs: dict[tuple[str, str, str], _Run] = {}
 
-    def add(table: TargetRef, op: str, stmt: Compiled, row: tuple[object, ...] | None) -> None:
+    def add(
+        table: TargetRef,
+        op: str,
+        stmt: Compiled,
+        row: tuple[object, ...] | None,
+        key: tuple[str, ...],
+    ) -> None:
         groups = per_table.setdefault(table, [])
         if groups and groups[-1].statement is stmt:
             group = groups[-1]
         else:
-            group = Group(table, op, stmt)
+            group = Group(table, op, stmt, key=key)
             groups.append(group)
         if row is not None:
             group.rows.append(row)
@@ -138,7 +145,7 @@ def build_plan(
             table = naming.target(ch.schema, ch.table)
             stmt = statements.upsert(table, tuple(ch.columns), tuple(ch.key))
             make = _row_maker(ch.types, stmt)
-            add(table, "upsert", stmt, make(ch.values))
+            add(table, "upsert", stmt, make(ch.values), tuple(ch.key))
             groups = per_table[table]
             runs[(ch.schema, ch.table, op)] = _Run(
                 ch.columns, ch.types, ch.key, groups, groups[-1], make, count(table, op)
@@ -159,22 +166,23 @@ def _add_other(
     """A truncate, a delete, or an update that is not a plain upsert."""
     if ch.op == TRUNCATE:
         if exists:
-            add(table, "truncate", statements.truncate(table), None)
+            add(table, "truncate", statements.truncate(table), None, ())
     elif ch.op == DELETE:
         cols, old, whole_row = _match(ch)
-        add(table, "delete", statements.delete(table, cols, whole_row), old)
+        add(table, "delete", statements.delete(table, cols, whole_row), old, tuple(ch.key))
     elif ch.op == UPDATE:
         match = _match_moved(ch)
         if match is None:
             values = _converted(ch.types, ch.values)
             stmt = statements.upsert(table, tuple(ch.columns), tuple(ch.key))
-            add(table, "upsert", stmt, stmt.params(values))
+            add(table, "upsert", stmt, stmt.params(values), tuple(ch.key))
         else:
             # The row is found by its old identity and changed where it is: a column the
             # change leaves out (an unchanged TOASTed value) keeps its value.
             cols, old, whole_row = match
             stmt = statements.update(table, tuple(ch.columns), cols, whole_row)
-            add(table, "update", stmt, stmt.params([*_converted(ch.types, ch.values), *old]))
+            row = stmt.params([*_converted(ch.types, ch.values), *old])
+            add(table, "update", stmt, row, tuple(ch.key))
 
 
 Match = tuple[tuple[str, ...], tuple[object, ...], bool]  # columns, old values, whole row

@@ -36,6 +36,7 @@ def _identity(n: int) -> tuple[int, ...]:
 class Compiled:
     sql: str
     order: tuple[int, ...]  # for each ? in sql, the index of the value in the row
+    names: tuple[str, ...] = ()  # for each value of a bound row, the column it goes to
 
     def params(self, row: list[object] | tuple[object, ...]) -> tuple[object, ...]:
         order = self.order
@@ -74,10 +75,11 @@ class Statements:
         self.delete = lru_cache(maxsize=4096)(self._delete)
         self.truncate = lru_cache(maxsize=1024)(self._truncate)
 
-    def _compile(self, stmt: sa.sql.ClauseElement) -> Compiled:
+    def _compile(self, stmt: sa.sql.ClauseElement, columns: tuple[str, ...] = ()) -> Compiled:
+        """``columns``: the column of each parameter p0, p1, ..."""
         compiled = cast(SQLCompiler, stmt.compile(dialect=self._dialect))
-        names = compiled.positiontup or []
-        return Compiled(str(compiled), tuple(int(n[1:]) for n in names))
+        order = tuple(int(n[1:]) for n in compiled.positiontup or [])
+        return Compiled(str(compiled), order, tuple(columns[i] for i in order))
 
     def _upsert(self, table: TargetRef, columns: tuple[str, ...], key: tuple[str, ...]) -> Compiled:
         t = sa.table(table.table, *(sa.column(c) for c in columns), schema=table.database)
@@ -85,10 +87,11 @@ class Statements:
         keyset = set(key)
         update = [c for c in columns if c not in keyset]
         if not key:
-            return self._compile(stmt)
+            return self._compile(stmt, columns)
         # A row of key columns only still needs an assignment; a no-op one keeps it idempotent.
         targets = update or [key[0]]
-        return self._compile(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets}))
+        upsert = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in targets})
+        return self._compile(upsert, columns)
 
     def _update(
         self,
@@ -108,14 +111,14 @@ class Statements:
         )
         if whole_row:
             stmt = stmt.with_dialect_options(mariadb_limit=1)
-        return self._compile(stmt)
+        return self._compile(stmt, (*columns, *where))
 
     def _delete(self, table: TargetRef, columns: tuple[str, ...], whole_row: bool) -> Compiled:
         t = sa.table(table.table, *(sa.column(c) for c in columns), schema=table.database)
         stmt = sa.delete(t).where(_match(t, columns, 0, whole_row))
         if whole_row:
             stmt = stmt.with_dialect_options(mariadb_limit=1)
-        return self._compile(stmt)
+        return self._compile(stmt, columns)
 
     def _truncate(self, table: TargetRef) -> Compiled:
         return self._compile(sa.delete(sa.table(table.table, schema=table.database)))

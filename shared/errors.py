@@ -75,5 +75,10 @@ class RowRejected(PermanentError):
     """MariaDB refused a value in a change (out of range, invalid, too long)."""
 
 
+class RowTooLarge(RowRejected):
+    """A row larger than MariaDB's max_allowed_packet: it can be sent only once the server's
+    limit is raised."""
+
+
 class OrderingGap(PermanentError):
     """A message arrived whose predecessor was never applied."""

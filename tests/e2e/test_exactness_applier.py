@@ -295,3 +295,55 @@ def test_the_applier_refuses_a_second_source_table_for_one_target(pipeline: Pipe
     ), reasons
     assert "table_refused table=s__t source=s.t reason=shared_target" in applier.output()
     assert applier.alive()
+
+
+# ---------------------------------------------------------------- D: what a retry cannot fix
+
+
+def max_allowed_packet(pipeline: Pipeline) -> int:
+    maria = pipeline.maria()
+    cur = maria.cursor()
+    cur.execute("SELECT @@max_allowed_packet")
+    limit = int(cur.fetchone()[0])
+    maria.close()
+    return limit
+
+
+def test_a_row_larger_than_max_allowed_packet_is_parked_not_retried_for_ever(
+    pipeline: Pipeline,
+) -> None:
+    limit = max_allowed_packet(pipeline)
+    pipeline.sql("CREATE TABLE huge (id int PRIMARY KEY, body text)")
+    _, applier = pipeline.start_pipeline()
+    pipeline.sql(f"INSERT INTO huge VALUES (7, repeat('x', {limit + 1000}))")
+    pipeline.sql("INSERT INTO huge VALUES (8, 'after it')")
+    wait_until(lambda: dead_count(pipeline) == 1, "the huge row parked", timeout=120)
+    [(headers, _)] = peek(pipeline, pipeline.queue + ".dead")
+    reason = headers["x-cdc-error"]
+    assert headers["x-cdc-error-type"] == "RowTooLarge"
+    assert "table huge" in reason and "id=7" in reason, reason
+    assert f"max_allowed_packet ({limit})" in reason, reason
+    # Nothing after it waits: the row after it is there; once the source drops the huge row
+    # too, the two sides are equal.
+    pipeline.sql("DELETE FROM huge WHERE id = 7")
+    pipeline.wait_converged(["huge"])
+    assert applier.alive()
+
+
+def test_many_rows_larger_together_than_max_allowed_packet_are_applied(
+    pipeline: Pipeline,
+) -> None:
+    limit = max_allowed_packet(pipeline)
+    rows = limit // 100_000 + 40  # 100 kB each: together well past the limit
+    pipeline.sql("CREATE TABLE wide (id int PRIMARY KEY, body text)")
+    applier = pipeline.start("applier")
+    # One message for the whole transaction: one executemany of every row.
+    pipeline.start("extractor", CDC_SOURCE_MAX_CHUNK_BYTES=str(4 * limit)).wait_for("streaming")
+    applier.wait_for("consuming queue=")
+    pipeline.sql(
+        f"INSERT INTO wide SELECT g, repeat(md5(g::text), 3125) FROM generate_series(1, {rows}) g"
+    )
+    pipeline.sql("UPDATE wide SET body = body || 'x'")
+    pipeline.wait_converged(["wide"], timeout=120)
+    assert dead_count(pipeline) == 0
+    assert applier.alive()

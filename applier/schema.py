@@ -18,11 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.schema import DDLElement
-from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.types import TypeEngine
 
+from applier.ddl import AddPrimaryKey, AlterColumn
 from applier.refusal import (
     Refusal,
     TargetFacts,
@@ -110,29 +108,6 @@ class TableShape:
             self.key = list(change.key)
 
 
-class AlterColumn(DDLElement):
-    """``ALTER TABLE t ADD COLUMN IF NOT EXISTS c type`` or ``MODIFY COLUMN c type``."""
-
-    inherit_cache = False
-
-    def __init__(self, table: TargetRef, column: str, type_: TypeEngine[Any], add: bool) -> None:
-        self.table_ref = table
-        self.column = column
-        self.type_ = type_
-        self.add = add
-
-
-@compiles(AlterColumn)
-def _compile_alter_column(element: AlterColumn, compiler: DDLCompiler, **_kw: Any) -> str:
-    prep = compiler.preparer
-    table = prep.quote(element.table_ref.table)
-    if element.table_ref.database:
-        table = prep.quote(element.table_ref.database) + "." + table
-    verb = " ADD COLUMN IF NOT EXISTS " if element.add else " MODIFY COLUMN "
-    type_sql = compiler.dialect.type_compiler_instance.process(element.type_)
-    return "ALTER TABLE " + table + verb + prep.quote(element.column) + " " + type_sql
-
-
 class TargetSchema:
     """Cache of the target's tables, their columns (lower-cased: MariaDB ignores their case)
     and the PostgreSQL type each column came from."""
@@ -202,9 +177,17 @@ class TargetSchema:
                 # A refusal is confirmed against the target as it is now: after a fix (an
                 # index dropped), the replayed dead letters go through.
                 facts = self._facts[shape.target] = read_facts(conn, shape.target, self._database)
-            if self._refusal(shape) is not None:
+            found = self._refusal(shape)
+            if found is not None and found.reason != "no_unique_key":
                 continue  # a table that is not written is not changed either
             known = self._known(conn, shape.target)
+            if known is not None and found is not None:
+                if facts.uniques:
+                    continue  # unique indexes, none of them the key: refused
+                # A table without any unique index, and its source has a key now (added after
+                # the table was filled, as pg_restore and pgbench do): the target follows.
+                self._add_key(conn, shape, known)
+                facts.uniques = {"PRIMARY": tuple(k.lower() for k in shape.key)}
             if known is not None:
                 self._follow(conn, shape, known)
             elif shape.columns:  # a TRUNCATE alone says nothing about the columns
@@ -282,6 +265,21 @@ class TargetSchema:
         known: dict[str, str | None] = {str(r[0]).lower(): recorded.get(str(r[0])) for r in rows}
         self._columns[target] = known
         return known
+
+    def _add_key(self, conn: Connection, shape: TableShape, known: dict[str, str | None]) -> None:
+        columns = []
+        for name in shape.key:
+            type_text = shape.columns.get(name) or known.get(name.lower())
+            if type_text is None:
+                return  # not known: refused, never keyless upserts
+            columns.append((name, column_type(type_text, True)))
+        conn.execute(AddPrimaryKey(shape.target, columns))
+        conn.commit()
+        log.warning(
+            "primary_key_added table=%s key=%s (the source table has one now)",
+            shape.target,
+            ",".join(shape.key),
+        )
 
     def _record(self, conn: Connection, target: TargetRef, column: str, type_text: str) -> None:
         stmt = mysql.insert(columns_table).values(

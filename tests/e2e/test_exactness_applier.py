@@ -246,6 +246,26 @@ def test_a_target_unique_index_the_source_lacks_is_refused_never_overwritten(
     assert applier.alive()
 
 
+def test_a_source_table_that_gains_a_primary_key_gives_its_target_one(
+    pipeline: Pipeline,
+) -> None:
+    # As pg_restore and pgbench -i do: the table is filled first, its key added after.
+    pipeline.sql("CREATE TABLE late (id int, name text, n int)")
+    pipeline.start_pipeline()
+    pipeline.sql("INSERT INTO late SELECT g, 'n' || g, g FROM generate_series(1, 50) g")
+    pipeline.wait_converged(["late"])
+    transactions(
+        pipeline,
+        "ALTER TABLE late ADD PRIMARY KEY (id)",
+        "UPDATE late SET n = n * 10 WHERE id <= 10",
+        "UPDATE late SET id = 100 WHERE id = 11",
+        "DELETE FROM late WHERE id = 12",
+        "INSERT INTO late VALUES (51, 'new', 0)",
+    )
+    pipeline.wait_converged(["late"])
+    assert dead_count(pipeline) == 0
+
+
 # ---------------------------------------------------------------- C: one target, two sources
 
 

@@ -4,8 +4,10 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
+from applier.ddl import AddPrimaryKey
 from applier.upsert import Compiled, Statements
 from shared.naming import TargetRef
 
@@ -276,3 +278,16 @@ def test_statements_are_cached_per_shape(statements: Statements) -> None:
     assert statements.update(TargetRef(None, "t"), ("a", "b"), ("a",), True) is not u
     t = statements.truncate(TargetRef(None, "t"))
     assert statements.truncate(TargetRef(None, "t")) is t
+
+
+# ---------------------------------------------------------------- DDL
+
+
+def test_a_primary_key_added_with_its_key_types(dialect: Dialect) -> None:
+    ddl = AddPrimaryKey(
+        TargetRef("db", "we`ird"), [("id", mysql.INTEGER()), ("code", mysql.VARCHAR(255))]
+    )
+    assert str(ddl.compile(dialect=dialect)) == (
+        "ALTER TABLE db.`we``ird` MODIFY COLUMN id INTEGER NOT NULL,"
+        " MODIFY COLUMN code VARCHAR(255) NOT NULL, ADD PRIMARY KEY (id, code)"
+    )

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection, Engine
 
 from applier.checkpoint import Checkpoint, CheckpointStore
-from applier.packets import packets
-from applier.plan import Plan, build_plan
+from applier.packets import located, packets
+from applier.plan import Group, Plan, build_plan
 from applier.schema import TableShape, TargetSchema
 from applier.target import classify, create_target_engine, max_allowed_packet
 from applier.upsert import Statements
@@ -156,11 +156,7 @@ class Applier:
                     for group in plan.groups:
                         if group.op == "truncate" and not self._schema.exists(group.table):
                             continue
-                        if group.rows:
-                            for rows in packets(group, self._max_packet):
-                                conn.exec_driver_sql(group.statement.sql, rows)
-                        else:
-                            conn.exec_driver_sql(group.statement.sql)
+                        self._send(conn, group)
                     if not replay and batch:
                         self._checkpoints.write(conn, batch[-1])
                         result.checkpoint = Checkpoint.after(batch[-1])
@@ -173,6 +169,17 @@ class Applier:
         result.seconds = time.monotonic() - started
         result.committed_at = time.time()
         return result
+
+    def _send(self, conn: Connection, group: Group) -> None:
+        """One group's statement over its rows, in packets MariaDB takes (applier/packets.py)."""
+        if not group.rows:
+            conn.exec_driver_sql(group.statement.sql)
+            return
+        for rows in packets(group, self._max_packet):
+            try:
+                conn.exec_driver_sql(group.statement.sql, rows)
+            except Exception as e:
+                raise located(e, group, rows, self._where) from e
 
     def skip(self, env: Envelope, expect: Checkpoint | None) -> None:
         """Move the checkpoint past a message that went to the dead-letter queue."""

@@ -1,4 +1,5 @@
-"""The rows of a statement group, cut into bulk packets MariaDB accepts.
+"""The rows of a statement group, cut into bulk packets MariaDB accepts; the row a refusal is
+about, named by its table and key.
 
 MariaDB Connector/Python sends an ``executemany`` as one bulk packet however large it is (seen
 with 1.1.14 on MariaDB 10.11), and the server refuses a packet larger than its
@@ -14,10 +15,12 @@ key) — it needs the server's limit raised, which no retry does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from applier.plan import Group
-from shared.errors import RowTooLarge
+from applier.target import classify
+from shared.errors import CdcError, RowRejected, RowTooLarge, SchemaMismatch
 
 Row = tuple[object, ...]
 
@@ -59,6 +62,27 @@ def packets(group: Group, limit: int) -> Iterator[list[Row]]:
         size += n
     if packet:
         yield packet
+
+
+# MariaDB names the failing row of a statement by its place in the bulk: "... at row 3".
+_AT_ROW = re.compile(r" at row (\d+)")
+
+
+def located(error: BaseException, group: Group, rows: list[Row], where: str) -> CdcError:
+    """``error`` of the statement that sent ``rows`` of ``group``, classified; a refusal of a
+    row or of the schema names the table and, where MariaDB says which, the row's key."""
+    fault = classify(error, where)
+    if not isinstance(fault, RowRejected | SchemaMismatch) or isinstance(fault, RowTooLarge):
+        return fault
+    text = str(fault)
+    found = _AT_ROW.search(text)
+    row = None
+    if found and 0 < int(found.group(1)) <= len(rows):
+        row = rows[int(found.group(1)) - 1]
+    elif len(rows) == 1:
+        row = rows[0]
+    which = f" ({describe(group, row)})" if row is not None else ""
+    return type(fault)(f"table {group.table}{which}: {text}")
 
 
 def row_bytes(row: Row) -> int:

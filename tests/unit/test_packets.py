@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from applier.packets import describe, packets, row_bytes
+from applier.packets import describe, located, packets, row_bytes
 from applier.plan import Group
 from applier.upsert import Statements
-from shared.errors import RowTooLarge
+from shared.errors import RowRejected, RowTooLarge, SchemaMismatch, TargetUnavailable
 from shared.naming import TargetRef
 
 T = TargetRef(None, "docs")
@@ -72,3 +72,36 @@ def test_the_key_of_a_moved_or_keyless_row(statements: Statements) -> None:
     assert describe(long_key, ("k" * 100, "b")).endswith("...")
     keyless = statements.update(T, ("a",), ("a", "b"), True)
     assert describe(Group(T, "update", keyless), (1, 2, 3)) == "no primary key"
+
+
+class DbError(Exception):
+    def __init__(self, errno: int, msg: str) -> None:
+        super().__init__(msg)
+        self.errno = errno
+
+
+def test_a_refused_row_is_named_by_table_and_key(statements: Statements) -> None:
+    rows: list[tuple[object, ...]] = [(1, "a", 1), (2, "far too long", 2), (3, "c", 3)]
+    error = DbError(1406, "Data too long for column 'body' at row 2")
+    fault = located(error, group(statements, rows), rows, "maria")
+    assert type(fault) is RowRejected
+    assert str(fault) == "table docs (id=2): MariaDB 1406: Data too long for column 'body' at row 2"
+
+
+def test_a_schema_error_of_one_row_names_it_others_only_the_table(
+    statements: Statements,
+) -> None:
+    one: list[tuple[object, ...]] = [(5, "a", 1)]
+    fault = located(DbError(1054, "Unknown column 'n'"), group(statements, one), one, "maria")
+    assert type(fault) is SchemaMismatch
+    assert str(fault).startswith("table docs (id=5): MariaDB 1054")
+    two: list[tuple[object, ...]] = [(5, "a", 1), (6, "b", 2)]
+    fault = located(DbError(1054, "Unknown column 'n'"), group(statements, two), two, "maria")
+    assert str(fault).startswith("table docs: MariaDB 1054")
+
+
+def test_an_outage_is_left_as_it_is(statements: Statements) -> None:
+    rows: list[tuple[object, ...]] = [(1, "a", 1)]
+    fault = located(DbError(2013, "Lost connection"), group(statements, rows), rows, "maria")
+    assert type(fault) is TargetUnavailable
+    assert "docs" not in str(fault)

@@ -131,6 +131,38 @@ def test_toasted_values_survive_key_changes_and_full_identity_updates(pipeline: 
     assert dead_count(pipeline) == 0
 
 
+def test_key_changes_applied_again_after_a_crash_keep_their_toasted_values(
+    pipeline: Pipeline,
+) -> None:
+    rows = 5000
+    pipeline.sql(
+        "CREATE TABLE doc (id int PRIMARY KEY, title text, body text)",
+        toasted("doc"),
+        f"INSERT INTO doc SELECT g, 't', {BODY.format('g')} FROM generate_series(1, {rows}) g",
+    )
+    env = {"CDC_TARGET_MAX_BATCH_CHANGES": "100"}  # many commits: a kill falls between two
+    applier = pipeline.start("applier", **env)
+    pipeline.start("extractor").wait_for("streaming slot=")
+    pipeline.wait_converged(["doc"])
+    # One transaction of key changes (several chunks), then more moves of the same rows.
+    pipeline.sql(f"UPDATE doc SET id = id + {rows}")
+    pipeline.sql(f"UPDATE doc SET id = id - {rows} WHERE id % 2 = 0")
+
+    def moved() -> int:
+        maria = pipeline.maria()
+        cur = maria.cursor()
+        cur.execute(f"SELECT count(*) FROM doc WHERE id > {rows}")
+        n = int(cur.fetchone()[0])
+        maria.close()
+        return n
+
+    wait_until(lambda: moved() > 0, "the first moves applied", interval=0.02)
+    applier.kill()  # kill -9, in the middle of the moves (or just after them)
+    pipeline.start("applier", **env)
+    pipeline.wait_converged(["doc"], timeout=180)
+    assert dead_count(pipeline) == 0
+
+
 def test_a_replayed_key_change_never_crashes_nor_moves_another_row(pipeline: Pipeline) -> None:
     pipeline.sql("CREATE TABLE doc (id int PRIMARY KEY, title text, body text)", toasted("doc"))
     extractor = pipeline.start("extractor")

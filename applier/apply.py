@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection, Engine
 
 from applier.checkpoint import CheckpointStore
-from applier.plan import Plan, build_plan
+from applier.packets import located, packets
+from applier.plan import Group, Plan, build_plan
 from applier.schema import TableShape, TargetSchema
-from applier.target import classify, create_target_engine
+from applier.target import classify, create_target_engine, max_allowed_packet
 from applier.upsert import Statements
 from shared.config import ApplierConfig
 from shared.envelope import Envelope
-from shared.errors import CdcError, SchemaMismatch, TargetUnavailable
+from shared.errors import CdcError, RowTooLarge, SchemaMismatch, TargetUnavailable
 from shared.naming import Naming, TargetRef
 from shared.position import Position
 
@@ -63,6 +64,7 @@ class Applier:
         self._schema = TargetSchema(self._naming)
         self._checkpoints = CheckpointStore(cfg.source.slot)
         self._statements: Statements | None = None
+        self._max_packet = 0  # the server's max_allowed_packet, read on connecting
 
     def _connect(self) -> Engine:
         if self._engine is None:
@@ -71,6 +73,7 @@ class Applier:
                 with engine.connect() as conn:
                     self._checkpoints.ensure_table(conn)
                     self._schema.ensure_catalog(conn)
+                    self._max_packet = max_allowed_packet(conn)
             except Exception as e:
                 engine.dispose()
                 raise classify(e, self._where) from e
@@ -88,6 +91,11 @@ class Applier:
 
     def close(self) -> None:
         self.reset()
+
+    def refused(self) -> list[tuple[str, str, str]]:
+        """(target table, source table, reason) of each refusal in force."""
+        refused = list(self._schema.refused.items())
+        return [(str(t), str(s), r.reason) for (t, s), r in refused]
 
     def checkpoint(self) -> Position | None:
         engine = self._connect()
@@ -141,16 +149,14 @@ class Applier:
             with engine.connect() as conn:
                 if shapes and self._schema.needs_look(shapes):
                     self._schema.ensure(conn, shapes)
+                self._schema.refuse(shapes)
                 with conn.begin():
                     if not replay:
                         self._expect(conn, expect)
                     for group in plan.groups:
                         if group.op == "truncate" and not self._schema.exists(group.table):
                             continue
-                        if group.rows:
-                            conn.exec_driver_sql(group.statement.sql, group.rows)
-                        else:
-                            conn.exec_driver_sql(group.statement.sql)
+                        self._send(conn, group)
                     if not replay and batch:
                         result.checkpoint = self._checkpoints.write(conn, batch[-1])
                 result.rows = plan.counts
@@ -162,6 +168,17 @@ class Applier:
         result.seconds = time.monotonic() - started
         result.committed_at = time.time()
         return result
+
+    def _send(self, conn: Connection, group: Group) -> None:
+        """One group's statement over its rows, in packets MariaDB takes (applier/packets.py)."""
+        if not group.rows:
+            conn.exec_driver_sql(group.statement.sql)
+            return
+        for rows in packets(group, self._max_packet):
+            try:
+                conn.exec_driver_sql(group.statement.sql, rows)
+            except Exception as e:
+                raise located(e, group, rows, self._where) from e
 
     def skip(self, env: Envelope, expect: Position | None) -> None:
         """Move the checkpoint past a message that went to the dead-letter queue."""
@@ -182,7 +199,8 @@ class Applier:
 
     def _fault(self, e: Exception) -> CdcError:
         fault = classify(e, self._where)
-        if isinstance(fault, TargetUnavailable):
+        if isinstance(fault, TargetUnavailable | RowTooLarge):
+            # RowTooLarge: the limit may have been raised since; only new sessions see it.
             self.reset()
         elif isinstance(fault, SchemaMismatch):
             # Someone may have changed the target behind our back: look again next time.

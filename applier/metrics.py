@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from shared.observe import LATENCY_BUCKETS
 
@@ -57,6 +60,11 @@ class ApplierMetrics:
         lag.set_function(lambda: time.time() - self._last_commit if self._last_commit else 0.0)
         self.last_progress = time.monotonic()
 
+    def watch_refusals(self, refused: Callable[[], list[tuple[str, str, str]]]) -> None:
+        """Serve ``cdc_applier_refused_tables``: 1 per target table and source table whose
+        changes are refused, read from ``refused`` at each scrape."""
+        self.registry.register(_Refusals(refused))
+
     def applied(self, commit_time: str, snapshot: bool, at: float | None = None) -> None:
         """A source transaction committed in the target at ``at`` (wall clock; None: now)."""
         self.transactions.inc()
@@ -69,3 +77,19 @@ class ApplierMetrics:
             return
         self._last_commit = committed
         self.delay.observe(max(0.0, (at or time.time()) - committed))
+
+
+class _Refusals(Collector):
+    def __init__(self, refused: Callable[[], list[tuple[str, str, str]]]) -> None:
+        self._refused = refused
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "cdc_applier_refused_tables",
+            "Target tables refusing a source table's changes (they go to the dead-letter "
+            "queue; the log line table_refused says why)",
+            labels=["table", "source", "reason"],
+        )
+        for table, source, reason in self._refused():
+            family.add_metric([table, source, reason], 1)
+        yield family

@@ -74,15 +74,16 @@ class _Run:
     count: list[int]  # the (table, "I"/"U") counter cell this run adds to
 
 
-AddFn = Callable[[TargetRef, str, Compiled, "tuple[object, ...] | None"], None]
+AddFn = Callable[[TargetRef, str, Compiled, "tuple[object, ...] | None", "tuple[str, ...]"], None]
 
 
 @dataclass
 class Group:
     table: TargetRef
-    op: str  # "upsert", "delete" or "truncate"
+    op: str  # "upsert", "update", "delete" or "truncate"
     statement: Compiled
     rows: list[tuple[object, ...]] = field(default_factory=list)
+    key: tuple[str, ...] = ()  # the source key, to name a row in an error
 
 
 @dataclass
@@ -102,12 +103,18 @@ def build_plan(
     cells: dict[tuple[TargetRef, str], list[int]] = {}
     runs: dict[tuple[str, str, str], _Run] = {}
 
-    def add(table: TargetRef, op: str, stmt: Compiled, row: tuple[object, ...] | None) -> None:
+    def add(
+        table: TargetRef,
+        op: str,
+        stmt: Compiled,
+        row: tuple[object, ...] | None,
+        key: tuple[str, ...],
+    ) -> None:
         groups = per_table.setdefault(table, [])
         if groups and groups[-1].statement is stmt:
             group = groups[-1]
         else:
-            group = Group(table, op, stmt)
+            group = Group(table, op, stmt, key=key)
             groups.append(group)
         if row is not None:
             group.rows.append(row)
@@ -138,7 +145,7 @@ def build_plan(
             table = naming.target(ch.schema, ch.table)
             stmt = statements.upsert(table, tuple(ch.columns), tuple(ch.key))
             make = _row_maker(ch.types, stmt)
-            add(table, "upsert", stmt, make(ch.values))
+            add(table, "upsert", stmt, make(ch.values), tuple(ch.key))
             groups = per_table[table]
             runs[(ch.schema, ch.table, op)] = _Run(
                 ch.columns, ch.types, ch.key, groups, groups[-1], make, count(table, op)
@@ -146,26 +153,44 @@ def build_plan(
             continue
         table = naming.target(ch.schema, ch.table)
         count(table, op)
-        if op == TRUNCATE:
-            if table in has_table:
-                add(table, "truncate", statements.truncate(table), None)
-            continue
-        if op == UPDATE:
-            if _replaces_row(ch):
-                # A new key, or no key to match on: the old row goes, the new one comes.
-                _add_delete(add, statements, table, ch)
-            values = _converted(ch.types, ch.values)
-            stmt = statements.upsert(table, tuple(ch.columns), tuple(ch.key))
-            add(table, "upsert", stmt, stmt.params(values))
-        elif op == DELETE:
-            _add_delete(add, statements, table, ch)
+        _add_other(add, statements, table, ch, table in has_table)
 
     groups = [g for table_groups in per_table.values() for g in table_groups]
     counts = {key: cell[0] for key, cell in cells.items()}
     return Plan(groups, counts)
 
 
-def _add_delete(add: AddFn, statements: Statements, table: TargetRef, ch: Change) -> None:
+def _add_other(
+    add: AddFn, statements: Statements, table: TargetRef, ch: Change, exists: bool
+) -> None:
+    """A truncate, a delete, or an update that is not a plain upsert."""
+    if ch.op == TRUNCATE:
+        if exists:
+            add(table, "truncate", statements.truncate(table), None, ())
+    elif ch.op == DELETE:
+        cols, old, whole_row = _match(ch)
+        add(table, "delete", statements.delete(table, cols, whole_row), old, tuple(ch.key))
+    elif ch.op == UPDATE:
+        match = _match_moved(ch)
+        if match is None:
+            values = _converted(ch.types, ch.values)
+            stmt = statements.upsert(table, tuple(ch.columns), tuple(ch.key))
+            add(table, "upsert", stmt, stmt.params(values), tuple(ch.key))
+        else:
+            # The row is found by its old identity and changed where it is: a column the
+            # change leaves out (an unchanged TOASTed value) keeps its value.
+            cols, old, whole_row = match
+            stmt = statements.update(table, tuple(ch.columns), cols, whole_row)
+            row = stmt.params([*_converted(ch.types, ch.values), *old])
+            add(table, "update", stmt, row, tuple(ch.key))
+
+
+Match = tuple[tuple[str, ...], tuple[object, ...], bool]  # columns, old values, whole row
+
+
+def _match(ch: Change) -> Match:
+    """How to find the row an update or delete was made to: its columns, their old values,
+    and whether it is a whole row of a table without a key (NULL-safe, one row only)."""
     old = ch.old_key
     assert old is not None
     values = _converted(old.types, old.values)
@@ -174,30 +199,21 @@ def _add_delete(add: AddFn, statements: Statements, table: TargetRef, ch: Change
         # The identity holds the key columns (or the whole row under REPLICA IDENTITY FULL):
         # match on the primary key only.
         cols = tuple(ch.key)
-        row = tuple(values[index[c]] for c in cols)
-        stmt = statements.delete(table, cols, False)
-    elif ch.key:
-        # REPLICA IDENTITY USING INDEX on another unique index: match on its columns, which
-        # PostgreSQL requires to be NOT NULL.
-        cols = tuple(old.columns)
-        row = tuple(values)
-        stmt = statements.delete(table, cols, False)
-    else:
-        cols = tuple(old.columns)
-        row = tuple(values)
-        stmt = statements.delete(table, cols, True)
-    add(table, "delete", stmt, row)
+        return cols, tuple(values[index[c]] for c in cols), False
+    # REPLICA IDENTITY USING INDEX on another unique index (whose columns PostgreSQL requires
+    # to be NOT NULL), or no primary key: match on the identity as it is.
+    return tuple(old.columns), tuple(values), not ch.key
 
 
-def _replaces_row(ch: Change) -> bool:
+def _match_moved(ch: Change) -> Match | None:
+    """For an update that an upsert by its new key cannot apply (the key changed, or the
+    row can only be found by its identity), how to find the old row; None otherwise."""
     old = ch.old_key
     if old is None:
-        return False
-    if not ch.key or not set(ch.key) <= set(old.columns):
-        # No primary key, or an identity without it (REPLICA IDENTITY USING INDEX): the old
-        # row is found by its identity, whatever changed.
-        return True
-    return _key_changed(ch)
+        return None
+    if ch.key and set(ch.key) <= set(old.columns) and not _key_changed(ch):
+        return None
+    return _match(ch)
 
 
 def _key_changed(ch: Change) -> bool:

@@ -4,6 +4,8 @@ later, and changed when a source column's type changes.
 DDL in MariaDB commits the open transaction implicitly, so this runs before a batch's
 transaction begins, never inside it. The PostgreSQL type each target column was made from is
 kept in ``_cdc_columns``: a column is altered only when that type really changes on the source.
+A table the applier must not write (applier/refusal.py) is neither created nor changed, and
+``refuse`` stops the batch before its transaction.
 """
 
 from __future__ import annotations
@@ -16,14 +18,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.schema import DDLElement
-from sqlalchemy.sql.compiler import DDLCompiler
 from sqlalchemy.types import TypeEngine
 
+from applier.ddl import AddPrimaryKey, AlterColumn
+from applier.refusal import (
+    Refusal,
+    TargetFacts,
+    owners_table,
+    read_facts,
+    record_owner,
+    refusal,
+)
 from applier.typemap import column_type
 from shared.envelope import Change
+from shared.errors import TableRefused
 from shared.naming import Naming, TargetRef
+from shared.tables import TableRef
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +82,23 @@ def fit_row(
 
 @dataclass
 class TableShape:
-    """What a batch tells us about one table: its columns (in order), types and key."""
+    """What a batch tells us about one table: its columns (in order), types and key, and
+    the source tables whose changes go to it (the first: the one these come from)."""
 
     target: TargetRef
     columns: dict[str, str] = field(default_factory=dict)  # name -> PostgreSQL type
     key: list[str] = field(default_factory=list)
+    sources: list[TableRef] = field(default_factory=list)
 
     def add(self, change: Change) -> None:
+        if not self.sources:
+            self.sources.append(TableRef(change.schema, change.table))
+        elif (change.schema, change.table) != (self.sources[0].schema, self.sources[0].table):
+            # Another source table for the same target: refused, so it shapes nothing.
+            other = TableRef(change.schema, change.table)
+            if other not in self.sources:
+                self.sources.append(other)
+            return
         for name, type_text in zip(change.columns, change.types, strict=True):
             self.columns[name] = type_text  # the latest: a type may change within a batch
         if change.old_key is not None:
@@ -88,29 +108,6 @@ class TableShape:
             self.key = list(change.key)
 
 
-class AlterColumn(DDLElement):
-    """``ALTER TABLE t ADD COLUMN IF NOT EXISTS c type`` or ``MODIFY COLUMN c type``."""
-
-    inherit_cache = False
-
-    def __init__(self, table: TargetRef, column: str, type_: TypeEngine[Any], add: bool) -> None:
-        self.table_ref = table
-        self.column = column
-        self.type_ = type_
-        self.add = add
-
-
-@compiles(AlterColumn)
-def _compile_alter_column(element: AlterColumn, compiler: DDLCompiler, **_kw: Any) -> str:
-    prep = compiler.preparer
-    table = prep.quote(element.table_ref.table)
-    if element.table_ref.database:
-        table = prep.quote(element.table_ref.database) + "." + table
-    verb = " ADD COLUMN IF NOT EXISTS " if element.add else " MODIFY COLUMN "
-    type_sql = compiler.dialect.type_compiler_instance.process(element.type_)
-    return "ALTER TABLE " + table + verb + prep.quote(element.column) + " " + type_sql
-
-
 class TargetSchema:
     """Cache of the target's tables, their columns (lower-cased: MariaDB ignores their case)
     and the PostgreSQL type each column came from."""
@@ -118,6 +115,12 @@ class TargetSchema:
     def __init__(self, naming: Naming) -> None:
         self._naming = naming
         self._columns: dict[TargetRef, dict[str, str | None]] = {}
+        self._facts: dict[TargetRef, TargetFacts] = {}
+        self._database = ""  # the target URL's database
+        # Kept across ``forget``: the source key last seen per table (a batch with only a
+        # TRUNCATE does not say it), and the refusals in force (metric; logged once).
+        self._keys: dict[TargetRef, list[str]] = {}
+        self.refused: dict[tuple[TargetRef, TableRef], Refusal] = {}
 
     def exists(self, target: TargetRef) -> bool:
         """Whether the table is known to exist (after ``ensure`` for this batch)."""
@@ -126,9 +129,12 @@ class TargetSchema:
     def forget(self) -> None:
         """After a reconnect or a schema error: read the catalog again."""
         self._columns.clear()
+        self._facts.clear()
 
     def ensure_catalog(self, conn: Connection) -> None:
         columns_table.create(conn, checkfirst=True)
+        owners_table.create(conn, checkfirst=True)
+        self._database = str(conn.execute(sa.text("SELECT DATABASE()")).scalar() or "")
         conn.commit()
 
     def shapes(self, changes: Iterable[Change]) -> dict[TargetRef, TableShape]:
@@ -151,6 +157,9 @@ class TargetSchema:
         """Whether ``ensure`` has anything to read or change for these shapes (usually not:
         the tables are known and the columns the same as in the last batch)."""
         for shape in shapes.values():
+            facts = self._facts.get(shape.target)
+            if facts is None or facts.owner is None or self._refusal(shape) is not None:
+                return True
             known = self._columns.get(shape.target)
             if known is None:
                 return True
@@ -160,22 +169,76 @@ class TargetSchema:
         return False
 
     def ensure(self, conn: Connection, shapes: dict[TargetRef, TableShape]) -> None:
-        """Create missing tables, add missing columns, follow type changes."""
+        """Create missing tables, add missing columns, follow type changes; record which
+        source table feeds each table. Tables that ``refuse`` will refuse are left alone."""
         for shape in shapes.values():
+            facts = self._facts.get(shape.target)
+            if facts is None or self._refusal(shape) is not None:
+                # A refusal is confirmed against the target as it is now: after a fix (an
+                # index dropped), the replayed dead letters go through.
+                facts = self._facts[shape.target] = read_facts(conn, shape.target, self._database)
+            found = self._refusal(shape)
+            if found is not None and found.reason != "no_unique_key":
+                continue  # a table that is not written is not changed either
             known = self._known(conn, shape.target)
-            if known is None:
-                if shape.columns:  # a TRUNCATE alone says nothing about the columns
-                    self._create(conn, shape)
+            if known is not None and found is not None:
+                if facts.uniques:
+                    continue  # unique indexes, none of them the key: refused
+                # A table without any unique index, and its source has a key now (added after
+                # the table was filled, as pg_restore and pgbench do): the target follows.
+                self._add_key(conn, shape, known)
+                facts.uniques = {"PRIMARY": tuple(k.lower() for k in shape.key)}
+            if known is not None:
+                self._follow(conn, shape, known)
+            elif shape.columns:  # a TRUNCATE alone says nothing about the columns
+                self._create(conn, shape)
+                key = tuple(k.lower() for k in shape.key)
+                facts.uniques = {"PRIMARY": key} if key else {}
+            else:
                 continue
-            for column, type_text in shape.columns.items():
-                seen = column.lower()
-                if seen not in known:
-                    self._add(conn, shape, column, type_text)
-                elif known[seen] is None:
-                    self._record(conn, shape.target, column, type_text)
-                elif known[seen] != type_text:
-                    self._modify(conn, shape, column, known[seen], type_text)
-                known[seen] = type_text
+            if facts.owner is None and shape.sources:
+                facts.owner = record_owner(conn, shape.target, self._database, shape.sources[0])
+
+    def _follow(self, conn: Connection, shape: TableShape, known: dict[str, str | None]) -> None:
+        for column, type_text in shape.columns.items():
+            seen = column.lower()
+            if seen not in known:
+                self._add(conn, shape, column, type_text)
+            elif known[seen] is None:
+                self._record(conn, shape.target, column, type_text)
+            elif known[seen] != type_text:
+                self._modify(conn, shape, column, known[seen], type_text)
+            known[seen] = type_text
+
+    def refuse(self, shapes: dict[TargetRef, TableShape]) -> None:
+        """TableRefused if any of these tables must not take the batch's changes (after
+        ``ensure``, or when ``needs_look`` said there was nothing to look at)."""
+        found: list[Refusal] = []
+        for shape in shapes.values():
+            if shape.columns:
+                self._keys[shape.target] = shape.key
+            found_here = self._refusal(shape)
+            if found_here is None:
+                for source in shape.sources:
+                    self.refused.pop((shape.target, source), None)
+                continue
+            where = (shape.target, found_here.source)
+            if self.refused.get(where) != found_here:
+                log.error(
+                    "table_refused table=%s source=%s reason=%s: %s",
+                    shape.target,
+                    found_here.source,
+                    found_here.reason,
+                    found_here.text,
+                )
+            self.refused[where] = found_here
+            found.append(found_here)
+        if found:
+            raise TableRefused("; ".join(r.text for r in found))
+
+    def _refusal(self, shape: TableShape) -> Refusal | None:
+        key = shape.key if shape.columns else self._keys.get(shape.target)
+        return refusal(shape.target, shape.sources, key, self._facts.get(shape.target))
 
     def _known(self, conn: Connection, target: TargetRef) -> dict[str, str | None] | None:
         if target in self._columns:
@@ -202,6 +265,21 @@ class TargetSchema:
         known: dict[str, str | None] = {str(r[0]).lower(): recorded.get(str(r[0])) for r in rows}
         self._columns[target] = known
         return known
+
+    def _add_key(self, conn: Connection, shape: TableShape, known: dict[str, str | None]) -> None:
+        columns = []
+        for name in shape.key:
+            type_text = shape.columns.get(name) or known.get(name.lower())
+            if type_text is None:
+                return  # not known: refused, never keyless upserts
+            columns.append((name, column_type(type_text, True)))
+        conn.execute(AddPrimaryKey(shape.target, columns))
+        conn.commit()
+        log.warning(
+            "primary_key_added table=%s key=%s (the source table has one now)",
+            shape.target,
+            ",".join(shape.key),
+        )
 
     def _record(self, conn: Connection, target: TargetRef, column: str, type_text: str) -> None:
         stmt = mysql.insert(columns_table).values(

@@ -59,6 +59,7 @@ class ApplierService:
         self._consumer = Consumer(cfg.broker, topology_for(cfg.broker, cfg.source.slot))
         self._applier = Applier(cfg)
         self.metrics = ApplierMetrics()
+        self.metrics.watch_refusals(self._applier.refused)
         self._endpoint = Endpoint(self.metrics.registry, self._ready, lambda: (True, "alive"))
         self._connected = False
         self._trouble: str | None = None

@@ -1,7 +1,8 @@
 """The MariaDB connection: engine, session settings, and which errors are worth a retry.
 
 SQLAlchemy and MariaDB Connector exceptions stop here and become TargetUnavailable or
-TargetConflict (transient), or RowRejected / SchemaMismatch / SetupError (permanent).
+TargetConflict (transient), or RowRejected / RowTooLarge / SchemaMismatch / SetupError
+(permanent), by what a retry can fix (docs/reliability.md, "MariaDB errors").
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from shared.config import TargetConfig
 from shared.errors import (
     CdcError,
     RowRejected,
+    RowTooLarge,
     SchemaMismatch,
     SetupError,
     TargetConflict,
@@ -28,26 +30,49 @@ SQL_MODE = (
     "NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO,NO_BACKSLASH_ESCAPES"
 )
 
-_CONFLICT = {1205, 1213}  # lock wait timeout, deadlock
+# Which MariaDB errors a retry can fix. docs/reliability.md ("MariaDB errors") lists them
+# with their meaning; keep the two together. The code decides, not the driver's exception
+# class: the connector raises OperationalError for a packet too large as for a server down.
+_CONFLICT = {1205, 1213}  # lock wait timeout, deadlock (Galera: a certification conflict)
+# The server is away, restarting, overloaded or out of a resource it gets back: transient.
 _UNAVAILABLE = {
+    1020,  # record changed since last read
+    1021,  # disk full
+    1030,  # error from the storage engine (out of space, ...)
+    1037,  # out of memory
+    1038,  # out of sort memory
     1040,  # too many connections
+    1041,  # out of memory
+    1047,  # Galera: node not ready (state transfer, partition)
     1053,  # server shutdown in progress
-    1152,
-    1153,
-    1158,
-    1159,
-    1160,
-    1161,  # aborted connection, packet errors
+    1114,  # table is full (disk)
+    1135,  # cannot create a thread
+    1152,  # connection aborted
+    1158,  # network read error
+    1159,  # network read timeout
+    1160,  # network write error
+    1161,  # network write timeout
+    1180,  # error during COMMIT
+    1203,  # max_user_connections
+    1226,  # a user resource limit
     1290,  # read-only (a failover in progress)
+    1317,  # query interrupted
+    1412,  # table definition changed: retry the transaction
+    1615,  # statement needs to be prepared again
+    1637,  # too many active transactions
     1927,  # connection killed
+    1969,  # max_statement_time exceeded
+    4031,  # idle client disconnected
+    # client library: cannot connect, server gone away, connection lost, read/write errors
     2002,
     2003,
     2005,
     2006,
     2013,
     2026,
-    2055,  # client: cannot connect, gone away, lost
-    4031,  # idle client disconnected
+    2055,
+    5013,
+    5014,
 }
 # 2026 is any TLS failure of the client library, a handshake cut short by a restarting server
 # too; these words mark the ones that fail the same way on every attempt.
@@ -65,7 +90,8 @@ _TLS_SETUP_FAILURES = (
     "no such file",
     "wrong version number",
 )
-_SETUP = {1044, 1045, 1049, 1142, 1143, 1227, 1698}  # access denied, unknown database
+# access denied (user, database, command, column, privilege), unknown database, no auth plugin
+_SETUP = {1044, 1045, 1049, 1142, 1143, 1227, 1698, 2059}
 # unknown column/table, field without default, multiple pk, row or key too large, and the
 # DDL refusals (bad precision/scale, length, name, duplicate column, syntax): the same again
 # on every retry, so permanent.
@@ -90,6 +116,7 @@ _SCHEMA = {
     1427,
     1439,
 }
+# A value the column cannot hold, a duplicate key, a CHECK (JSON_VALID) failed.
 _ROW = {
     1048,
     1062,
@@ -105,7 +132,20 @@ _ROW = {
     4025,
     4078,
     1918,
+    # client library: a value or statement it cannot send
+    2031,
+    2034,
+    2035,
+    2036,
+    2057,
 }
+# A packet larger than max_allowed_packet (server: 1153; client library: 2020).
+_TOO_LARGE = {1153, 2020}
+
+
+def _from_server(code: int) -> bool:
+    # 2000-2999 and 5000-5999 are the client library's own codes (connection, protocol).
+    return 1000 <= code < 2000 or 3000 <= code < 5000
 
 
 def tls_connect_args(target: TargetConfig) -> dict[str, Any]:
@@ -154,6 +194,11 @@ def create_target_engine(target: TargetConfig) -> Engine:
     return engine
 
 
+def max_allowed_packet(conn: Connection) -> int:
+    """The largest command the server takes in this session (its value when it connected)."""
+    return int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar() or 0)
+
+
 def errno_of(exc: BaseException) -> int | None:
     orig = getattr(exc, "orig", exc)
     value = getattr(orig, "errno", None)
@@ -183,10 +228,20 @@ def classify(exc: BaseException, where: str) -> CdcError:
         return SetupError(f"MariaDB refused ({where}): {text}")
     if code in _SCHEMA:
         return SchemaMismatch(f"MariaDB {code}: {text}")
+    if code in _TOO_LARGE:
+        return RowTooLarge(
+            f"MariaDB {code}: {text}: raise max_allowed_packet on the server, then send the "
+            "dead letter back (applier dlq replay)"
+        )
     if code in _ROW:
         return RowRejected(f"MariaDB {code}: {text}")
     if code in _UNAVAILABLE or getattr(exc, "connection_invalidated", False):
         return TargetUnavailable(f"MariaDB unavailable ({where}): {text}")
+    if code is not None and _from_server(code):
+        # The server is up and answered: the same statement gets the same answer. A batch
+        # that fails so is applied again message by message, so only the message that fails
+        # on its own is parked.
+        return RowRejected(f"MariaDB {code}: {text}")
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
         return TargetUnavailable(f"MariaDB unavailable ({where}): {text}")
     if isinstance(exc, sa.exc.DBAPIError | sa.exc.StatementError):

@@ -400,6 +400,23 @@ def markdown(report: Report, command: str, seed: int) -> str:
     return "\n".join(lines)
 
 
+# The drill's figures go between these markers; the rest of the report file (sections written
+# by hand, e.g. the MariaDB error classes) is kept as it is.
+FIGURES_BEGIN = "<!-- drill figures: begin (written by python -m tests.drill) -->"
+FIGURES_END = "<!-- drill figures: end -->"
+
+
+def write_report(path: Path, figures: str) -> None:
+    block = f"{FIGURES_BEGIN}\n{figures.rstrip()}\n{FIGURES_END}"
+    old = path.read_text() if path.exists() else ""
+    if FIGURES_BEGIN in old and FIGURES_END in old:
+        head, rest = old.split(FIGURES_BEGIN, 1)
+        tail = rest.split(FIGURES_END, 1)[1]
+        path.write_text(head + block + tail)
+    else:
+        path.write_text(block + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drill", description=__doc__.splitlines()[0])
     parser.add_argument("--faults", type=int, default=120)
@@ -440,5 +457,5 @@ def main(argv: list[str] | None = None) -> int:
     for line in report.unexpected_exits:
         print("unexpected exit:", line, file=sys.stderr)
     if args.report:
-        args.report.write_text(text)
+        write_report(args.report, text)
     return 0 if report.passed else 1

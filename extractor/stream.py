@@ -33,6 +33,7 @@ from extractor.publisher import Publisher
 from extractor.replication import ReplicationSource
 from extractor.snapshot import BACKFILL_PREFIX
 from extractor.state import load_copied
+from extractor.targets import refuse_shared_targets
 from shared.amqp import classify_broker_error
 from shared.config import ExtractorConfig
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SourceUnavailable
@@ -169,6 +170,7 @@ class StreamSession:
             with closing(self._source.catalog()) as conn:
                 tables = captured_tables(conn, src.capture)
                 self._catalog.start(conn, tables)
+                refuse_shared_targets(tables, self._cfg.target)
             self._source.partitioned = self._catalog.partitioned
         except CdcError as e:
             self._fail(e)

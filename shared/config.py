@@ -288,27 +288,11 @@ class BrokerConfig:
         return f"{self.queue}.dead"
 
 
-@section(
-    "target",
-    rules=[
-        _client_certificate_needs_its_key("target.ssl_cert", "target.ssl_key"),
-        _target_tls_needs_ssl,
-    ],
-)
-class TargetConfig:
-    """MariaDB: where the applier writes and what it names the tables."""
+@section("target")
+class NamingConfig:
+    """What the target's tables are called: the applier names them, and the extractor checks
+    at start that no two captured tables would share one."""
 
-    url: Secret = setting(
-        "CDC_TARGET_URL",
-        p.target_url,
-        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`",
-    )
-    max_batch_changes: int = setting(
-        "CDC_TARGET_MAX_BATCH_CHANGES",
-        p.positive_int,
-        default=10000,
-        doc="most changes in one MariaDB transaction",
-    )
     rename: dict[TableRef, str] = setting(
         "CDC_TARGET_RENAME",
         pairs(p.rename),
@@ -321,6 +305,29 @@ class TargetConfig:
         default={},
         doc="`schema=database` pairs (YAML: a mapping): that source schema's tables go to that "
         "MariaDB database (which must exist; the user needs the same rights there)",
+    )
+
+
+@section(
+    "target",
+    rules=[
+        _client_certificate_needs_its_key("target.ssl_cert", "target.ssl_key"),
+        _target_tls_needs_ssl,
+    ],
+)
+class TargetConfig(NamingConfig):
+    """MariaDB: where the applier writes and what it names the tables."""
+
+    url: Secret = setting(
+        "CDC_TARGET_URL",
+        p.target_url,
+        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`",
+    )
+    max_batch_changes: int = setting(
+        "CDC_TARGET_MAX_BATCH_CHANGES",
+        p.positive_int,
+        default=10000,
+        doc="most changes in one MariaDB transaction",
     )
     ssl: bool = setting(
         "CDC_TARGET_SSL",
@@ -399,6 +406,7 @@ class ExtractorConfig(ServiceConfig):
     COMMANDS: ClassVar[tuple[str, ...]] = ("python -m extractor",)
     source: SourceConfig
     broker: BrokerConfig
+    target: NamingConfig  # to refuse two captured tables that would share a target table
 
 
 @section("")

@@ -66,5 +66,15 @@ class SchemaMismatch(PermanentError):
     """The target table cannot take a change as it is (missing key, wrong type)."""
 
 
+class TableRefused(SchemaMismatch):
+    """The target table would take the change with silent damage to other rows (another
+    source table feeds it, a unique index the source lacks): the message is parked."""
+
+
 class RowRejected(PermanentError):
     """MariaDB refused a value in a change (out of range, invalid, too long)."""
+
+
+class RowTooLarge(RowRejected):
+    """A row larger than MariaDB's max_allowed_packet: it can be sent only once the server's
+    limit is raised."""

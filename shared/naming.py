@@ -4,13 +4,21 @@
 - ``<s>.<t>``, other schemas → ``<s>__<t>`` in the target database, or ``<t>`` in the database
   that ``target.schemas`` maps ``<s>`` to;
 - ``target.rename`` names a table's target table outright (in the database its schema maps to).
+
+Two source tables must never share a target table (a TRUNCATE of one would empty the other),
+and none may take the name of one of the applier's own tables: ``shared_targets`` finds both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from shared.tables import TableRef
+
+# The applier's own tables, in the database of the target URL (applier/checkpoint.py,
+# applier/schema.py, applier/refusal.py).
+APPLIER_TABLES = frozenset({"_cdc_checkpoint", "_cdc_columns", "_cdc_tables"})
 
 
 @dataclass(frozen=True, order=True)
@@ -20,6 +28,10 @@ class TargetRef:
 
     def __str__(self) -> str:
         return f"{self.database}.{self.table}" if self.database else self.table
+
+
+def is_applier_table(ref: TargetRef) -> bool:
+    return ref.database is None and ref.table in APPLIER_TABLES
 
 
 class Naming:
@@ -40,3 +52,13 @@ class Naming:
                 name = table if schema == "public" or database else f"{schema}__{table}"
             ref = self._cache[key] = TargetRef(database, name)
         return ref
+
+    def shared_targets(self, tables: Iterable[TableRef]) -> list[tuple[TargetRef, list[TableRef]]]:
+        """Each target table that more than one of ``tables`` would go to, or that is one of
+        the applier's own, with those source tables (in the order given)."""
+        sources: dict[TargetRef, list[TableRef]] = {}
+        for t in tables:
+            sources.setdefault(self.target(t.schema, t.table), []).append(t)
+        return [
+            (ref, refs) for ref, refs in sources.items() if len(refs) > 1 or is_applier_table(ref)
+        ]

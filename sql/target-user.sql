@@ -1,7 +1,7 @@
 -- The applier's MariaDB user: what it needs in the target database and nothing more.
 --   SELECT, INSERT, UPDATE, DELETE  the rows (a TRUNCATE in the source is a DELETE here)
---   CREATE                          tables for new source tables, _cdc_checkpoint, _cdc_columns
---   ALTER                           columns added to, or changing type in, the source
+--   CREATE                          tables for new source tables, _cdc_checkpoint, _cdc_columns, _cdc_tables
+--   ALTER                           columns added to, or changing type in, the source; a key it gains
 -- No DROP, no GRANT, no global privilege. Run as an administrator:
 --
 --   mariadb -e "SET @db='cdc_target', @user='cdc_applier', @host='%', @password='...';

@@ -9,6 +9,7 @@ from shared.errors import (
     CdcError,
     DecodeError,
     RowRejected,
+    RowTooLarge,
     SchemaMismatch,
     SetupError,
     TargetConflict,
@@ -135,6 +136,22 @@ class FakeDbError(Exception):
         (1146, SchemaMismatch),  # table doesn't exist
         (1054, SchemaMismatch),  # unknown column
         (1364, SchemaMismatch),  # field without default
+        # what a retry cannot fix: size limits, data errors
+        (1153, RowTooLarge),  # packet larger than max_allowed_packet (server)
+        (2020, RowTooLarge),  # the same, seen by the client library
+        (1118, SchemaMismatch),  # row size too large
+        (1071, SchemaMismatch),  # key too long
+        (1366, RowRejected),  # incorrect string value
+        (3140, RowRejected),  # invalid JSON
+        (2036, RowRejected),  # a parameter type the client library cannot send
+        # what a retry can fix
+        (1047, TargetUnavailable),  # Galera node not ready
+        (1021, TargetUnavailable),  # disk full
+        (1114, TargetUnavailable),  # table full
+        (1040, TargetUnavailable),  # too many connections
+        (1927, TargetUnavailable),  # connection killed
+        (5014, TargetUnavailable),  # client write error (connection reset)
+        (1412, TargetUnavailable),  # table definition changed
     ],
 )
 def test_classify_by_errno(errno: int, kind: type[CdcError]) -> None:
@@ -166,6 +183,27 @@ def test_pipeline_errors_pass_through() -> None:
 def test_unknown_errno_in_an_operational_error_is_unavailable() -> None:
     wrapped = sa.exc.OperationalError("SELECT 1", None, FakeDbError(9999))
     assert isinstance(classify(wrapped, "here"), TargetUnavailable)
+    for client in (2014, 2027, 0):  # the client library's own: connection and protocol
+        wrapped = sa.exc.OperationalError("SELECT 1", None, FakeDbError(client))
+        assert isinstance(classify(wrapped, "here"), TargetUnavailable)
+
+
+def test_an_unknown_server_error_is_not_retried_whatever_its_class() -> None:
+    # The server answered: the same statement gets the same answer. (The batch is applied
+    # again message by message, so one passing fault parks nothing.)
+    for code in (1105, 1299, 3999, 4199):
+        wrapped = sa.exc.OperationalError("INSERT ...", None, FakeDbError(code, "no"))
+        assert isinstance(classify(wrapped, "here"), RowRejected)
+
+
+def test_a_packet_too_large_is_permanent_even_on_a_dropped_connection() -> None:
+    wrapped = sa.exc.OperationalError(
+        "INSERT ...", None, FakeDbError(1153, "Got a packet bigger than 'max_allowed_packet'"),
+        connection_invalidated=True,
+    )  # fmt: skip
+    fault = classify(wrapped, "here")
+    assert isinstance(fault, RowTooLarge)
+    assert "raise max_allowed_packet" in str(fault)
 
 
 def test_unknown_errno_in_a_dbapi_error_is_a_rejected_row() -> None:

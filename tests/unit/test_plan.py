@@ -151,16 +151,17 @@ def test_update_without_key_change_is_one_upsert(statements: Statements) -> None
     assert shape(plan.groups) == [("t", "upsert", [(5, "new")])]
 
 
-def test_update_that_changes_the_key_deletes_the_old_row_first(statements: Statements) -> None:
+def test_update_that_changes_the_key_moves_the_row_in_place(statements: Statements) -> None:
+    # An UPDATE ... WHERE old key, not a delete and an insert: the columns the change leaves
+    # out (unchanged TOASTed values) keep their values.
     plan = build_plan([update("t", {"id": 5}, id=6, v="moved")], statements, tables("t"))
-    assert shape(plan.groups) == [
-        ("t", "delete", [(5,)]),
-        ("t", "upsert", [(6, "moved")]),
-    ]
-    assert plan.groups[0].statement is statements.delete(TargetRef(None, "t"), ("id",), False)
+    assert shape(plan.groups) == [("t", "update", [(6, "moved", 5)])]
+    stmt = plan.groups[0].statement
+    assert stmt is statements.update(TargetRef(None, "t"), ("id", "v"), ("id",), False)
+    assert stmt.sql == "UPDATE t SET id=?, v=? WHERE t.id = ?"
 
 
-def test_composite_key_change_deletes_by_the_old_key_only(statements: Statements) -> None:
+def test_composite_key_change_matches_the_old_key_only(statements: Statements) -> None:
     moved = Change(
         op="update",
         lsn="0/1",
@@ -174,12 +175,9 @@ def test_composite_key_change_deletes_by_the_old_key_only(statements: Statements
         old_key=OldKey(["qty", "line_no", "order_id"], ["integer"] * 3, [7, 2, 1]),
     )
     plan = build_plan([moved], statements, tables("lines"))
-    assert shape(plan.groups) == [
-        ("lines", "delete", [(1, 2)]),
-        ("lines", "upsert", [(1, 3, 7)]),
-    ]
-    assert plan.groups[0].statement is statements.delete(
-        TargetRef(None, "lines"), ("order_id", "line_no"), False
+    assert shape(plan.groups) == [("lines", "update", [(1, 3, 7, 1, 2)])]
+    assert plan.groups[0].statement is statements.update(
+        TargetRef(None, "lines"), ("order_id", "line_no", "qty"), ("order_id", "line_no"), False
     )
 
 
@@ -189,18 +187,50 @@ def test_full_identity_update_without_key_change_is_one_upsert(statements: State
     assert shape(plan.groups) == [("t", "upsert", [(5, "new")])]
 
 
-def test_keyless_update_deletes_the_whole_old_row_then_inserts(statements: Statements) -> None:
-    change = update("events", {"at": 1, "what": None}, at=1, what="x")
+def test_keyless_update_changes_the_whole_old_row_in_place(statements: Statements) -> None:
+    # REPLICA IDENTITY FULL: the old row holds the TOASTed value the new one leaves out.
+    change = update("events", {"at": 1, "what": None, "body": "long"}, at=1, what="x")
     assert change.key == []
     plan = build_plan([change], statements, tables("events"))
+    assert shape(plan.groups) == [("events", "update", [(1, "x", 1, None, "long")])]
+    sql = plan.groups[0].statement.sql
+    assert sql == (
+        "UPDATE events SET at=?, what=? WHERE events.at <=> ? AND events.what <=> ?"
+        " AND events.body <=> ? LIMIT 1"
+    )
+
+
+def test_update_found_by_another_unique_index_is_made_in_place(statements: Statements) -> None:
+    # REPLICA IDENTITY USING INDEX on (code): the identity lacks the primary key, so whether
+    # the key changed is unknown; the row is found by the identity.
+    change = update("u", {"code": "a"}, id=20, code="a", v=2)
+    change.types = ["integer", "text", "integer"]
+    change.old_key.types = ["text"]  # type: ignore[union-attr]
+    plan = build_plan([change], statements, tables("u"))
+    assert shape(plan.groups) == [("u", "update", [(20, "a", 2, "a")])]
+    assert plan.groups[0].statement.sql == "UPDATE u SET id=?, code=?, v=? WHERE u.code = ?"
+
+
+def test_moves_keep_their_order_with_other_changes(statements: Statements) -> None:
+    # 1 -> 2, 2 -> 3, then a delete of 3 and an insert of 1: each in its place, runs of the
+    # same statement merged.
+    plan = build_plan(
+        [
+            update("t", {"id": 1}, id=2, v="a"),
+            update("t", {"id": 2}, id=3, v="a"),
+            update("t", {"id": 3}, id=3, v="b"),
+            delete("t", ["id"], id=3),
+            insert("t", id=1, v="c"),
+        ],
+        statements,
+        tables("t"),
+    )
     assert shape(plan.groups) == [
-        ("events", "delete", [(1, None)]),
-        ("events", "upsert", [(1, "x")]),
+        ("t", "update", [(2, "a", 1), (3, "a", 2)]),
+        ("t", "upsert", [(3, "b")]),
+        ("t", "delete", [(3,)]),
+        ("t", "upsert", [(1, "c")]),
     ]
-    delete_sql, insert_sql = (g.statement.sql for g in plan.groups)
-    assert "<=>" in delete_sql
-    assert "LIMIT 1" in delete_sql
-    assert "DUPLICATE" not in insert_sql
 
 
 def test_keyless_delete_matches_the_whole_row(statements: Statements) -> None:

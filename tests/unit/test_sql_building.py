@@ -4,8 +4,10 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
+from applier.ddl import AddPrimaryKey
 from applier.upsert import Compiled, Statements
 from shared.naming import TargetRef
 
@@ -114,6 +116,35 @@ def test_params_identity_order() -> None:
     assert Compiled("x", ()).params([]) == ()
 
 
+# ---------------------------------------------------------------- update in place
+
+
+def test_update_in_place_sets_what_came_and_matches_the_old_key(statements: Statements) -> None:
+    c = statements.update(
+        TargetRef("db", "order_lines"),
+        ("order_id", "line_no", "qty"),
+        ("order_id", "line_no"),
+        False,
+    )
+    assert squash(c.sql) == (
+        "UPDATE db.order_lines SET order_id=?, line_no=?, qty=?"
+        " WHERE db.order_lines.order_id = ? AND db.order_lines.line_no = ?"
+    )
+    assert "LIMIT" not in c.sql
+    # the new values first, then the old key
+    assert c.params([1, 3, 7, 1, 2]) == (1, 3, 7, 1, 2)
+
+
+def test_keyless_update_matches_the_whole_old_row_null_safe_once(statements: Statements) -> None:
+    # The old row may hold columns the new one leaves out (an unchanged TOASTed value).
+    c = statements.update(TargetRef(None, "events"), ("at",), ("at", "what", "body"), True)
+    assert squash(c.sql) == (
+        "UPDATE events SET at=? WHERE events.at <=> ? AND events.what <=> ?"
+        " AND events.body <=> ? LIMIT 1"
+    )
+    assert c.params([2, 1, None, "long"]) == (2, 1, None, "long")
+
+
 # ---------------------------------------------------------------- delete and truncate
 
 
@@ -170,6 +201,8 @@ def test_awkward_table_name_is_quoted(statements: Statements, name: str, quoted:
         statements.upsert(TargetRef(None, name), ("id",), ()),
         statements.delete(TargetRef(None, name), ("id",), False),
         statements.delete(TargetRef(None, name), ("id",), True),
+        statements.update(TargetRef(None, name), ("id", "v"), ("id",), False),
+        statements.update(TargetRef(None, name), ("id", "v"), ("id", "v"), True),
         statements.truncate(TargetRef(None, name)),
     ):
         assert quoted in c.sql
@@ -189,7 +222,9 @@ def test_awkward_column_name_is_quoted(statements: Statements, name: str, quoted
     assert squash(delete.sql) == f"DELETE FROM t WHERE t.{quoted} = ?"
     whole = statements.delete(TargetRef(None, "t"), (name, "v"), True)
     assert squash(whole.sql) == f"DELETE FROM t WHERE t.{quoted} <=> ? AND t.v <=> ? LIMIT 1"
-    for c in (upsert, keyed, delete, whole):
+    moved = statements.update(TargetRef(None, "t"), (name, "v"), (name,), False)
+    assert squash(moved.sql) == f"UPDATE t SET {quoted}=?, v=? WHERE t.{quoted} = ?"
+    for c in (upsert, keyed, delete, whole, moved):
         assert name not in c.sql.replace(quoted, "")
 
 
@@ -213,6 +248,8 @@ def test_the_driver_sees_every_placeholder(statements: Statements, name: str, qu
         statements.upsert(TargetRef(None, "t"), (name, "v", "w"), (name,)),
         statements.delete(TargetRef(None, name), (name, "v"), False),
         statements.delete(TargetRef(None, name), (name, "v"), True),
+        statements.update(TargetRef(None, name), (name, "v"), (name,), False),
+        statements.update(TargetRef(None, name), ("v", name), (name, "v"), True),
     ):
         assert connector_placeholders(c.sql) == len(c.order), c.sql
 
@@ -236,5 +273,21 @@ def test_statements_are_cached_per_shape(statements: Statements) -> None:
     d = statements.delete(TargetRef(None, "t"), ("a",), False)
     assert statements.delete(TargetRef(None, "t"), ("a",), False) is d
     assert statements.delete(TargetRef(None, "t"), ("a",), True) is not d
+    u = statements.update(TargetRef(None, "t"), ("a", "b"), ("a",), False)
+    assert statements.update(TargetRef(None, "t"), ("a", "b"), ("a",), False) is u
+    assert statements.update(TargetRef(None, "t"), ("a", "b"), ("a",), True) is not u
     t = statements.truncate(TargetRef(None, "t"))
     assert statements.truncate(TargetRef(None, "t")) is t
+
+
+# ---------------------------------------------------------------- DDL
+
+
+def test_a_primary_key_added_with_its_key_types(dialect: Dialect) -> None:
+    ddl = AddPrimaryKey(
+        TargetRef("db", "we`ird"), [("id", mysql.INTEGER()), ("code", mysql.VARCHAR(255))]
+    )
+    assert str(ddl.compile(dialect=dialect)) == (
+        "ALTER TABLE db.`we``ird` MODIFY COLUMN id INTEGER NOT NULL,"
+        " MODIFY COLUMN code VARCHAR(255) NOT NULL, ADD PRIMARY KEY (id, code)"
+    )

@@ -21,7 +21,6 @@ the stream still holds it).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from extractor.snapshot import BACKFILL_PREFIX
+from extractor.snapshot import BACKFILL_PREFIX, backfill_request
 from shared.config import SourceConfig
 from shared.envelope import TRUNCATE
 from shared.errors import ConfigError, SourceUnavailable
@@ -206,7 +205,7 @@ class Partitions:
     def _request_copy(self, root: TableRef) -> None:
         # The same request as `python -m extractor backfill`, written before the truncate's
         # transaction can be confirmed: a crash before this point decodes the truncate again.
-        body = json.dumps({"slot": self._cfg.slot, "tables": [[root.schema, root.table]]})
+        body = backfill_request(self._cfg.slot, [root])
         try:
             conn = self._connect()
             try:

@@ -303,6 +303,11 @@ def _describe(conn: Any, table: TableRef) -> tuple[Any, list[str], list[str], in
     return [c[0] for c in cols], [c[1] for c in cols], key, int(estimate or 0)
 
 
+def backfill_request(slot: str, tables: list[TableRef]) -> str:
+    """The content of the logical message that asks the extractor of ``slot`` for a copy."""
+    return json.dumps({"slot": slot, "tables": [[t.schema, t.table] for t in tables]})
+
+
 def request_backfill(cfg: SourceConfig, tables: list[TableRef]) -> int:
     """Ask the running extractor (through the WAL) to copy these tables again; returns the
     request's LSN. The extractor acts on it when its stream reaches it, even after a restart."""
@@ -313,7 +318,7 @@ def request_backfill(cfg: SourceConfig, tables: list[TableRef]) -> int:
                 cur.execute("SELECT to_regclass(%s)", (str(t),))
                 if cur.fetchone()[0] is None:
                     raise SetupError(f"table {t} does not exist")
-            body = json.dumps({"slot": cfg.slot, "tables": [[t.schema, t.table] for t in tables]})
+            body = backfill_request(cfg.slot, tables)
             cur.execute(
                 "SELECT pg_logical_emit_message(true, %s, %s)::text", (BACKFILL_PREFIX, body)
             )

@@ -17,16 +17,13 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from extractor.encoding import SourceCodec, source_codec
+from extractor.wal2json import NUMERIC_AS_STRING, PLUGIN, _warn_nan_once, wal2json_options
 from shared.config import SourceConfig
 from shared.errors import SetupError, SlotBusy, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
 from shared.postgres import classify_connect_error, connect, connect_kwargs, first_line
-from shared.tables import TableFilter
 
 log = logging.getLogger(__name__)
-
-PLUGIN = "wal2json"
-NUMERIC_AS_STRING = "numeric-data-types-as-string"
 
 
 @dataclass(frozen=True)
@@ -43,41 +40,6 @@ class SlotInfo:
     database: str
     confirmed_flush_lsn: int
     active: bool
-
-
-def wal2json_options(capture: TableFilter, partitioned: bool = False) -> dict[str, str]:
-    """The plugin options of every session (see docs and the golden fixtures in tests/).
-
-    wal2json filters by the table names it reports, and it reports a partitioned table's
-    changes under each partition's name: while a captured table is partitioned, it must not
-    filter (the extractor filters exactly anyway)."""
-    options = {
-        "format-version": "2",
-        "include-xids": "1",
-        "include-lsn": "1",
-        "include-pk": "1",
-        "include-types": "1",
-        "include-typmod": "1",
-        "include-timestamp": "1",
-        "include-transaction": "1",
-    }
-    if not partitioned:
-        options.update(capture.wal2json_options())
-    return options
-
-
-_warned: set[str] = set()
-
-
-def _warn_nan_once() -> None:
-    if "nan" in _warned:
-        return
-    _warned.add("nan")
-    log.warning(
-        "wal2json_loses_nan: this wal2json (before 2.6) prints NaN and Infinity of numeric, "
-        "real and double columns as null, so they arrive as NULL; install wal2json 2.6 or later "
-        "(see docs/types.md)"
-    )
 
 
 class ReplicationSource:

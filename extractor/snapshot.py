@@ -31,7 +31,7 @@ from psycopg2 import sql
 
 from extractor.basetypes import base_type_text
 from extractor.heartbeat import HEARTBEAT_PREFIX
-from extractor.replication import PLUGIN
+from extractor.wal2json import PLUGIN
 from shared.config import SourceConfig
 from shared.envelope import INSERT, TRUNCATE
 from shared.errors import CdcError, SetupError, SourceUnavailable

@@ -25,7 +25,7 @@ from extractor.basetypes import TypeResolver, catalog_lookup
 from extractor.catalog import CHECK_SECONDS, CatalogWatch
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
-from extractor.decode import Begin, Commit, LogicalMessage, RowChange, decode_record
+from extractor.decode import Begin, Commit, LogicalMessage, RowChange
 from extractor.filtering import keep_change
 from extractor.heartbeat import HEARTBEAT_PREFIX, Heartbeat
 from extractor.metrics import ExtractorMetrics
@@ -33,6 +33,7 @@ from extractor.publisher import Publisher
 from extractor.replication import ReplicationSource
 from extractor.snapshot import BACKFILL_PREFIX
 from extractor.state import load_copied
+from extractor.wal2json import decode_record
 from shared.amqp import classify_broker_error
 from shared.config import Config
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SourceUnavailable

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from extractor.decode import Begin, Commit, LogicalMessage, RowChange, decode_record
+from extractor.decode import Begin, Commit, LogicalMessage, RowChange
 from extractor.encoding import SourceCodec, build_codec
+from extractor.wal2json import decode_record
 from shared.errors import DecodeError, SetupError
 from shared.lsn import parse_lsn
 from tests.support.fixtures import FIXTURES

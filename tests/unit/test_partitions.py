@@ -12,8 +12,8 @@ from extractor.catalog import CatalogWatch, _Identity, _why
 from extractor.filtering import keep_change
 from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Layout, Partitions, load_layout, refuse_partition_names
-from extractor.replication import wal2json_options
 from extractor.snapshot import BACKFILL_PREFIX
+from extractor.wal2json import wal2json_options
 from shared.config import SourceConfig
 from shared.errors import ConfigError
 from shared.secret import Secret

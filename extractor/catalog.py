@@ -23,6 +23,7 @@ import psycopg2
 
 from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Layout, Partitions, load_layout, refuse_partition_names
+from extractor.wal2json import filter_options
 from shared.config import SourceConfig
 from shared.errors import SourceUnavailable
 from shared.postgres import captured_tables, connect_kwargs, first_line
@@ -198,7 +199,7 @@ class CatalogWatch:
             log.warning("catalog_check_failed error=%s", first_line(e))
             return
         self._report(problems, tables, layout)
-        if self.partitioned or not self._cfg.capture.wal2json_options():
+        if self.partitioned or not filter_options(self._cfg.capture):
             return
         became = [t for t in tables if t in layout.roots]
         if became:

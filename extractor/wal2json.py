@@ -23,12 +23,13 @@ from extractor.encoding import SourceCodec
 from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE, loads_exact
 from shared.errors import DecodeError
 from shared.lsn import parse_lsn
-from shared.tables import TableFilter
+from shared.tables import Part, Pattern, TableFilter, TableRef
 
 log = logging.getLogger(__name__)
 
 PLUGIN = "wal2json"
 NUMERIC_AS_STRING = "numeric-data-types-as-string"
+_WAL2JSON_SPECIAL = {",", ".", "*", " ", "\\"}
 
 
 _OPS = {"I": INSERT, "U": UPDATE, "D": DELETE, "T": TRUNCATE}
@@ -124,7 +125,7 @@ def wal2json_options(capture: TableFilter, partitioned: bool = False) -> dict[st
         "include-transaction": "1",
     }
     if not partitioned:
-        options.update(capture.wal2json_options())
+        options.update(filter_options(capture))
     return options
 
 
@@ -139,4 +140,39 @@ def _warn_nan_once() -> None:
         "wal2json_loses_nan: this wal2json (before 2.6) prints NaN and Infinity of numeric, "
         "real and double columns as null, so they arrive as NULL; install wal2json 2.6 or later "
         "(see docs/types.md)"
+    )
+
+
+def filter_options(capture: TableFilter) -> dict[str, str]:
+    """What wal2json can filter itself (the extractor filters again, exactly)."""
+    options: dict[str, str] = {}
+    if capture.include and all(_wal2json_ok(p) for p in capture.include):
+        options["add-tables"] = ",".join(_wal2json_name(p) for p in capture.include)
+    if capture.exclude and all(_wal2json_ok(p) for p in capture.exclude):
+        options["filter-tables"] = ",".join(_wal2json_name(p) for p in capture.exclude)
+    return options
+
+
+def _wal2json_ok(p: Pattern) -> bool:
+    # wal2json understands exact names and a whole-part "*" (e.g. sales.* or *.orders).
+    return all(not part.glob or part.everything for part in p.parts)
+
+
+def _wal2json_name(p: Pattern) -> str:
+    def esc(part: Part) -> str:
+        if part.everything:
+            return "*"
+        return "".join("\\" + ch if ch in _WAL2JSON_SPECIAL else ch for ch in part.text)
+
+    return ".".join(esc(part) for part in p.parts)
+
+
+def wal2json_add_tables(refs: tuple[TableRef, ...]) -> str:
+    """The value of wal2json's ``add-tables`` option for these exact tables."""
+    return _wal2json_name_list(refs)
+
+
+def _wal2json_name_list(refs: tuple[TableRef, ...]) -> str:
+    return ",".join(
+        _wal2json_name(Pattern((Part(r.schema, False), Part(r.table, False)))) for r in refs
     )

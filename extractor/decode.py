@@ -1,9 +1,33 @@
-"""The records a decoder yields: begin / change / commit / message."""
+"""The decoder boundary: what every output plugin's decoder yields, and what it must provide.
+
+PostgreSQL decodes the WAL through an output plugin (wal2json today, pgoutput next); a decoder
+turns the plugin's bytes into the records below, and nothing after it (the filter, partitions,
+type resolution, assembly, copies) knows which plugin ran. A decoder must give:
+
+- ``Begin``: the transaction's xid, its commit LSN (the *end* of the commit record: every
+  position of the transaction is built on it, shared/position.py), the commit time as
+  PostgreSQL prints a timestamptz in UTC, and where the commit record begins;
+- ``RowChange``: one change in envelope form (shared/envelope.py): ``op``, ``lsn`` (the text
+  LSN of its WAL record), ``schema``, ``table``, and except for a truncate ``columns``,
+  ``types`` (format_type's text, typmod included), ``values`` (ints and bools as such, every
+  other value as the text PostgreSQL's output function prints, never a binary float),
+  ``key`` (the primary key's columns) and, when the old row's key was logged, ``old_key``;
+  ``size`` bounds the bytes it took, for chunking;
+- ``Commit``, and ``LogicalMessage`` (pg_logical_emit_message: heartbeats, backfill requests).
+
+A plugin is chosen once; a decoder is made for each session, once the source database's
+encoding is known (some plugins write in it), and may keep state between records (pgoutput's
+Relation messages). The plugin also owns its START_REPLICATION options.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from extractor.encoding import SourceCodec
+from shared.tables import TableFilter
 
 
 @dataclass(slots=True)
@@ -17,7 +41,7 @@ class Begin:
 @dataclass(slots=True)
 class RowChange:
     change: dict[str, Any]  # already in envelope form
-    size: int  # bytes of wal2json text it came from: a cheap bound for chunking
+    size: int  # bytes of the plugin's output it came from: a cheap bound for chunking
 
 
 @dataclass(slots=True)
@@ -33,3 +57,37 @@ class LogicalMessage:
 
 
 Record = Begin | RowChange | Commit | LogicalMessage
+
+
+class Decoder(Protocol):
+    def decode(self, payload: bytes, wal_start: int) -> Record:
+        """One replication message's bytes, and the WAL position the server sent it at
+        (``data_start``), as a record. Raises DecodeError when it cannot be read."""
+        ...
+
+
+class OutputPlugin(Protocol):
+    """The output plugin the slot is created with, and how a session starts it."""
+
+    @property
+    def name(self) -> str:
+        """As CREATE_REPLICATION_SLOT and pg_replication_slots name it."""
+        ...
+
+    def start_options(self, capture: TableFilter, partitioned: bool) -> dict[str, str]:
+        """The options of START_REPLICATION. ``partitioned``: a captured table is partitioned
+        (its changes may be reported under its partitions' names)."""
+        ...
+
+    def fallback_options(self, options: Mapping[str, str], refusal: str) -> dict[str, str] | None:
+        """Options to start with instead, after the plugin refused ``options`` with the
+        error ``refusal`` (an older version lacking one); None: the refusal stands."""
+        ...
+
+    def started(self, options: Mapping[str, str]) -> str:
+        """START_REPLICATION took ``options``: what the start line says of them."""
+        ...
+
+    def decoder(self, codec: SourceCodec | None) -> Decoder:
+        """A decoder for one session; ``codec``: the database's encoding, if not UTF8."""
+        ...

@@ -25,7 +25,7 @@ from extractor.basetypes import TypeResolver, catalog_lookup
 from extractor.catalog import CHECK_SECONDS, CatalogWatch
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
-from extractor.decode import Begin, Commit, LogicalMessage, RowChange
+from extractor.decode import Begin, Commit, Decoder, LogicalMessage, RowChange
 from extractor.filtering import keep_change
 from extractor.heartbeat import HEARTBEAT_PREFIX, Heartbeat
 from extractor.metrics import ExtractorMetrics
@@ -33,7 +33,7 @@ from extractor.publisher import Publisher
 from extractor.replication import ReplicationSource
 from extractor.snapshot import BACKFILL_PREFIX
 from extractor.state import load_copied
-from extractor.wal2json import decode_record
+from extractor.wal2json import Wal2Json
 from shared.amqp import classify_broker_error
 from shared.config import Config
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SourceUnavailable
@@ -62,7 +62,9 @@ class StreamSession:
         self._cfg = cfg
         self._metrics = metrics or ExtractorMetrics()
         self._ioloop = IOLoop()
-        self._source = ReplicationSource(cfg.source)
+        plugin = Wal2Json()
+        self._source = ReplicationSource(cfg.source, plugin)
+        self._decoder: Decoder | None = None
         self._heartbeat = Heartbeat(cfg.source)
         self._types = TypeResolver(catalog_lookup(self._source.catalog))
         self._publisher = Publisher(
@@ -87,7 +89,7 @@ class StreamSession:
         self._last_turn = time.monotonic()
         self._feedback_interval = cfg.source.feedback_interval
         self._copies = Copies(cfg.source, self, set())
-        self._catalog = CatalogWatch(cfg.source, self._metrics)
+        self._catalog = CatalogWatch(cfg.source, self._metrics, plugin)
         self.streaming = False
         self.transactions = 0
         self.messages = 0
@@ -170,7 +172,7 @@ class StreamSession:
             with closing(self._source.catalog()) as conn:
                 tables = captured_tables(conn, src.capture)
                 self._catalog.start(conn, tables)
-            self._source.partitioned = self._catalog.partitioned
+            self._decoder = self._source.decoder()
         except CdcError as e:
             self._fail(e)
             return
@@ -207,7 +209,7 @@ class StreamSession:
 
     def _start_streaming(self) -> bool:
         try:
-            self._source.start()
+            self._source.start(self._catalog.partitioned)
         except CdcError as e:
             self._fail(e)
             return False
@@ -323,7 +325,8 @@ class StreamSession:
 
     def _handle(self, msg: Any) -> None:
         assert self._assembler is not None and self._tracker is not None
-        record = decode_record(msg.payload, self._source.codec)
+        assert self._decoder is not None
+        record = self._decoder.decode(msg.payload, msg.data_start)
         if isinstance(record, RowChange):
             change = keep_change(record.change, self._cfg.source.capture, self._catalog.partitions)
             if change is None:

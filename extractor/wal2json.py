@@ -1,4 +1,4 @@
-"""wal2json format-version 2 records -> begin / change / commit events.
+"""wal2json as the output plugin: its start options, and its records -> the records of decode.py.
 
 Each replication message from wal2json v2 is one JSON object. Numbers are parsed without
 ever becoming a binary float: wal2json 2.5 prints numeric, real and double as bare JSON numbers,
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from operator import itemgetter
 from typing import Any
 
@@ -41,6 +42,41 @@ _RAW_TYPE = re.compile(
     rb'(,"type":)("(?:[^"]|"")*"(?:\.(?:"(?:[^"]|"")*"|[^",(){}\[\]]+))?(?:\([^)]*\))?)'
     rb'(?=,"value":|,"typeoid":|})'
 )
+
+
+class Wal2Json:
+    """wal2json format-version 2 (an OutputPlugin, decode.py)."""
+
+    name = PLUGIN
+
+    def start_options(self, capture: TableFilter, partitioned: bool) -> dict[str, str]:
+        return {**wal2json_options(capture, partitioned), NUMERIC_AS_STRING: "1"}
+
+    def fallback_options(self, options: Mapping[str, str], refusal: str) -> dict[str, str] | None:
+        # wal2json before 2.6 does not know the option; numbers then come as bare JSON
+        # numbers, which decode_record reads as exact text. Any other bad option is ours.
+        if NUMERIC_AS_STRING not in options or NUMERIC_AS_STRING not in refusal:
+            return None
+        return {k: v for k, v in options.items() if k != NUMERIC_AS_STRING}
+
+    def started(self, options: Mapping[str, str]) -> str:
+        numeric_as_string = NUMERIC_AS_STRING in options
+        if not numeric_as_string:
+            _warn_nan_once()
+        return f"numeric_as_string={numeric_as_string}"
+
+    def decoder(self, codec: SourceCodec | None) -> Wal2JsonDecoder:
+        return Wal2JsonDecoder(codec)
+
+
+class Wal2JsonDecoder:
+    """Reads wal2json's records; each carries its own LSNs, so the message's is not needed."""
+
+    def __init__(self, codec: SourceCodec | None) -> None:
+        self._codec = codec
+
+    def decode(self, payload: bytes, wal_start: int) -> Record:
+        return decode_record(payload, self._codec)
 
 
 def decode_record(payload: bytes, codec: SourceCodec | None = None) -> Record:

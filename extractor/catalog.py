@@ -16,6 +16,7 @@ short timeouts, so it never holds the loop up for long.
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,7 +27,7 @@ from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Layout, Partitions, load_layout, refuse_partition_names
 from shared.config import SourceConfig
 from shared.errors import SourceUnavailable
-from shared.postgres import captured_tables, connect_kwargs, first_line
+from shared.postgres import captured_tables, connect, connect_kwargs, first_line
 from shared.tables import TableRef
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,13 @@ class CatalogWatch:
         conn = psycopg2.connect(**params)
         conn.autocommit = True
         return conn
+
+    def begin(self) -> list[TableRef]:
+        """At the start of a session: the captured tables, checked (see start)."""
+        with closing(connect(self._cfg)) as conn:
+            tables = captured_tables(conn, self._cfg.capture)
+            self.start(conn, tables)
+        return tables
 
     def start(self, conn: Any, tables: list[TableRef]) -> None:
         """At the start of a session, on its catalog connection: refuse a filter naming a

@@ -14,40 +14,29 @@ receives moves the slot: confirms that arrive after the failure are ignored.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
 
 import pika.exceptions
-from pika.adapters.select_connection import IOLoop
 
 from extractor.assemble import Assembler
-from extractor.basetypes import TypeResolver, catalog_lookup
-from extractor.catalog import CHECK_SECONDS, CatalogWatch
+from extractor.catalog import CHECK_SECONDS
+from extractor.collaborators import Collaborators
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
 from extractor.decode import Decoder
 from extractor.dispatch import Dispatcher
 from extractor.feedback import Feedback
-from extractor.heartbeat import Heartbeat
 from extractor.loop import Scheduler
 from extractor.metrics import ExtractorMetrics
 from extractor.outbox import Outbox
-from extractor.publisher import Publisher
 from extractor.reading import SlotReader, StallWatch
-from extractor.replication import Exported, ReplicationSource
-from extractor.snapshot import Copier
-from extractor.state import load_copied
-from extractor.wal2json import Wal2Json
+from extractor.replication import Exported
 from shared.amqp import classify_broker_error
 from shared.config import Config
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SourceUnavailable
 from shared.lsn import format_lsn
 from shared.position import Position
-from shared.postgres import captured_tables
 from shared.tables import TableRef
-from shared.topology import topology_for
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +58,30 @@ class _Parts:
 
 
 class StreamSession:
-    def __init__(self, cfg: Config, metrics: ExtractorMetrics | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        metrics: ExtractorMetrics,
+        outside: Collaborators,
+        *,
+        until_drained: bool = False,
+    ) -> None:
+        """``until_drained``: stop gracefully once the slot has nothing more to read, no copy
+        is under way and everything is confirmed (arq's burst mode; for tests on a scripted
+        stream, whose end it is)."""
         self._cfg = cfg
-        self._metrics = metrics or ExtractorMetrics()
-        self._ioloop = IOLoop()
-        self._clock = time.monotonic
-        self._timers = Scheduler(self._ioloop, self._fail)
-        self._plugin = Wal2Json()
-        self._source = ReplicationSource(cfg.source, self._plugin)
-        self._heartbeat = Heartbeat(cfg.source)
-        self._types = TypeResolver(catalog_lookup(self._source.catalog))
-        self._publisher = Publisher(
-            cfg.broker,
-            topology_for(cfg.broker, cfg.source.slot),
-            self._ioloop,
-            on_ready=self._timers.guarded(self._on_broker_ready),
-            on_confirm=self._on_confirm,
-            on_failure=self._fail,
-        )
-        self._catalog = CatalogWatch(cfg.source, self._metrics, self._plugin)
+        self._metrics = metrics
+        self._ioloop = outside.loop
+        self._clock = outside.clock
+        self._timers = Scheduler(outside.loop, self._fail)
+        self._source = outside.source
+        self._publisher = outside.broker
+        self._catalog = outside.catalog
+        self._heartbeat = outside.heartbeat
+        self._types = outside.types
+        self._copier = outside.copier
+        self._load_copied = outside.load_copied
+        self._until_drained = until_drained
         self._parts: _Parts | None = None
         self._failure: CdcError | None = None
         self._done = False
@@ -113,7 +107,11 @@ class StreamSession:
     def run(self) -> None:
         """Stream until stopped (returns) or until a fault (raises it)."""
         try:
-            self._publisher.connect()
+            self._publisher.connect(
+                on_ready=self._timers.guarded(self._on_broker_ready),
+                on_confirm=self._on_confirm,
+                on_failure=self._fail,
+            )
             self._timers.later("tick", self._feedback_interval, self._tick)
             self._ioloop.start()
         except (pika.exceptions.AMQPError, OSError, ValueError) as e:
@@ -181,11 +179,9 @@ class StreamSession:
             return
         src = self._cfg.source
         copying = src.snapshot == "initial"
-        copied = load_copied(self._cfg) if copying else set()
+        copied = self._load_copied() if copying else set()
         exported = self._source.open(export_snapshot=copying)
-        with closing(self._source.catalog()) as conn:
-            tables = captured_tables(conn, src.capture)
-            self._catalog.start(conn, tables)
+        tables = self._catalog.begin()
         decoder = self._source.decoder()
         resume = self._source.resume_lsn
         # Status updates well within wal_sender_timeout: the walsender then never needs a
@@ -216,6 +212,7 @@ class StreamSession:
             self._stall,
             handle=self._handle,
             partitioned=self._catalog.partitioned,
+            on_idle=self._drained,
         )
         copies = Copies(
             src,
@@ -245,19 +242,6 @@ class StreamSession:
         )
         return _Parts(outbox, reader, copies, dispatcher, feedback)
 
-    def _copier(
-        self, tables: list[TableRef], exported: Exported | None, wake: Callable[[], None]
-    ) -> Copier:
-        src = self._cfg.source
-        return Copier(
-            src,
-            tables,
-            src.capture,
-            wake=wake,
-            snapshot=exported.snapshot if exported else None,
-            position=exported.position if exported else 0,
-        )
-
     def _start(
         self, parts: _Parts, tables: list[TableRef], exported: Exported | None, copying: bool
     ) -> None:
@@ -279,6 +263,13 @@ class StreamSession:
     def _handle(self, msg: object) -> None:
         assert self._parts is not None
         self._parts.dispatcher.handle(msg)
+
+    def _drained(self) -> None:
+        """The slot has nothing buffered: the end, in run-until-drained mode (unless a copy is
+        under way: it needs the stream to reach its place)."""
+        parts = self._parts
+        if self._until_drained and parts is not None and not parts.copies.active:
+            self._begin_stop()
 
     # ---------------------------------------------------------------- confirms
 

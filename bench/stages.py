@@ -142,10 +142,8 @@ def publish_with_confirms(
         failure.append(e)
         ioloop.stop()
 
-    publisher = Publisher(
-        cfg, topology, ioloop, on_ready=ready, on_confirm=confirm, on_failure=fail
-    )
-    publisher.connect()
+    publisher = Publisher(cfg, topology, ioloop)
+    publisher.connect(on_ready=ready, on_confirm=confirm, on_failure=fail)
     ioloop.start()
     if failure:
         raise failure[0]

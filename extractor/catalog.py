@@ -16,16 +16,18 @@ short timeouts, so it never holds the loop up for long.
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import psycopg2
 
+from extractor.decode import OutputPlugin
 from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Layout, Partitions, load_layout, refuse_partition_names
 from shared.config import SourceConfig
 from shared.errors import SourceUnavailable
-from shared.postgres import captured_tables, connect_kwargs, first_line
+from shared.postgres import captured_tables, connect, connect_kwargs, first_line
 from shared.tables import TableRef
 
 log = logging.getLogger(__name__)
@@ -150,8 +152,9 @@ class CatalogWatch:
     """The catalog checks of one extractor session (see the module's docstring); what was
     reported is remembered across the sessions of the process (in its metrics)."""
 
-    def __init__(self, cfg: SourceConfig, metrics: ExtractorMetrics) -> None:
+    def __init__(self, cfg: SourceConfig, metrics: ExtractorMetrics, plugin: OutputPlugin) -> None:
         self._cfg = cfg
+        self._plugin = plugin
         self._gauge = metrics.unidentified_tables
         self._reported = metrics.identity_reported
         self.partitions = Partitions(cfg, self._connect)
@@ -167,6 +170,13 @@ class CatalogWatch:
         conn = psycopg2.connect(**params)
         conn.autocommit = True
         return conn
+
+    def begin(self) -> list[TableRef]:
+        """At the start of a session: the captured tables, checked (see start)."""
+        with closing(connect(self._cfg)) as conn:
+            tables = captured_tables(conn, self._cfg.capture)
+            self.start(conn, tables)
+        return tables
 
     def start(self, conn: Any, tables: list[TableRef]) -> None:
         """At the start of a session, on its catalog connection: refuse a filter naming a
@@ -198,7 +208,7 @@ class CatalogWatch:
             log.warning("catalog_check_failed error=%s", first_line(e))
             return
         self._report(problems, tables, layout)
-        if self.partitioned or not self._cfg.capture.wal2json_options():
+        if self.partitioned or not self._filters_by_name():
             return
         became = [t for t in tables if t in layout.roots]
         if became:
@@ -211,6 +221,14 @@ class CatalogWatch:
                 " ".join(str(t) for t in became),
             )
             raise SourceUnavailable(f"captured table {became[0]} is partitioned")
+
+    def _filters_by_name(self) -> bool:
+        """Whether the plugin was started with a filter by table name, which it leaves out
+        while a captured table is partitioned."""
+        capture = self._cfg.capture
+        return self._plugin.start_options(capture, False) != self._plugin.start_options(
+            capture, True
+        )
 
     def _report(self, problems: list[Unidentified], tables: list[TableRef], layout: Layout) -> None:
         """Log what changed since this process last reported (at its start: everything)."""

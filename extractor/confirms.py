@@ -38,7 +38,6 @@ class ConfirmTracker:
         self._by_seq: dict[int, _Entry] = {}
         self._flush_lsn = start_lsn
         self._last_seq = 0
-        self._confirmed_seq = 0
         self._failed = False
 
     @property
@@ -47,8 +46,11 @@ class ConfirmTracker:
         return self._flush_lsn
 
     def confirmed(self, seq: int) -> bool:
-        """True once this message and every one published before it is confirmed."""
-        return seq <= self._confirmed_seq
+        """True once this message and every one published before it is confirmed, holds or
+        not (a hold is released when the copy published after it is confirmed)."""
+        # Unconfirmed messages, in the order they were published.
+        oldest = next(iter(self._by_seq), None)
+        return oldest is None or oldest > seq
 
     @property
     def inflight(self) -> int:
@@ -119,7 +121,5 @@ class ConfirmTracker:
         entries = self._entries
         while entries and entries[0].confirmed:
             entry = entries.popleft()
-            if entry.seq:
-                self._confirmed_seq = entry.seq
             if entry.ends_txn and entry.lsn > self._flush_lsn:
                 self._flush_lsn = entry.lsn

@@ -18,60 +18,81 @@ import json
 import logging
 import queue
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from extractor.assemble import Assembler, Outgoing
 from extractor.decode import Begin
 from extractor.replication import Exported
-from extractor.snapshot import Copier, Done, Failed, Ready, Rows
+from extractor.snapshot import Done, Event, Failed, Ready, Rows
 from extractor.state import encode_state
 from shared.config import SourceConfig
-from shared.errors import CdcError
 from shared.lsn import format_lsn
 from shared.tables import TableRef
 
 log = logging.getLogger(__name__)
 
 
-class CopyHost(Protocol):
-    """What the stream session lends the copies."""
+class CopyOutput(Protocol):
+    """Where a copy's rows go: the outgoing transactions the stream's go to (outbox.py)."""
 
-    @property
-    def assembler(self) -> Assembler: ...
+    def has_room(self) -> bool: ...
 
-    def publish(self, out: Outgoing) -> int: ...
+    def begin(self, begin: Begin, copy: bool = False) -> None: ...
+
+    def add(self, change: dict[str, Any], size: int) -> None: ...
+
+    def commit(self, end: int = 0) -> int | None: ...
 
     def publish_state(self, body: bytes) -> None: ...
 
     def confirmed(self, seq: int) -> bool: ...
-
-    def window_open(self) -> bool: ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def start_streaming(self) -> bool: ...
-
-    def soon(self, callback_name: str) -> None: ...
-
-    def wake_threadsafe(self) -> None: ...
-
-    def fail(self, error: CdcError) -> None: ...
-
-    def count_copied(self, rows: int) -> None: ...
 
     def hold(self) -> object: ...
 
     def release(self, token: object) -> None: ...
 
 
+class CopyStream(Protocol):
+    """The slot's stream, as a copy needs it (reading.py)."""
+
+    def start(self) -> None:
+        """START_REPLICATION (a new slot's copy, once its snapshot is imported)."""
+        ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+class CopyLoop(Protocol):
+    """The session's loop (loop.py): a CdcError raised by a callback ends the session."""
+
+    def later(self, name: str, delay: float, callback: Callable[[], None]) -> None: ...
+
+    def threadsafe(self, callback: Callable[[], None]) -> None: ...
+
+
+class CopyReader(Protocol):
+    """Reads the tables in a snapshot on a thread of its own (snapshot.Copier)."""
+
+    events: queue.Queue[Event]
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+# Tables to copy, a new slot's exported snapshot (None: a temporary slot's), and the wake-up
+# the reader calls from its thread when it put events on its queue.
+CopierFactory = Callable[[list[TableRef], Exported | None, Callable[[], None]], CopyReader]
+
+
 @dataclass
 class CopyJob:
     tables: list[TableRef]
-    copier: Copier
+    copier: CopyReader
     start_stream: bool  # a new slot: START_REPLICATION once the snapshot is imported
     position: int | None = None  # known when the copier is Ready
     injecting: bool = False
@@ -80,9 +101,24 @@ class CopyJob:
 
 
 class Copies:
-    def __init__(self, cfg: SourceConfig, host: CopyHost, copied: set[TableRef]) -> None:
+    def __init__(
+        self,
+        cfg: SourceConfig,
+        output: CopyOutput,
+        stream: CopyStream,
+        *,
+        loop: CopyLoop,
+        copier: CopierFactory,
+        copied: set[TableRef],
+        count_rows: Callable[[int], None],
+    ) -> None:
+        """``copied``: the tables copied before (state.py); ``count_rows``: the metric."""
         self._cfg = cfg
-        self._host = host
+        self._out = output
+        self._stream = stream
+        self._loop = loop
+        self._copier = copier
+        self._count_rows = count_rows
         self.copied = copied
         self._job: CopyJob | None = None
         self._waiting: deque[tuple[list[TableRef], list[object]]] = deque()
@@ -98,24 +134,13 @@ class Copies:
     def injecting(self) -> bool:
         return self._job is not None and self._job.injecting
 
-    def reading_allowed(self) -> bool:
-        """The stream may be read unless a copy's place is unknown yet or it is being copied."""
-        job = self._job
-        return job is None or (job.position is not None and not job.injecting)
-
     def start(
         self, tables: list[TableRef], exported: Exported | None, holds: list[object] | None = None
     ) -> None:
-        copier = Copier(
-            self._cfg,
-            tables,
-            self._cfg.capture,
-            wake=self._host.wake_threadsafe,
-            snapshot=exported.snapshot if exported else None,
-            position=exported.position if exported else 0,
-        )
+        copier = self._copier(tables, exported, self._wake)
         self._job = CopyJob(tables, copier, start_stream=exported is not None, holds=holds or [])
-        self._host.pause_reading()
+        # The stream is not read while the copy's place is unknown (see _ready).
+        self._stream.pause()
         log.info("copy_started tables=%s", ",".join(str(t) for t in tables))
         copier.start()
 
@@ -126,7 +151,7 @@ class Copies:
         if gone:
             self.copied -= gone
             log.info("copy_forgotten tables=%s", ",".join(str(t) for t in sorted(gone)))
-            self._host.publish_state(encode_state(self.copied))
+            self._out.publish_state(encode_state(self.copied))
 
     def stop(self) -> None:
         """An unfinished copy is abandoned; the next run copies those tables again (its
@@ -144,9 +169,9 @@ class Copies:
         if begin.commit_lsn < job.position:
             return False
         job.deferred = begin
-        self._host.pause_reading()
+        self._stream.pause()
         self._begin_injecting(job)
-        self._host.soon("pump")
+        self._loop.later("pump", 0, self.pump)
         return True
 
     def request(self, content: str) -> None:
@@ -165,7 +190,7 @@ class Copies:
         if wanted:
             log.info("backfill_requested tables=%s", ",".join(str(t) for t in wanted))
             self._requested.extend(wanted)
-            self._requested_holds.append(self._host.hold())
+            self._requested_holds.append(self._out.hold())
 
     def committed(self) -> None:
         if self._requested:
@@ -184,52 +209,50 @@ class Copies:
         assert job.position is not None
         job.injecting = True
         now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-        self._host.assembler.begin(Begin(0, job.position, now, commit_end=job.position), copy=True)
+        self._out.begin(Begin(0, job.position, now, commit_end=job.position), copy=True)
+
+    def _wake(self) -> None:
+        """From the copier's thread: events are waiting."""
+        self._loop.threadsafe(self.pump)
 
     def pump(self) -> None:
         """Move the copier's rows into the stream, as far as the confirm window allows."""
         job = self._job
         if job is None:
             return
-        try:
-            while self._host.window_open():
-                if job.position is not None and not job.injecting:
-                    return  # the stream has not reached the copy's place yet
-                try:
-                    event = job.copier.events.get_nowait()
-                except queue.Empty:
-                    return
-                if isinstance(event, Failed):
-                    raise event.error
-                if isinstance(event, Ready):
-                    self._ready(job, event.position)
-                elif isinstance(event, Rows):
-                    self._rows(event)
-                elif isinstance(event, Done):
-                    self._finish(job, event)
-                    return
-        except CdcError as e:
-            self._host.fail(e)
+        while self._out.has_room():
+            if job.position is not None and not job.injecting:
+                return  # the stream has not reached the copy's place yet
+            try:
+                event = job.copier.events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, Failed):
+                raise event.error
+            if isinstance(event, Ready):
+                self._ready(job, event.position)
+            elif isinstance(event, Rows):
+                self._rows(event)
+            elif isinstance(event, Done):
+                self._finish(job, event)
+                return
 
     def _ready(self, job: CopyJob, position: int) -> None:
         job.position = position
         if job.start_stream:
-            if self._host.start_streaming():
-                self._begin_injecting(job)
+            self._stream.start()
+            self._begin_injecting(job)
         else:
-            self._host.resume_reading()
+            self._stream.resume()
 
     def _rows(self, event: Rows) -> None:
-        self._host.count_copied(len(event.changes))
+        self._count_rows(len(event.changes))
         size = max(event.size // max(len(event.changes), 1), 1)
         for change in event.changes:
-            out = self._host.assembler.add(change, size)
-            if out is not None:
-                self._host.publish(out)
+            self._out.add(change, size)
 
     def _finish(self, job: CopyJob, done: Done) -> None:
-        out = self._host.assembler.commit()
-        seq = self._host.publish(out) if out is not None else 0
+        seq = self._out.commit() or 0
         self._state_pending.append((seq, set(job.tables), job.holds))
         log.info(
             "copy_done tables=%d rows=%d position=%s",
@@ -239,20 +262,20 @@ class Copies:
         )
         self._job = None
         if job.deferred is not None:
-            self._host.assembler.begin(job.deferred)
+            self._out.begin(job.deferred)
         if self._waiting:
             self._start_next()
         else:
-            self._host.resume_reading()
+            self._stream.resume()
 
     def confirmed(self) -> None:
         """After confirms: once a copy is all confirmed, store the copied tables and release
         the slot its request held; go on."""
-        while self._state_pending and self._host.confirmed(self._state_pending[0][0]):
+        while self._state_pending and self._out.confirmed(self._state_pending[0][0]):
             _seq, tables, holds = self._state_pending.pop(0)
             self.copied |= tables
-            self._host.publish_state(encode_state(self.copied))
+            self._out.publish_state(encode_state(self.copied))
             for token in holds:
-                self._host.release(token)
+                self._out.release(token)
         if self.injecting:
-            self._host.soon("pump")
+            self._loop.later("pump", 0, self.pump)

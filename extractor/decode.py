@@ -1,37 +1,36 @@
-"""wal2json format-version 2 records -> begin / change / commit events.
+"""The decoder boundary: what every output plugin's decoder yields, and what it must provide.
 
-Each replication message from wal2json v2 is one JSON object. Numbers are parsed without
-ever becoming a binary float: wal2json 2.5 prints numeric, real and double as bare JSON numbers,
-and ``parse_float=str`` keeps their exact text (integers stay exact Python ints).
+PostgreSQL decodes the WAL through an output plugin (wal2json today, pgoutput next); a decoder
+turns the plugin's bytes into the records below, and nothing after it (the filter, partitions,
+type resolution, assembly, copies) knows which plugin ran. A decoder must give:
 
-The object is in the source database's encoding: a database that is not UTF8 has its records
-converted by its SourceCodec (encoding.py) first. wal2json 2.5 also writes a type name that
-starts with a quote without escaping it (``"type":"Other S"."My Dom"``), which is not JSON: such
-a record is repaired, and read again, before it is refused.
+- ``Begin``: the transaction's xid, its commit LSN (where the commit record *begins*: every
+  position of the transaction is built on it, shared/position.py), the commit time as
+  PostgreSQL prints a timestamptz in UTC, and where the commit record ends if the plugin
+  says so at the beginning (wal2json does);
+- ``RowChange``: one change in envelope form (shared/envelope.py): ``op``, ``lsn`` (the text
+  LSN of its WAL record), ``schema``, ``table``, and except for a truncate ``columns``,
+  ``types`` (format_type's text, typmod included), ``values`` (ints and bools as such, every
+  other value as the text PostgreSQL's output function prints, never a binary float),
+  ``key`` (the primary key's columns) and, when the old row's key was logged, ``old_key``;
+  ``size`` bounds the bytes it took, for chunking;
+- ``Commit``, with where the commit record ends if the plugin says so there (pgoutput does:
+  the slot is confirmed up to it), and ``LogicalMessage`` (pg_logical_emit_message:
+  heartbeats, backfill requests).
+
+A plugin is chosen once; a decoder is made for each session, once the source database's
+encoding is known (some plugins write in it), and may keep state between records (pgoutput's
+Relation messages). The plugin also owns its START_REPLICATION options.
 """
 
 from __future__ import annotations
 
-import json
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from extractor.encoding import SourceCodec
-from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE, loads_exact
-from shared.errors import DecodeError
-from shared.lsn import parse_lsn
-
-_OPS = {"I": INSERT, "U": UPDATE, "D": DELETE, "T": TRUNCATE}
-_NAME, _TYPE, _VALUE = itemgetter("name"), itemgetter("type"), itemgetter("value")
-# A type name as wal2json 2.5 writes it when format_type's text starts with a quote and does not
-# end with "[]": unescaped, up to the next member of the column or its end. Only a key can be
-# written "type": inside a JSON string every quote is escaped.
-_RAW_TYPE = re.compile(
-    rb'(,"type":)("(?:[^"]|"")*"(?:\.(?:"(?:[^"]|"")*"|[^",(){}\[\]]+))?(?:\([^)]*\))?)'
-    rb'(?=,"value":|,"typeoid":|})'
-)
+from shared.tables import TableFilter
 
 
 @dataclass(slots=True)
@@ -47,7 +46,7 @@ class Begin:
 @dataclass(slots=True)
 class RowChange:
     change: dict[str, Any]  # already in envelope form
-    size: int  # bytes of wal2json text it came from: a cheap bound for chunking
+    size: int  # bytes of the plugin's output it came from: a cheap bound for chunking
 
 
 @dataclass(slots=True)
@@ -65,66 +64,35 @@ class LogicalMessage:
 Record = Begin | RowChange | Commit | LogicalMessage
 
 
-def decode_record(payload: bytes, codec: SourceCodec | None = None) -> Record:
-    """One wal2json record; ``codec``: the source database's encoding, if it is not UTF8."""
-    text = payload if codec is None else codec.to_utf8(payload)
-    try:
-        doc = loads_exact(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        repaired = _RAW_TYPE.sub(_quote_type, text)
-        try:
-            doc = loads_exact(repaired)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise DecodeError(f"wal2json output is not JSON: {e}: {payload[:200]!r}") from e
-    try:
-        action = doc["action"]
-        if action in _OPS:
-            return RowChange(_change(_OPS[action], doc), len(payload))
-        if action == "B":
-            return Begin(
-                xid=int(doc["xid"]) if "xid" in doc else 0,
-                commit_lsn=parse_lsn(doc["lsn"]),
-                commit_time=doc["timestamp"],
-                commit_end=parse_lsn(doc["nextlsn"]),
-            )
-        if action == "C":
-            return Commit(parse_lsn(doc["nextlsn"]) if "nextlsn" in doc else 0)
-        if action == "M":
-            return LogicalMessage(bool(doc["transactional"]), doc["prefix"], doc["content"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise DecodeError(f"unexpected wal2json record ({e}): {payload[:200]!r}") from e
-    raise DecodeError(f"unknown wal2json action {doc.get('action')!r}")
+class Decoder(Protocol):
+    def decode(self, payload: bytes, wal_start: int) -> Record:
+        """One replication message's bytes, and the WAL position the server sent it at
+        (``data_start``), as a record. Raises DecodeError when it cannot be read."""
+        ...
 
 
-def _quote_type(m: re.Match[bytes]) -> bytes:
-    raw = m.group(2).decode()
-    try:
-        json.loads(raw)
-        return m.group(0)  # a JSON string already (an escaped name, or a lone quoted one)
-    except json.JSONDecodeError:
-        return m.group(1) + json.dumps(raw, ensure_ascii=False).encode()
+class OutputPlugin(Protocol):
+    """The output plugin the slot is created with, and how a session starts it."""
 
+    @property
+    def name(self) -> str:
+        """As CREATE_REPLICATION_SLOT and pg_replication_slots name it."""
+        ...
 
-def _change(op: str, doc: dict[str, Any]) -> dict[str, Any]:
-    change: dict[str, Any] = {
-        "op": op,
-        "lsn": doc["lsn"],
-        "schema": doc["schema"],
-        "table": doc["table"],
-    }
-    if op == TRUNCATE:
-        return change
-    # map + itemgetter: the per-change work, in C (this runs for every row of every change).
-    columns = doc.get("columns") or ()
-    change["columns"] = list(map(_NAME, columns))
-    change["types"] = list(map(_TYPE, columns))
-    change["values"] = list(map(_VALUE, columns))
-    change["key"] = list(map(_NAME, doc.get("pk") or ()))
-    identity = doc.get("identity")
-    if identity:
-        change["old_key"] = {
-            "columns": list(map(_NAME, identity)),
-            "types": list(map(_TYPE, identity)),
-            "values": list(map(_VALUE, identity)),
-        }
-    return change
+    def start_options(self, capture: TableFilter, partitioned: bool) -> dict[str, str]:
+        """The options of START_REPLICATION. ``partitioned``: a captured table is partitioned
+        (its changes may be reported under its partitions' names)."""
+        ...
+
+    def fallback_options(self, options: Mapping[str, str], refusal: str) -> dict[str, str] | None:
+        """Options to start with instead, after the plugin refused ``options`` with the
+        error ``refusal`` (an older version lacking one); None: the refusal stands."""
+        ...
+
+    def started(self, options: Mapping[str, str]) -> str:
+        """START_REPLICATION took ``options``: what the start line says of them."""
+        ...
+
+    def decoder(self, codec: SourceCodec | None) -> Decoder:
+        """A decoder for one session; ``codec``: the database's encoding, if not UTF8."""
+        ...

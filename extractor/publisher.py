@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 APP_ID = "pg2maria-extractor"
 
 
+def _unset(*_args: object) -> None:
+    raise AssertionError("Publisher.connect was not called")
+
+
 class Publisher:
     """Declares the topology, then publishes; reports confirms and failures by callback."""
 
@@ -39,17 +43,13 @@ class Publisher:
         cfg: BrokerConfig,
         topology: Topology,
         ioloop: IOLoop,
-        *,
-        on_ready: Callable[[], None],
-        on_confirm: Callable[[int, bool, bool], None],
-        on_failure: Callable[[CdcError], None],
     ) -> None:
         self._cfg = cfg
         self._topology = topology
         self._ioloop = ioloop
-        self._on_ready = on_ready
-        self._on_confirm = on_confirm
-        self._on_failure = on_failure
+        self._on_ready: Callable[[], None] = _unset
+        self._on_confirm: Callable[[int, bool, bool], None] = _unset
+        self._on_failure: Callable[[CdcError], None] = _unset
         self._connection: Any = None
         self._channel: Any = None
         self._seq = 0
@@ -61,7 +61,19 @@ class Publisher:
     def where(self) -> str:
         return str(self._cfg.url)
 
-    def connect(self) -> None:
+    def connect(
+        self,
+        *,
+        on_ready: Callable[[], None],
+        on_confirm: Callable[[int, bool, bool], None],
+        on_failure: Callable[[CdcError], None],
+    ) -> None:
+        """Connect and declare the topology, then ``on_ready``; each confirm goes to
+        ``on_confirm`` (delivery tag, multiple, ack), a lost connection or a returned message
+        to ``on_failure``."""
+        self._on_ready = on_ready
+        self._on_confirm = on_confirm
+        self._on_failure = on_failure
         self._connection = SelectConnection(
             parameters=connection_parameters(self._cfg, APP_ID),
             on_open_callback=self._on_connection_open,

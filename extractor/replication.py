@@ -16,17 +16,14 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 
+from extractor.decode import Decoder, OutputPlugin
 from extractor.encoding import SourceCodec, source_codec
 from shared.config import SourceConfig
 from shared.errors import SetupError, SlotBusy, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
 from shared.postgres import classify_connect_error, connect, connect_kwargs, first_line
-from shared.tables import TableFilter
 
 log = logging.getLogger(__name__)
-
-PLUGIN = "wal2json"
-NUMERIC_AS_STRING = "numeric-data-types-as-string"
 
 
 @dataclass(frozen=True)
@@ -45,53 +42,17 @@ class SlotInfo:
     active: bool
 
 
-def wal2json_options(capture: TableFilter, partitioned: bool = False) -> dict[str, str]:
-    """The plugin options of every session (see docs and the golden fixtures in tests/).
-
-    wal2json filters by the table names it reports, and it reports a partitioned table's
-    changes under each partition's name: while a captured table is partitioned, it must not
-    filter (the extractor filters exactly anyway)."""
-    options = {
-        "format-version": "2",
-        "include-xids": "1",
-        "include-lsn": "1",
-        "include-pk": "1",
-        "include-types": "1",
-        "include-typmod": "1",
-        "include-timestamp": "1",
-        "include-transaction": "1",
-    }
-    if not partitioned:
-        options.update(capture.wal2json_options())
-    return options
-
-
-_warned: set[str] = set()
-
-
-def _warn_nan_once() -> None:
-    if "nan" in _warned:
-        return
-    _warned.add("nan")
-    log.warning(
-        "wal2json_loses_nan: this wal2json (before 2.6) prints NaN and Infinity of numeric, "
-        "real and double columns as null, so they arrive as NULL; install wal2json 2.6 or later "
-        "(see docs/types.md)"
-    )
-
-
 class ReplicationSource:
     """One replication session: preflight, slot, START_REPLICATION, read and feedback."""
 
-    def __init__(self, cfg: SourceConfig) -> None:
+    def __init__(self, cfg: SourceConfig, plugin: OutputPlugin) -> None:
         self._cfg = cfg
+        self._plugin = plugin
         self._conn: Any = None
         self._cursor: Any = None
         self.resume_lsn = 0
         self.created = False  # this session made the slot
-        self.numeric_as_string = False
         self.wal_sender_timeout = 0.0
-        self.partitioned = False  # a captured table is partitioned: see wal2json_options
         self.codec: SourceCodec | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -125,20 +86,25 @@ class ReplicationSource:
             raise
         return exported
 
-    def start(self) -> None:
-        """START_REPLICATION from the slot's confirmed position."""
+    def start(self, partitioned: bool) -> None:
+        """START_REPLICATION from the slot's confirmed position. ``partitioned``: a captured
+        table is partitioned (see OutputPlugin.start_options)."""
         try:
-            self._start()
+            options = self._start(partitioned)
         except psycopg2.Error as e:
             self.close()
             raise self._classify(e, self._cfg.dsn.reveal()) from e
         log.info(
-            "streaming slot=%s from_lsn=%s tables=%s numeric_as_string=%s",
+            "streaming slot=%s from_lsn=%s tables=%s %s",
             self._cfg.slot,
             format_lsn(self.resume_lsn),
             self._cfg.capture,
-            self.numeric_as_string,
+            self._plugin.started(options),
         )
+
+    def decoder(self) -> Decoder:
+        """A decoder for what this session streams (after open: it knows the encoding)."""
+        return self._plugin.decoder(self.codec)
 
     def _preflight(self, dsn: str) -> SlotInfo | None:
         conn = connect(self._cfg)
@@ -172,9 +138,10 @@ class ReplicationSource:
             )
         slot = self._slot_info()
         if slot is not None:
-            if slot.plugin != PLUGIN:
+            if slot.plugin != self._plugin.name:
                 raise SetupError(
-                    f"slot {self._cfg.slot} uses the plugin {slot.plugin!r}, not wal2json: "
+                    f"slot {self._cfg.slot} uses the plugin {slot.plugin!r}, "
+                    f"not {self._plugin.name}: "
                     "choose another slot name (CDC_SLOT)"
                 )
             if slot.database != database:
@@ -208,7 +175,7 @@ class ReplicationSource:
         mode = "EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"
         try:
             self._cursor.execute(
-                f'CREATE_REPLICATION_SLOT "{self._cfg.slot}" LOGICAL {PLUGIN} {mode}'
+                f'CREATE_REPLICATION_SLOT "{self._cfg.slot}" LOGICAL {self._plugin.name} {mode}'
             )
             row = self._cursor.fetchone()
         except psycopg2.errors.DuplicateObject:
@@ -218,7 +185,7 @@ class ReplicationSource:
         log.info(
             "slot_created slot=%s plugin=%s position=%s",
             self._cfg.slot,
-            PLUGIN,
+            self._plugin.name,
             format_lsn(position),
         )
         return Exported(position, str(row[2])) if export_snapshot and row[2] else None
@@ -227,28 +194,25 @@ class ReplicationSource:
         """A plain connection to the source database (the caller closes it)."""
         return connect(self._cfg)
 
-    def _start(self) -> None:
-        options = wal2json_options(self._cfg.capture, self.partitioned)
+    def _start(self, partitioned: bool) -> dict[str, str]:
+        options = self._plugin.start_options(self._cfg.capture, partitioned)
         try:
-            self._cursor.start_replication(
-                slot_name=self._cfg.slot,
-                options={**options, NUMERIC_AS_STRING: "1"},
-                decode=False,
-                status_interval=self._cfg.feedback_interval,
-            )
-            self.numeric_as_string = True
+            self._start_with(options)
         except psycopg2.errors.InvalidParameterValue as e:
-            # wal2json before 2.6 does not know the option; numbers then come as bare JSON
-            # numbers, which decode.py reads as exact text. Any other bad option is ours.
-            if NUMERIC_AS_STRING not in str(e):
+            fallback = self._plugin.fallback_options(options, str(e))
+            if fallback is None:
                 raise
-            self._cursor.start_replication(
-                slot_name=self._cfg.slot,
-                options=options,
-                decode=False,
-                status_interval=self._cfg.feedback_interval,
-            )
-            _warn_nan_once()
+            options = fallback
+            self._start_with(options)
+        return options
+
+    def _start_with(self, options: dict[str, str]) -> None:
+        self._cursor.start_replication(
+            slot_name=self._cfg.slot,
+            options=options,
+            decode=False,
+            status_interval=self._cfg.feedback_interval,
+        )
 
     def _classify(self, e: psycopg2.Error, dsn: str) -> Exception:
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

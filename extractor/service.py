@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from extractor.collaborators import connect
 from extractor.metrics import ExtractorMetrics
 from extractor.stream import StreamSession
 from shared.config import ExtractorConfig
@@ -52,7 +53,7 @@ class ExtractorService:
             self._endpoint.stop()
 
     def _run_session(self) -> None:
-        session = StreamSession(self._cfg, self.metrics)
+        session = StreamSession(self._cfg, self.metrics, connect(self._cfg, self.metrics))
         self._session = session
         if self._stop.is_set():
             return

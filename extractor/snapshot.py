@@ -31,7 +31,6 @@ from psycopg2 import sql
 
 from extractor.basetypes import base_type_text
 from extractor.heartbeat import HEARTBEAT_PREFIX
-from extractor.replication import PLUGIN
 from shared.config import SourceConfig
 from shared.envelope import INSERT, TRUNCATE
 from shared.errors import CdcError, SetupError, SourceUnavailable
@@ -90,12 +89,14 @@ class Copier(threading.Thread):
         tables: list[TableRef],
         flt: TableFilter,
         *,
+        plugin: str,
         wake: Callable[[], None],
         snapshot: str | None = None,
         position: int = 0,
     ) -> None:
         super().__init__(daemon=True, name="copier")
         self._cfg = cfg
+        self._plugin = plugin
         self._tables = tables
         self._filter = flt
         self._wake = wake
@@ -173,7 +174,7 @@ class Copier(threading.Thread):
         with repl.cursor() as cur:
             # The name is ours: [a-z0-9_] only (checked in settings), so quoting it is enough.
             cur.execute(
-                f'CREATE_REPLICATION_SLOT "{name}" TEMPORARY LOGICAL {PLUGIN} EXPORT_SNAPSHOT'
+                f'CREATE_REPLICATION_SLOT "{name}" TEMPORARY LOGICAL {self._plugin} EXPORT_SNAPSHOT'
             )
             row = cur.fetchone()
         position = parse_lsn(row[1])

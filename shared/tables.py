@@ -14,7 +14,6 @@ from functools import lru_cache
 
 from shared.errors import ConfigError
 
-_WAL2JSON_SPECIAL = {",", ".", "*", " ", "\\"}
 _GLOB = re.compile(r"[*?\[]")
 
 
@@ -151,15 +150,6 @@ class TableFilter:
             return False
         return _drops(self.exclude_columns, ref.schema, ref.table, column)
 
-    def wal2json_options(self) -> dict[str, str]:
-        """What wal2json can filter itself (the extractor filters again, exactly)."""
-        options: dict[str, str] = {}
-        if self.include and all(_wal2json_ok(p) for p in self.include):
-            options["add-tables"] = ",".join(_wal2json_name(p) for p in self.include)
-        if self.exclude and all(_wal2json_ok(p) for p in self.exclude):
-            options["filter-tables"] = ",".join(_wal2json_name(p) for p in self.exclude)
-        return options
-
     def __str__(self) -> str:
         text = ",".join(str(p) for p in self.include) or "*"
         if self.exclude:
@@ -170,28 +160,3 @@ class TableFilter:
 @lru_cache(maxsize=4096)
 def _drops(patterns: tuple[Pattern, ...], schema: str, table: str, column: str) -> bool:
     return any(p.matches(schema, table, column) for p in patterns)
-
-
-def _wal2json_ok(p: Pattern) -> bool:
-    # wal2json understands exact names and a whole-part "*" (e.g. sales.* or *.orders).
-    return all(not part.glob or part.everything for part in p.parts)
-
-
-def _wal2json_name(p: Pattern) -> str:
-    def esc(part: Part) -> str:
-        if part.everything:
-            return "*"
-        return "".join("\\" + ch if ch in _WAL2JSON_SPECIAL else ch for ch in part.text)
-
-    return ".".join(esc(part) for part in p.parts)
-
-
-def wal2json_add_tables(refs: tuple[TableRef, ...]) -> str:
-    """The value of wal2json's ``add-tables`` option for these exact tables."""
-    return _wal2json_name_list(refs)
-
-
-def _wal2json_name_list(refs: tuple[TableRef, ...]) -> str:
-    return ",".join(
-        _wal2json_name(Pattern((Part(r.schema, False), Part(r.table, False)))) for r in refs
-    )

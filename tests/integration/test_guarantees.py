@@ -10,10 +10,13 @@ import mariadb
 import pika
 
 from devstack.system import wait_until
+from extractor.snapshot import request_backfill
 from harness.pipeline import Pipeline
 from shared import envelope
+from shared.config import BackfillConfig, load_config
 from shared.lsn import parse_lsn
 from shared.position import Position
+from shared.tables import TableRef
 
 
 def slot_flush(pipeline: Pipeline) -> int:
@@ -57,6 +60,30 @@ def test_slot_advances_only_past_what_rabbitmq_confirmed(pipeline: Pipeline) -> 
     wait_until(lambda: slot_flush(pipeline) > before, "the slot to move once RabbitMQ confirms")
     assert pipeline.queue_depth() == 2
     assert extractor.alive()
+
+
+def test_a_backfill_holds_the_slot_only_until_its_copy_is_confirmed(pipeline: Pipeline) -> None:
+    pipeline.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v text)",
+        "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g",
+    )
+    env = {"CDC_SNAPSHOT": "never", "CDC_SOURCE_HEARTBEAT_INTERVAL": "0"}
+    extractor = pipeline.start("extractor", **env)
+    extractor.wait_for("streaming slot=")
+    cfg = load_config(BackfillConfig, environ=pipeline.env).source
+    request = request_backfill(cfg, [TableRef("public", "t")])
+    extractor.wait_for("copy_done")
+    pipeline.sql("INSERT INTO t VALUES (101, 'after the copy')")
+    # Once RabbitMQ confirmed the copy, the request no longer holds the slot.
+    wait_until(lambda: slot_flush(pipeline) > request, "the slot to pass the request", timeout=20)
+    assert extractor.stop() == 0
+    # So a restart does not find the request again, and copies nothing.
+    restarted = pipeline.start("extractor", **env)
+    restarted.wait_for("streaming slot=")
+    pipeline.sql("INSERT INTO t VALUES (102, 'after the restart')")
+    wait_until(lambda: pipeline.queue_depth() == 4, "the copy and the two inserts")
+    assert restarted.stop() == 0
+    assert "backfill_requested" not in restarted.output()
 
 
 def test_messages_are_persistent_json_envelopes(pipeline: Pipeline) -> None:

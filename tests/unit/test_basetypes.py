@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from extractor.basetypes import _BUILTIN, TypeResolver
-from extractor.decode import RowChange, decode_record
+from extractor.decode import RowChange
+from extractor.wal2json import decode_record
 
 
 class Catalog:

@@ -202,3 +202,33 @@ def test_delivery_tags_must_increase() -> None:
         tracker.published(5, B, ends_txn=True)
     with pytest.raises(ValueError, match="delivery tag"):
         tracker.published(3, B, ends_txn=True)
+
+
+def test_messages_behind_a_hold_are_confirmed_while_the_hold_keeps_the_flush_lsn() -> None:
+    """A backfill's copy is published after its request's hold, and the hold is released once
+    the copy is confirmed: that must be knowable while the hold is still there."""
+    tracker = ConfirmTracker(START)
+    tracker.published(1, A, ends_txn=True)
+    hold = tracker.hold()
+    tracker.nothing_to_publish(B)  # the request's transaction
+    tracker.published(2, C, ends_txn=False)  # the copy
+    tracker.published(3, C, ends_txn=True)
+    tracker.acked(1, multiple=False)
+    tracker.acked(3, multiple=False)
+    assert not tracker.confirmed(2) and not tracker.confirmed(3)
+    tracker.acked(2, multiple=False)
+    assert tracker.confirmed(1) and tracker.confirmed(3)
+    assert tracker.flush_lsn == A
+    tracker.release(hold)
+    assert tracker.flush_lsn == C
+
+
+def test_confirmed_means_this_message_and_all_published_before_it() -> None:
+    tracker = ConfirmTracker(START)
+    for seq, lsn in enumerate((A, B, C), start=1):
+        tracker.published(seq, lsn, ends_txn=True)
+    tracker.acked(2, multiple=False)
+    assert not tracker.confirmed(2)
+    tracker.acked(1, multiple=False)
+    assert tracker.confirmed(2) and not tracker.confirmed(3)
+    assert tracker.confirmed(0)  # nothing published

@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
-from extractor.decode import Begin, Commit, LogicalMessage, RowChange, decode_record
+from extractor.decode import Begin, Commit, Decoder, LogicalMessage, OutputPlugin, RowChange
 from extractor.encoding import SourceCodec, build_codec
+from extractor.wal2json import NUMERIC_AS_STRING, Wal2Json, decode_record
 from shared.errors import DecodeError, SetupError
 from shared.lsn import parse_lsn
+from shared.tables import TableFilter
 from tests.support.fixtures import FIXTURES
 
 
@@ -125,6 +127,33 @@ def test_logical_message(wal2json_records: dict[str, list[bytes]]) -> None:
 def test_garbage_is_a_decode_error(payload: bytes) -> None:
     with pytest.raises(DecodeError):
         decode_record(payload)
+
+
+# ---------------------------------------------------------------- wal2json as the output plugin
+
+
+def test_wal2json_decoder_reads_records_as_decode_record_does(
+    wal2json_records: dict[str, list[bytes]],
+) -> None:
+    plugin: OutputPlugin = Wal2Json()
+    decoder: Decoder = plugin.decoder(None)
+    for record in wal2json_records["keys"] + wal2json_records["message"]:
+        assert decoder.decode(record, 0) == decode_record(record)
+
+
+def test_wal2json_start_options_ask_for_numbers_as_strings_and_fall_back_once() -> None:
+    plugin = Wal2Json()
+    options = plugin.start_options(TableFilter(), False)
+    assert options["format-version"] == "2" and options[NUMERIC_AS_STRING] == "1"
+    assert plugin.started(options) == "numeric_as_string=True"
+    refusal = f'option "{NUMERIC_AS_STRING}" has invalid value'
+    older = plugin.fallback_options(options, refusal)
+    assert older is not None and NUMERIC_AS_STRING not in older
+    assert older == {k: v for k, v in options.items() if k != NUMERIC_AS_STRING}
+    assert plugin.started(older) == "numeric_as_string=False"
+    # Any other refusal is not the plugin's age: it stands, as does a second one.
+    assert plugin.fallback_options(options, 'option "include-pk" has invalid value') is None
+    assert plugin.fallback_options(older, refusal) is None
 
 
 # ---------------------------------------------------------------- type names wal2json leaves unescaped

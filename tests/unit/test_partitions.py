@@ -12,8 +12,8 @@ from extractor.catalog import CatalogWatch, _Identity, _why
 from extractor.filtering import keep_change
 from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Layout, Partitions, load_layout, refuse_partition_names
-from extractor.replication import wal2json_options
 from extractor.snapshot import BACKFILL_PREFIX
+from extractor.wal2json import Wal2Json, wal2json_options
 from shared.config import SourceConfig
 from shared.errors import ConfigError
 from shared.secret import Secret
@@ -224,6 +224,18 @@ def test_wal2json_does_not_filter_by_name_while_a_captured_table_is_partitioned(
     assert "filter-tables" not in wal2json_options(excluding, partitioned=True)
 
 
+@pytest.mark.parametrize(
+    ("tables", "exclude", "by_name"),
+    [("public.m,public.plain", "", True), ("", "public.tmp", True), ("public.tmp_*", "", False)],
+)
+def test_the_catalog_check_knows_when_the_plugin_filters_by_name(
+    tables: str, exclude: str, by_name: bool
+) -> None:
+    """Only then does a table that became partitioned restart the session (without it)."""
+    watch = CatalogWatch(source(tables, exclude), ExtractorMetrics(), Wal2Json())
+    assert watch._filters_by_name() is by_name
+
+
 T = TableRef("public", "t")
 FULL_FIX = "ALTER TABLE public.t REPLICA IDENTITY FULL"
 
@@ -267,16 +279,16 @@ def test_each_identity_problem_is_named_once_per_process(caplog: pytest.LogCaptu
     tables = [plain, M]
     gauge = metrics.registry.get_sample_value
 
-    CatalogWatch(source(), metrics).start(FakeConn(ROWS, nothing), tables)
+    CatalogWatch(source(), metrics, Wal2Json()).start(FakeConn(ROWS, nothing), tables)
     assert [r.levelname for r in caplog.records] == ["ERROR"]
     assert "table_without_identity table=public.plain: REPLICA IDENTITY NOTHING" in caplog.text
     assert gauge("cdc_extractor_unidentified_tables") == 1
     caplog.clear()
     # A new session of the same process (a reconnect, a standby's next try): said already.
-    CatalogWatch(source(), metrics).start(FakeConn(ROWS, nothing), tables)
+    CatalogWatch(source(), metrics, Wal2Json()).start(FakeConn(ROWS, nothing), tables)
     assert caplog.records == []
     # Given back: said once, with the fix for what was lost meanwhile.
-    CatalogWatch(source(), metrics).start(FakeConn(ROWS, []), tables)
+    CatalogWatch(source(), metrics, Wal2Json()).start(FakeConn(ROWS, []), tables)
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert "table_identified table=public.plain" in caplog.text
     assert "python -m extractor backfill public.plain" in caplog.text

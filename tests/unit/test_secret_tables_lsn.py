@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from extractor.wal2json import wal2json_add_tables
 from shared.errors import ConfigError, DecodeError
 from shared.lsn import format_lsn, parse_lsn
 from shared.secret import Secret, redact
-from shared.tables import TableRef, parse_table_list, wal2json_add_tables
+from shared.tables import TableRef, parse_table_list
 
 # ---------------------------------------------------------------- redact / Secret
 

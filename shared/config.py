@@ -76,6 +76,7 @@ class TargetConfig:
     rename: dict[TableRef, str]
     schemas: dict[str, str]
     ssl: bool = False
+    dropped: str = "keep"  # keep or drop: a source DROP COLUMN / DROP TABLE in the target
     ssl_ca: str | None = None  # None: the system's CA certificates
     ssl_cert: str | None = None
     ssl_key: str | None = None
@@ -186,6 +187,7 @@ def load_config(
             max_batch_changes=values["target.max_batch_changes"],
             rename=values["target.rename"],
             schemas=values["target.schemas"],
+            dropped=values["target.dropped"],
             ssl=values["target.ssl"],
             ssl_ca=values["target.ssl_ca"],
             ssl_cert=values["target.ssl_cert"],

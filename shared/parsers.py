@@ -24,6 +24,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 QUEUE_TYPES = ("classic", "quorum")
 SNAPSHOT_MODES = ("initial", "never")
+DROPPED_MODES = ("keep", "drop")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -73,6 +74,12 @@ def exclude_columns(v: str) -> Any:
 def snapshot_mode(v: str) -> str:
     if v not in SNAPSHOT_MODES:
         raise ValueError(f"must be one of {', '.join(SNAPSHOT_MODES)}")
+    return v
+
+
+def dropped_mode(v: str) -> str:
+    if v not in DROPPED_MODES:
+        raise ValueError(f"must be one of {', '.join(DROPPED_MODES)}")
     return v
 
 

@@ -245,6 +245,14 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "schema=database pairs: tables of that source schema go to that MariaDB database",
     ),
+    Setting(
+        ("target", "dropped"),
+        "CDC_TARGET_DROPPED",
+        p.dropped_mode,
+        "keep",
+        "keep or drop: what a column or table dropped in the source (captured by "
+        "sql/ddl-capture.sql) does to the target",
+    ),
     Setting(("log_level",), "CDC_LOG_LEVEL", p.log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     Setting(
         ("log_format",),

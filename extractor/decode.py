@@ -44,6 +44,7 @@ class LogicalMessage:
     transactional: bool
     prefix: str
     content: str
+    lsn: str = ""  # where its record ends (wal2json's include-lsn)
 
 
 Record = Begin | RowChange | Commit | LogicalMessage
@@ -68,7 +69,9 @@ def decode_record(payload: bytes) -> Record:
         if action == "C":
             return Commit()
         if action == "M":
-            return LogicalMessage(bool(doc["transactional"]), doc["prefix"], doc["content"])
+            return LogicalMessage(
+                bool(doc["transactional"]), doc["prefix"], doc["content"], doc.get("lsn", "")
+            )
     except (KeyError, TypeError, ValueError) as e:
         raise DecodeError(f"unexpected wal2json record ({e}): {payload[:200]!r}") from e
     raise DecodeError(f"unknown wal2json action {doc.get('action')!r}")

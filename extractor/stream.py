@@ -18,26 +18,30 @@ from contextlib import closing
 from typing import Any
 
 import pika.exceptions
+import psycopg2
 from pika.adapters.select_connection import IOLoop, PollEvents
 
 from extractor.assemble import Assembler, Outgoing
 from extractor.catalog import CHECK_SECONDS, CatalogWatch
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
+from extractor.ddl import DDL_PREFIX, SchemaChanges, installed
 from extractor.decode import Begin, Commit, LogicalMessage, RowChange, decode_record
 from extractor.filtering import keep_change
 from extractor.heartbeat import HEARTBEAT_PREFIX, Heartbeat
 from extractor.metrics import ExtractorMetrics
 from extractor.publisher import Publisher
 from extractor.replication import ReplicationSource
+from extractor.shapes import ShapeWatch
 from extractor.snapshot import BACKFILL_PREFIX
-from extractor.state import load_copied
+from extractor.state import load_state
 from shared.amqp import classify_broker_error
 from shared.config import Config
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SourceUnavailable
 from shared.lsn import format_lsn
 from shared.position import Position
-from shared.postgres import captured_tables
+from shared.postgres import captured_tables, first_line
+from shared.tables import TableRef
 from shared.topology import topology_for
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,7 @@ class StreamSession:
         self._feedback_interval = cfg.source.feedback_interval
         self._copies = Copies(cfg.source, self, set())
         self._catalog = CatalogWatch(cfg.source, self._metrics)
+        self._ddl = SchemaChanges(cfg.source.capture, self._copies.watch, False)
         self.streaming = False
         self.transactions = 0
         self.messages = 0
@@ -162,11 +167,15 @@ class StreamSession:
         src = self._cfg.source
         copying = src.snapshot == "initial"
         try:
-            self._copies.copied = load_copied(self._cfg) if copying else set()
+            stored = load_state(self._cfg)
+            self._copies.copied = stored.copied if copying else set()
+            self._copies.watch = watch = ShapeWatch(stored.shapes)
+            self._ddl = SchemaChanges(src.capture, watch, copying)
             exported = self._source.open(export_snapshot=copying)
             with closing(self._source.catalog()) as conn:
                 tables = captured_tables(conn, src.capture)
                 self._catalog.start(conn, tables)
+                self._ddl_capture(conn)
             self._source.partitioned = self._catalog.partitioned
         except CdcError as e:
             self._fail(e)
@@ -200,6 +209,23 @@ class StreamSession:
             self._later("beat", src.heartbeat_interval, self._beat)
         self._later("lag", 0, self._sample_lag)
         self._later("catalog", CHECK_SECONDS, self._check_catalog)
+
+    def _ddl_capture(self, conn: Any) -> None:
+        """Whether schema changes come into the stream (sql/ddl-capture.sql), said once."""
+        try:
+            found = installed(conn)
+        except psycopg2.Error as e:
+            raise SourceUnavailable(f"cannot read the catalog: {first_line(e)}") from e
+        self._catalog.partitions.ddl_capture = found
+        if found:
+            log.info("ddl_capture installed=true")
+        else:
+            log.warning(
+                "ddl_capture installed=false: schema changes are noticed only from the changes "
+                "that follow them, and their tables copied again; for schema changes mirrored "
+                "exactly at their place in the stream, install sql/ddl-capture.sql (README, "
+                "Schema changes)"
+            )
 
     def _start_streaming(self) -> bool:
         try:
@@ -324,6 +350,9 @@ class StreamSession:
             change = keep_change(record.change, self._cfg.source.capture, self._catalog.partitions)
             if change is None:
                 return
+            changed = self._copies.watch.check(change)
+            if changed is not None:
+                self._unreported(changed, change)
             out = self._assembler.add(change, record.size)
             if out is not None:
                 self._publish(out)
@@ -355,6 +384,42 @@ class StreamSession:
             and record.prefix == BACKFILL_PREFIX
         ):
             self._copies.request(record.content)
+        elif (
+            isinstance(record, LogicalMessage)
+            and record.transactional
+            and record.prefix == DDL_PREFIX
+        ):
+            self._schema_change(record)
+
+    def _schema_change(self, record: LogicalMessage) -> None:
+        """A schema change the DDL capture reported (ddl.py): its changes, each in a message of
+        its own, and the copies it needs, at this point of the stream."""
+        assert self._assembler is not None
+        copies = self._copies
+        out = self._ddl.handle(
+            record.content, record.lsn, self._assembler.commit_lsn(), copies.copied
+        )
+        for change in out.changes:
+            for message in self._assembler.alone(change):
+                self._publish(message)
+        copies.copied.update(out.created)
+        if out.copy:
+            copies.request_tables(out.copy)
+        if out.changes:
+            self._metrics.schema_changes.inc(len(out.changes))
+            copies.save_state()
+
+    def _unreported(self, table: TableRef, change: dict[str, Any]) -> None:
+        """A change that does not fit what was seen of its table (shapes.py)."""
+        self._metrics.unreported_schema_changes.inc()
+        log.warning(
+            "schema_changed table=%s lsn=%s: its columns or types are not what the stream "
+            "showed before, and the DDL capture did not report it (sql/ddl-capture.sql not "
+            "installed?); copying it again at this point",
+            table,
+            change["lsn"],
+        )
+        self._copies.request_tables([table])
 
     def _publish(self, out: Outgoing) -> int:
         assert self._tracker is not None

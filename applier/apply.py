@@ -6,6 +6,9 @@ The batch arrives in order, duplicates already left out (applier/sequence.py). I
 3. run the plan's statements (executemany per group);
 4. write the batch's last position as the new checkpoint; COMMIT.
 Only after the COMMIT returns does the caller ack the messages to RabbitMQ.
+
+A schema change (a message with one ``ddl`` change) is a batch of its own: its DDL statements
+(applier/ddl.py), then the transaction with the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine
 
+from applier import relations
 from applier.checkpoint import CheckpointStore
+from applier.ddl import SchemaChanges
 from applier.plan import Plan, build_plan
 from applier.schema import TableShape, TargetSchema
 from applier.target import classify, create_target_engine
@@ -63,6 +68,7 @@ class Applier:
         self._schema = TargetSchema(self._naming)
         self._checkpoints = CheckpointStore(cfg.source.slot)
         self._statements: Statements | None = None
+        self._ddl = SchemaChanges(self._naming, self._schema, cfg.target.dropped)
 
     def _connect(self) -> Engine:
         if self._engine is None:
@@ -71,6 +77,7 @@ class Applier:
                 with engine.connect() as conn:
                     self._checkpoints.ensure_table(conn)
                     self._schema.ensure_catalog(conn)
+                    relations.ensure_table(conn)
             except Exception as e:
                 engine.dispose()
                 raise classify(e, self._where) from e
@@ -120,6 +127,8 @@ class Applier:
         if self._statements is None:
             self._connect()
         assert self._statements is not None
+        if len(batch) == 1 and batch[0].schema_change is not None:
+            return Prepared(batch, {}, Plan([], {}))  # applied by applier/ddl.py
         changes = [c for env in batch for c in env.changes]
         shapes = self._schema.shapes(changes)
         # Every table is assumed to exist; TRUNCATEs of tables that do not are dropped in
@@ -135,22 +144,24 @@ class Applier:
         started = time.monotonic()
         engine = self._connect()
         batch, shapes, plan = prepared.batch, prepared.shapes, prepared.plan
+        ddl = batch[0].schema_change if len(batch) == 1 else None
         result = BatchResult()
         try:
             # One connection for the whole batch: each checkout would cost a round trip.
             with engine.connect() as conn:
-                if shapes and self._schema.needs_look(shapes):
+                if ddl is not None:
+                    if not replay:
+                        self._expect(conn, expect, lock=False)  # before any DDL
+                    finish = self._ddl.run(conn, ddl)
+                elif shapes and self._schema.needs_look(shapes):
                     self._schema.ensure(conn, shapes)
                 with conn.begin():
                     if not replay:
                         self._expect(conn, expect)
-                    for group in plan.groups:
-                        if group.op == "truncate" and not self._schema.exists(group.table):
-                            continue
-                        if group.rows:
-                            conn.exec_driver_sql(group.statement.sql, group.rows)
-                        else:
-                            conn.exec_driver_sql(group.statement.sql)
+                    if ddl is not None:
+                        finish(conn)
+                    else:
+                        self._run(conn, batch, plan)
                     if not replay and batch:
                         result.checkpoint = self._checkpoints.write(conn, batch[-1])
                 result.rows = plan.counts
@@ -162,6 +173,17 @@ class Applier:
         result.seconds = time.monotonic() - started
         result.committed_at = time.time()
         return result
+
+    def _run(self, conn: Connection, batch: list[Envelope], plan: Plan) -> None:
+        """The plan's statements, inside the batch's transaction."""
+        for group in plan.groups:
+            if group.op == "truncate" and not self._schema.exists(group.table):
+                continue
+            if group.rows:
+                conn.exec_driver_sql(group.statement.sql, group.rows)
+            else:
+                conn.exec_driver_sql(group.statement.sql)
+        relations.record_copies(conn, batch, self._naming)
 
     def skip(self, env: Envelope, expect: Position | None) -> None:
         """Move the checkpoint past a message that went to the dead-letter queue."""
@@ -175,8 +197,10 @@ class Applier:
         except Exception as e:
             raise self._fault(e) from e
 
-    def _expect(self, conn: Connection, expect: Position | None) -> None:
-        actual = self._checkpoints.read(conn)
+    def _expect(self, conn: Connection, expect: Position | None, *, lock: bool = True) -> None:
+        actual = self._checkpoints.read(conn, lock=lock)
+        if not lock:
+            conn.commit()
         if actual != expect:
             raise CheckpointMoved(actual)
 

@@ -58,6 +58,7 @@ class Relation:
     oid: int
     ref: TableRef
     kind: str = "r"
+    persistence: str = "p"  # p: permanent, u: unlogged (its changes never reach the WAL)
     root: TableRef | None = None  # a partition's partitioned root
     columns: tuple[Column, ...] = ()
     key: tuple[str, ...] = ()
@@ -95,6 +96,7 @@ def _relation(doc: dict[str, Any]) -> Relation:
         oid=int(doc["oid"]),
         ref=TableRef(str(doc["schema"]), str(doc["name"])),
         kind=str(doc.get("kind", "r")),
+        persistence=str(doc.get("persistence", "p")),
         root=TableRef(str(root[0]), str(root[1])) if root else None,
         columns=tuple(
             Column(int(n), str(name), str(type_), None if missing is None else str(missing))
@@ -124,13 +126,17 @@ class SchemaChanges:
         self._capture = capture
         self._watch = watch
         self._copies_missing = copies_missing
-        # Tables whose rows a command rewrote, and the transaction: the command's own message
-        # (which follows) says that the rows it leaves in the target are copied again.
-        self._rewritten_in: dict[TableRef, int] = {}
+        # Tables whose rows a command of the transaction being read rewrote: a copy of each
+        # follows the transaction, so its later schema changes may say so (``recopy``).
+        self._rewritten: set[TableRef] = set()
 
-    def handle(self, content: str, lsn: str, commit_lsn: int, copied: set[TableRef]) -> Outcome:
-        """A message read at ``lsn`` in the transaction committed at ``commit_lsn``.
-        ``copied``: the tables copied so far (kept up to date here)."""
+    def committed(self) -> None:
+        """The end of the transaction being read."""
+        self._rewritten.clear()
+
+    def handle(self, content: str, lsn: str, copied: set[TableRef]) -> Outcome:
+        """A message read at ``lsn``. ``copied``: the tables copied so far (kept up to date
+        here)."""
         out = Outcome()
         try:
             event = parse_event(content)
@@ -144,13 +150,13 @@ class SchemaChanges:
         # aligned), so the changes it becomes keep their own place.
         at = format_lsn(parse_lsn(lsn) - 1)
         if event.event == "rewrite":
-            self._rewritten(event, commit_lsn, out)
+            self._rewrite(event, out)
         elif event.event == "drop":
             self._dropped(event, at, copied, out)
         elif event.event == "ddl":
             for rel in event.tables:
                 if rel.root is None:
-                    recopy = self._rewritten_in.pop(rel.ref, None) == commit_lsn
+                    recopy = rel.ref in self._rewritten
                     self._changed(event.tag, rel, at, copied, out, recopy=recopy)
         else:
             log.warning("ddl_message_ignored event=%s (written by a newer capture?)", event.event)
@@ -158,13 +164,13 @@ class SchemaChanges:
 
     # ------------------------------------------------------------ events
 
-    def _rewritten(self, event: SchemaEvent, commit_lsn: int, out: Outcome) -> None:
+    def _rewrite(self, event: SchemaEvent, out: Outcome) -> None:
         if not event.reason & _VALUES_REWRITTEN:
             return
         for rel in event.tables:
             table = rel.root or rel.ref
             if self._capture.captures(table):
-                self._rewritten_in[table] = commit_lsn
+                self._rewritten.add(table)
                 log.warning(
                     "schema_rewrite table=%s%s reason=%d: PostgreSQL rewrote its rows (%s); "
                     "copying it again at this point",
@@ -214,6 +220,13 @@ class SchemaChanges:
                 self._watch.forget(was)
                 copied.discard(was)
             return
+        if rel.persistence == "u":
+            log.error(
+                "table_unlogged table=%s: its changes do not reach PostgreSQL's WAL, so none is "
+                "carried; fix: ALTER TABLE %s SET LOGGED (which copies it again)",
+                table,
+                table,
+            )
         action = CREATE if tag == "CREATE TABLE" else ALTER
         change = _change(action, rel, at, self._capture, recopy)
         out.changes.append(change)

@@ -370,6 +370,7 @@ class StreamSession:
                 # Nothing captured in it: the slot may pass it once all before is confirmed
                 # (and must: PostgreSQL's shutdown waits for the client to confirm it all).
                 self._tracker.nothing_to_publish(commit_lsn)
+            self._ddl.committed()
             self._copies.committed()
         elif (
             isinstance(record, LogicalMessage)
@@ -396,9 +397,7 @@ class StreamSession:
         its own, and the copies it needs, at this point of the stream."""
         assert self._assembler is not None
         copies = self._copies
-        out = self._ddl.handle(
-            record.content, record.lsn, self._assembler.commit_lsn(), copies.copied
-        )
+        out = self._ddl.handle(record.content, record.lsn, copies.copied)
         for change in out.changes:
             for message in self._assembler.alone(change):
                 self._publish(message)

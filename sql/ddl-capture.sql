@@ -60,8 +60,8 @@ $$;
 
 -- A table's shape as of now (inside the command's transaction: its place in the stream).
 -- columns: [attnum, name, type, the value rows added before the column hold (atthasmissing:
--- a constant default of ADD COLUMN) or null]; generated columns are left out, as in the
--- stream. root: for a partition, its partitioned root.
+-- a constant default of ADD COLUMN) or null], generated columns too (wal2json carries them).
+-- root: for a partition, its partitioned root.
 CREATE OR REPLACE FUNCTION pg2maria.ddl_shape(rel oid) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -71,6 +71,7 @@ AS $$
         'schema', n.nspname,
         'name', c.relname,
         'kind', c.relkind,
+        'persistence', c.relpersistence,
         'root', CASE WHEN c.relispartition THEN (
             SELECT pg_catalog.jsonb_build_array(rn.nspname, r.relname)
               FROM pg_catalog.pg_class r
@@ -83,8 +84,7 @@ AS $$
                             THEN pg2maria.ddl_missing(a.attmissingval::text) END)
                    ORDER BY a.attnum)
               FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-               AND a.attgenerated = ''), '[]'),
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'),
         'key', COALESCE((
             SELECT pg_catalog.jsonb_agg(a.attname ORDER BY k.n)
               FROM pg_catalog.pg_index i
@@ -154,11 +154,21 @@ DECLARE
     shape jsonb;
     rel oid;
 BEGIN
+    -- The tables the command names, and their inheritance children (an ALTER TABLE of a
+    -- parent changes them too, and they are tables of their own in the target).
     FOR rel IN
-        SELECT DISTINCT d.objid
-          FROM pg_catalog.pg_event_trigger_ddl_commands() d
-         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-           AND d.object_type IN ('table', 'table column')
+        WITH RECURSIVE touched(oid) AS (
+            SELECT d.objid
+              FROM pg_catalog.pg_event_trigger_ddl_commands() d
+             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+               AND d.object_type IN ('table', 'table column')
+            UNION
+            SELECT i.inhrelid
+              FROM touched t
+              JOIN pg_catalog.pg_inherits i ON i.inhparent = t.oid
+              JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid AND NOT c.relispartition
+        )
+        SELECT touched.oid FROM touched
     LOOP
         shape := pg2maria.ddl_shape(rel);
         CONTINUE WHEN shape IS NULL OR shape->>'kind' NOT IN ('r', 'p');

@@ -63,17 +63,22 @@ def test_add_column_with_a_constant_default_fills_the_rows_there(pipeline: Pipel
     pipeline.sql(
         "CREATE TABLE acc (id int PRIMARY KEY, v text)",
         "INSERT INTO acc SELECT g, 'r' || g FROM generate_series(1, 50) g",
+        "CREATE TABLE parent (id int PRIMARY KEY)",
+        "CREATE TABLE child (extra text) INHERITS (parent)",
+        "INSERT INTO child VALUES (1, 'x'), (2, NULL)",
     )
-    started(pipeline, "acc")
+    started(pipeline, "acc", "child")
     # No row changes after it: only the schema change can fill them.
     pipeline.sql(
         "ALTER TABLE acc ADD COLUMN c int NOT NULL DEFAULT 7,"
         " ADD COLUMN at timestamptz DEFAULT '2024-02-29 23:30:00-05',"
         " ADD COLUMN amount numeric(10,2) DEFAULT 1.5, ADD COLUMN flag boolean DEFAULT true,"
         " ADD COLUMN label text DEFAULT 'it''s \"q\" \\ {x}', ADD COLUMN nums int[] DEFAULT"
-        " '{1,2}', ADD COLUMN nothing text"
+        " '{1,2}', ADD COLUMN nothing text",
+        # An inheritance parent's change is its children's too.
+        "ALTER TABLE parent ADD COLUMN d date DEFAULT '2024-02-29'",
     )
-    pipeline.wait_converged(["acc"])
+    pipeline.wait_converged(["acc", "child"])
     assert target_rows(pipeline, "SELECT count(*) FROM acc WHERE c = 7") == [(50,)]
 
 

@@ -60,7 +60,7 @@ def changes_for(
     copies_missing: bool = True,
 ) -> Any:
     ddl = SchemaChanges(capture or TableFilter(), watch or ShapeWatch(), copies_missing)
-    return ddl.handle(content, "0/2256610", COMMIT, copied if copied is not None else {T})
+    return ddl.handle(content, "0/2256610", copied if copied is not None else {T})
 
 
 def test_a_real_message_decodes_with_its_lsn() -> None:
@@ -133,12 +133,13 @@ def test_a_created_table_is_complete_from_there() -> None:
 def test_a_rewrite_copies_the_table_and_marks_its_change() -> None:
     ddl = SchemaChanges(TableFilter(), ShapeWatch(), True)
     copied = {T}
-    rewrite = ddl.handle(event("rewrite", [table()], reason=4), "0/100", COMMIT, copied)
+    rewrite = ddl.handle(event("rewrite", [table()], reason=4), "0/100", copied)
     assert rewrite.copy == [T] and not rewrite.changes
-    out = ddl.handle(event("ddl", [table()]), "0/200", COMMIT, copied)
+    out = ddl.handle(event("ddl", [table()]), "0/200", copied)
     assert out.changes[0]["ddl"]["recopy"] is True
     # Another transaction's command on it is not a rewrite.
-    again = ddl.handle(event("ddl", [table()]), "0/300", COMMIT + 1, copied)
+    ddl.committed()
+    again = ddl.handle(event("ddl", [table()]), "0/300", copied)
     assert again.changes[0]["ddl"]["recopy"] is False
 
 
@@ -280,3 +281,24 @@ def test_state_keeps_copied_tables_and_shapes() -> None:
     # The first version held the copied tables only.
     old = decode_state(json.dumps({"v": 1, "copied": [["public", "t"]]}).encode())
     assert old.copied == {T} and old.shapes == {}
+
+
+def test_a_copy_that_cannot_agree_with_the_stream_is_not_made_for_ever(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watch = ShapeWatch({T: Shape(["id"], ["integer"], 100)})
+    stream = insert(["id", "c"], ["integer", "posint"])
+    assert watch.check(stream) == T
+    # The copy reads c as its base type, the stream keeps showing the domain.
+    watch.copying(T, Shape(["id", "c"], ["integer", "integer"], 100))
+    with caplog.at_level(logging.ERROR):
+        assert watch.check(stream) is None
+    assert "copy_and_stream_disagree table=public.t" in caplog.text
+    # Rows of a partition list the root's columns in their own order: no change.
+    assert watch.check(insert(["c", "id"], ["posint", "integer"])) is None
+
+
+def test_an_unlogged_table_is_named(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        changes_for(event("ddl", [table(persistence="u")]))
+    assert "table_unlogged table=public.t" in caplog.text

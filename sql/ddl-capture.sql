@@ -81,7 +81,16 @@ AS $$
             SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
                        a.attnum, a.attname, pg2maria.ddl_type(a.atttypid, a.atttypmod),
                        CASE WHEN a.atthasmissing
-                            THEN pg2maria.ddl_missing(a.attmissingval::text) END)
+                            THEN pg2maria.ddl_missing(a.attmissingval::text)
+                            -- A partitioned table holds no rows: its partitions have the
+                            -- value (one ADD COLUMN gave them all the same).
+                            WHEN c.relkind = 'p' THEN (
+                                SELECT pg2maria.ddl_missing(l.attmissingval::text)
+                                  FROM pg_catalog.pg_partition_tree(c.oid) t
+                                  JOIN pg_catalog.pg_attribute l
+                                    ON l.attrelid = t.relid AND l.attname = a.attname
+                                 WHERE t.isleaf AND l.atthasmissing
+                                 LIMIT 1) END)
                    ORDER BY a.attnum)
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'),

@@ -26,10 +26,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg2
+
 from extractor.shapes import Shape, ShapeWatch
 from shared.envelope import DDL
-from shared.errors import DecodeError
+from shared.errors import DecodeError, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
+from shared.postgres import first_line
 from shared.tables import TableFilter, TableRef
 
 log = logging.getLogger(__name__)
@@ -321,12 +324,26 @@ def relation_of(conn: Any, table: TableRef, names: list[str]) -> dict[str, Any] 
     return {"relid": int(rows[0][0]), "attnums": [attnums[n] for n in names]}
 
 
-def installed(conn: Any) -> bool:
-    """Whether the DDL capture's triggers are installed and enabled in this database."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM pg_event_trigger WHERE evtname = ANY(%s) AND evtenabled <> 'D'",
-            (list(TRIGGERS),),
+def capture_installed(conn: Any) -> bool:
+    """Whether the DDL capture's triggers are installed and enabled in this database; said
+    in the log (at WARNING if not)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_event_trigger"
+                " WHERE evtname = ANY(%s) AND evtenabled <> 'D'",
+                (list(TRIGGERS),),
+            )
+            row = cur.fetchone()
+    except psycopg2.Error as e:
+        raise SourceUnavailable(f"cannot read the catalog: {first_line(e)}") from e
+    found = bool(row) and int(row[0]) == len(TRIGGERS)
+    if found:
+        log.info("ddl_capture installed=true")
+    else:
+        log.warning(
+            "ddl_capture installed=false: schema changes are noticed only from the changes that "
+            "follow them, and their tables copied again; for schema changes mirrored exactly at "
+            "their place in the stream, install sql/ddl-capture.sql (README, Schema changes)"
         )
-        row = cur.fetchone()
-    return bool(row) and int(row[0]) == len(TRIGGERS)
+    return found

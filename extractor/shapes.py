@@ -121,6 +121,13 @@ class ShapeWatch:
             return None
         self._asked[key] = now
         self._pending.add(ref)
+        log.warning(
+            "schema_changed table=%s lsn=%s: its columns or types are not what the stream showed "
+            "before, and the DDL capture did not report it (sql/ddl-capture.sql not installed?); "
+            "copying it again at this point",
+            ref,
+            change["lsn"],
+        )
         return ref
 
     def reported(self, ref: TableRef, shape: Shape) -> None:

@@ -18,14 +18,13 @@ from contextlib import closing
 from typing import Any
 
 import pika.exceptions
-import psycopg2
 from pika.adapters.select_connection import IOLoop, PollEvents
 
 from extractor.assemble import Assembler, Outgoing
 from extractor.catalog import CHECK_SECONDS, CatalogWatch
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
-from extractor.ddl import DDL_PREFIX, SchemaChanges, installed
+from extractor.ddl import DDL_PREFIX, SchemaChanges, capture_installed
 from extractor.decode import Begin, Commit, LogicalMessage, RowChange, decode_record
 from extractor.filtering import keep_change
 from extractor.heartbeat import HEARTBEAT_PREFIX, Heartbeat
@@ -40,8 +39,7 @@ from shared.config import Config
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SourceUnavailable
 from shared.lsn import format_lsn
 from shared.position import Position
-from shared.postgres import captured_tables, first_line
-from shared.tables import TableRef
+from shared.postgres import captured_tables
 from shared.topology import topology_for
 
 log = logging.getLogger(__name__)
@@ -175,7 +173,7 @@ class StreamSession:
             with closing(self._source.catalog()) as conn:
                 tables = captured_tables(conn, src.capture)
                 self._catalog.start(conn, tables)
-                self._ddl_capture(conn)
+                self._catalog.partitions.ddl_capture = capture_installed(conn)
             self._source.partitioned = self._catalog.partitioned
         except CdcError as e:
             self._fail(e)
@@ -209,23 +207,6 @@ class StreamSession:
             self._later("beat", src.heartbeat_interval, self._beat)
         self._later("lag", 0, self._sample_lag)
         self._later("catalog", CHECK_SECONDS, self._check_catalog)
-
-    def _ddl_capture(self, conn: Any) -> None:
-        """Whether schema changes come into the stream (sql/ddl-capture.sql), said once."""
-        try:
-            found = installed(conn)
-        except psycopg2.Error as e:
-            raise SourceUnavailable(f"cannot read the catalog: {first_line(e)}") from e
-        self._catalog.partitions.ddl_capture = found
-        if found:
-            log.info("ddl_capture installed=true")
-        else:
-            log.warning(
-                "ddl_capture installed=false: schema changes are noticed only from the changes "
-                "that follow them, and their tables copied again; for schema changes mirrored "
-                "exactly at their place in the stream, install sql/ddl-capture.sql (README, "
-                "Schema changes)"
-            )
 
     def _start_streaming(self) -> bool:
         try:
@@ -351,8 +332,9 @@ class StreamSession:
             if change is None:
                 return
             changed = self._copies.watch.check(change)
-            if changed is not None:
-                self._unreported(changed, change)
+            if changed is not None:  # a schema change the DDL capture did not report
+                self._metrics.unreported_schema_changes.inc()
+                self._copies.request_tables([changed])
             out = self._assembler.add(change, record.size)
             if out is not None:
                 self._publish(out)
@@ -407,18 +389,6 @@ class StreamSession:
         if out.changes:
             self._metrics.schema_changes.inc(len(out.changes))
             copies.save_state()
-
-    def _unreported(self, table: TableRef, change: dict[str, Any]) -> None:
-        """A change that does not fit what was seen of its table (shapes.py)."""
-        self._metrics.unreported_schema_changes.inc()
-        log.warning(
-            "schema_changed table=%s lsn=%s: its columns or types are not what the stream "
-            "showed before, and the DDL capture did not report it (sql/ddl-capture.sql not "
-            "installed?); copying it again at this point",
-            table,
-            change["lsn"],
-        )
-        self._copies.request_tables([table])
 
     def _publish(self, out: Outgoing) -> int:
         assert self._tracker is not None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,12 +124,21 @@ class Outcome:
 class SchemaChanges:
     """The DDL capture's messages of one session -> ddl changes and copies."""
 
-    def __init__(self, capture: TableFilter, watch: ShapeWatch, copies_missing: bool) -> None:
+    def __init__(
+        self,
+        capture: TableFilter,
+        watch: ShapeWatch,
+        copies_missing: bool,
+        types: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         """``copies_missing``: a table that comes into the capture holding rows is copied
-        (source.snapshot=initial; with never, only changes are carried)."""
+        (source.snapshot=initial; with never, only changes are carried). ``types``: what is
+        done to the types of every row change (if anything), done to a schema change's too, so
+        that both name a column's type alike."""
         self._capture = capture
         self._watch = watch
         self._copies_missing = copies_missing
+        self._types = types
         # Tables whose rows a command of the transaction being read rewrote: a copy of each
         # follows the transaction, so its later schema changes may say so (``recopy``).
         self._rewritten: set[TableRef] = set()
@@ -232,6 +242,8 @@ class SchemaChanges:
             )
         action = CREATE if tag == "CREATE TABLE" else ALTER
         change = _change(action, rel, at, self._capture, recopy)
+        if self._types is not None:
+            self._types(change)
         out.changes.append(change)
         if was is not None and was != table:
             self._watch.forget(was)

@@ -302,3 +302,14 @@ def test_an_unlogged_table_is_named(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR):
         changes_for(event("ddl", [table(persistence="u")]))
     assert "table_unlogged table=public.t" in caplog.text
+
+
+def test_a_schema_change_names_types_as_row_changes_do() -> None:
+    def base_types(change: dict[str, Any]) -> None:
+        change["types"] = ["bigint" if t == "integer" else t for t in change["types"]]
+
+    watch = ShapeWatch()
+    ddl = SchemaChanges(TableFilter(), watch, True, base_types)
+    (change,) = ddl.handle(event("ddl", [table()]), "0/10", {T}).changes
+    assert change["types"] == ["bigint", "bigint"]
+    assert watch.check(insert(["id", "c"], ["bigint", "bigint"])) is None

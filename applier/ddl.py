@@ -244,10 +244,9 @@ class SchemaChanges:
             return here.attnums
         moved: Relation | None = others[0] if others else None
         if moved is not None and self._exists(conn, moved.target):
-            if here is None or here.relid != ch.relid:
-                # The name is taken by a table kept after a DROP (or left by a source table
-                # renamed away): it gives way.
-                self._execute(conn, self._s.drop_table(target))
+            # What the new name holds (a table kept after a DROP, or left by a source table
+            # renamed away) gives way.
+            self._execute(conn, self._s.drop_table(target))
             self._execute(conn, self._s.rename_table(moved.target, target))
             self._move_types(conn, moved.target, target)
             log.info("table_renamed table=%s from=%s", target, moved.target)

@@ -6,6 +6,9 @@ The batch arrives in order, duplicates already left out (applier/sequence.py). I
 3. run the plan's statements (executemany per group);
 4. write the batch's last position as the new checkpoint; COMMIT.
 Only after the COMMIT returns does the caller ack the messages to RabbitMQ.
+
+A schema change (a message with one ``ddl`` change) is a batch of its own: its DDL statements
+(applier/ddl.py), then the transaction with the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine
 
+from applier import relations
 from applier.checkpoint import CheckpointStore
+from applier.ddl import SchemaChanges
 from applier.packets import located, packets
 from applier.plan import Group, Plan, build_plan
 from applier.schema import TableShape, TargetSchema
@@ -65,6 +70,7 @@ class Applier:
         self._checkpoints = CheckpointStore(cfg.source.slot)
         self._statements: Statements | None = None
         self._max_packet = 0  # the server's max_allowed_packet, read on connecting
+        self._ddl = SchemaChanges(self._naming, self._schema, cfg.target.dropped)
 
     def _connect(self) -> Engine:
         if self._engine is None:
@@ -74,6 +80,7 @@ class Applier:
                     self._checkpoints.ensure_table(conn)
                     self._schema.ensure_catalog(conn)
                     self._max_packet = max_allowed_packet(conn)
+                    relations.ensure_table(conn)
             except Exception as e:
                 engine.dispose()
                 raise classify(e, self._where) from e
@@ -128,6 +135,8 @@ class Applier:
         if self._statements is None:
             self._connect()
         assert self._statements is not None
+        if len(batch) == 1 and batch[0].schema_change is not None:
+            return Prepared(batch, {}, Plan([], {}))  # applied by applier/ddl.py
         changes = [c for env in batch for c in env.changes]
         shapes = self._schema.shapes(changes)
         # Every table is assumed to exist; TRUNCATEs of tables that do not are dropped in
@@ -143,20 +152,25 @@ class Applier:
         started = time.monotonic()
         engine = self._connect()
         batch, shapes, plan = prepared.batch, prepared.shapes, prepared.plan
+        ddl = batch[0].schema_change if len(batch) == 1 else None
         result = BatchResult()
         try:
             # One connection for the whole batch: each checkout would cost a round trip.
             with engine.connect() as conn:
-                if shapes and self._schema.needs_look(shapes):
+                if ddl is not None:
+                    if not replay:
+                        self._expect(conn, expect, lock=False)  # before any DDL
+                    finish = self._ddl.run(conn, ddl)
+                elif shapes and self._schema.needs_look(shapes):
                     self._schema.ensure(conn, shapes)
                 self._schema.refuse(shapes)
                 with conn.begin():
                     if not replay:
                         self._expect(conn, expect)
-                    for group in plan.groups:
-                        if group.op == "truncate" and not self._schema.exists(group.table):
-                            continue
-                        self._send(conn, group)
+                    if ddl is not None:
+                        finish(conn)
+                    else:
+                        self._run(conn, batch, plan)
                     if not replay and batch:
                         result.checkpoint = self._checkpoints.write(conn, batch[-1])
                 result.rows = plan.counts
@@ -168,6 +182,14 @@ class Applier:
         result.seconds = time.monotonic() - started
         result.committed_at = time.time()
         return result
+
+    def _run(self, conn: Connection, batch: list[Envelope], plan: Plan) -> None:
+        """The plan's statements, inside the batch's transaction."""
+        for group in plan.groups:
+            if group.op == "truncate" and not self._schema.exists(group.table):
+                continue
+            self._send(conn, group)
+        relations.record_copies(conn, batch, self._naming)
 
     def _send(self, conn: Connection, group: Group) -> None:
         """One group's statement over its rows, in packets MariaDB takes (applier/packets.py)."""
@@ -192,8 +214,10 @@ class Applier:
         except Exception as e:
             raise self._fault(e) from e
 
-    def _expect(self, conn: Connection, expect: Position | None) -> None:
-        actual = self._checkpoints.read(conn)
+    def _expect(self, conn: Connection, expect: Position | None, *, lock: bool = True) -> None:
+        actual = self._checkpoints.read(conn, lock=lock)
+        if not lock:
+            conn.commit()
         if actual != expect:
             raise CheckpointMoved(actual)
 

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeEngine
 
-from applier.ddl import AddPrimaryKey, AlterColumn
+from applier.alter import AddPrimaryKey, AlterColumn
 from applier.refusal import (
     Refusal,
     TargetFacts,

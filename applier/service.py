@@ -210,10 +210,12 @@ class ApplierService:
             log.info(
                 "duplicates_skipped messages=%d checkpoint=%s", len(duplicates), self._checkpoint
             )
-        units: list[list[Item]] = []  # batches to apply; an undecodable message on its own
+        # Batches to apply; an undecodable message, and a schema change (MariaDB commits DDL by
+        # itself), each on its own.
+        units: list[list[Item]] = []
         changes = 0
         for env, d in ready:
-            if env.undecodable is not None:
+            if env.undecodable is not None or env.schema_change is not None:
                 units += [[(env, d)], []]
                 changes = 0
                 continue

@@ -103,6 +103,15 @@ class Assembler:
         self._pending_bytes += size
         return out
 
+    def alone(self, change: dict[str, Any]) -> list[Outgoing]:
+        """A change that travels in a message of its own (a schema change: MariaDB commits
+        DDL by itself, so the applier applies it as a unit of its own): the chunk before it,
+        if any, and its own."""
+        out = [self._emit(last=False)] if self._pending else []
+        self.add(change, 0)  # the chunk is empty now: nothing to emit before it
+        out.append(self._emit(last=False))
+        return out
+
     def commit(self, end: int = 0) -> Outgoing | None:
         """The transaction's last chunk, or None if it changed nothing we capture. ``end``:
         where its commit record ends, if the begin did not say."""

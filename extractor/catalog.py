@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import psycopg2
 
+from extractor.ddl import capture_installed
 from extractor.decode import OutputPlugin
 from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Layout, Partitions, load_layout, refuse_partition_names
@@ -185,6 +186,7 @@ class CatalogWatch:
             layout = load_layout(conn)
             refuse_partition_names(self._cfg.capture, layout)
             self.partitions.adopt(layout, conn)
+            self.partitions.ddl_capture = capture_installed(conn)
             problems = find_unidentified(conn, tables, layout)
         except psycopg2.Error as e:
             raise SourceUnavailable(f"cannot read the catalog: {first_line(e)}") from e

@@ -26,7 +26,7 @@ from extractor.partitions import Partitions
 from extractor.publisher import Publisher
 from extractor.replication import Exported, ReplicationSource
 from extractor.snapshot import Copier
-from extractor.state import load_copied
+from extractor.state import Stored, load_state
 from extractor.wal2json import Wal2Json
 from shared.config import ExtractorConfig
 from shared.errors import CdcError
@@ -111,7 +111,7 @@ class Collaborators:
     heartbeat: HeartbeatWriter
     types: TypeResolver
     copier: CopierFactory
-    load_copied: Callable[[], set[TableRef]]  # the tables copied before (state.py)
+    load_state: Callable[[], Stored]  # the tables copied before, their shapes (state.py)
     clock: Callable[[], float] = field(default=time.monotonic)
 
 
@@ -142,5 +142,5 @@ def connect(cfg: ExtractorConfig, metrics: ExtractorMetrics) -> Collaborators:
         heartbeat=Heartbeat(cfg.source),
         types=TypeResolver(catalog_lookup(source.catalog)),
         copier=copier,
-        load_copied=lambda: load_copied(cfg),
+        load_state=lambda: load_state(cfg),
     )

@@ -25,9 +25,11 @@ from typing import Any, Protocol
 
 from extractor.decode import Begin
 from extractor.replication import Exported
+from extractor.shapes import Shape, ShapeWatch
 from extractor.snapshot import Done, Event, Failed, Ready, Rows
 from extractor.state import encode_state
 from shared.config import SourceConfig
+from shared.envelope import TRUNCATE
 from shared.lsn import format_lsn
 from shared.tables import TableRef
 
@@ -98,6 +100,7 @@ class CopyJob:
     injecting: bool = False
     deferred: Begin | None = None  # the first transaction after the copy's place
     holds: list[object] = field(default_factory=list)  # released once all of it is confirmed
+    shapes: dict[TableRef, Shape] = field(default_factory=dict)  # as the copy read them
 
 
 class Copies:
@@ -111,6 +114,7 @@ class Copies:
         copier: CopierFactory,
         copied: set[TableRef],
         count_rows: Callable[[int], None],
+        watch: ShapeWatch | None = None,
     ) -> None:
         """``copied``: the tables copied before (state.py); ``count_rows``: the metric."""
         self._cfg = cfg
@@ -120,11 +124,14 @@ class Copies:
         self._copier = copier
         self._count_rows = count_rows
         self.copied = copied
+        self.watch = watch or ShapeWatch()
         self._job: CopyJob | None = None
         self._waiting: deque[tuple[list[TableRef], list[object]]] = deque()
         self._requested: list[TableRef] = []
         self._requested_holds: list[object] = []
-        self._state_pending: list[tuple[int, set[TableRef], list[object]]] = []
+        self._state_pending: list[
+            tuple[int, set[TableRef], list[object], dict[TableRef, Shape]]
+        ] = []
 
     @property
     def active(self) -> bool:
@@ -151,7 +158,7 @@ class Copies:
         if gone:
             self.copied -= gone
             log.info("copy_forgotten tables=%s", ",".join(str(t) for t in sorted(gone)))
-            self._out.publish_state(encode_state(self.copied))
+            self.save_state()
 
     def stop(self) -> None:
         """An unfinished copy is abandoned; the next run copies those tables again (its
@@ -189,6 +196,18 @@ class Copies:
             log.warning("backfill_request_ignored table=%s reason=not captured", t)
         if wanted:
             log.info("backfill_requested tables=%s", ",".join(str(t) for t in wanted))
+            self.request_tables(wanted)
+
+    def request_tables(self, tables: list[TableRef]) -> None:
+        """Copy these tables again at this point of the stream (at its transaction's commit),
+        holding the slot behind it until the copy is confirmed. A table whose copy is still to
+        come is not asked for again: that copy's place is after this point anyway."""
+        job = self._job
+        coming = {t for tables_, _ in self._waiting for t in tables_} | set(self._requested)
+        if job is not None and not job.injecting:
+            coming |= set(job.tables)
+        wanted = [t for t in tables if t not in coming]
+        if wanted:
             self._requested.extend(wanted)
             self._requested_holds.append(self._out.hold())
 
@@ -248,12 +267,18 @@ class Copies:
     def _rows(self, event: Rows) -> None:
         self._count_rows(len(event.changes))
         size = max(event.size // max(len(event.changes), 1), 1)
+        first = event.changes[0] if event.changes else None
+        if first is not None and first["op"] == TRUNCATE and self._job is not None:
+            relation = first.get("ddl") or {}
+            shape = Shape(first["columns"], first["types"], relation.get("relid"))
+            self._job.shapes[event.table] = shape
+            self.watch.copying(event.table, shape)
         for change in event.changes:
             self._out.add(change, size)
 
     def _finish(self, job: CopyJob, done: Done) -> None:
         seq = self._out.commit() or 0
-        self._state_pending.append((seq, set(job.tables), job.holds))
+        self._state_pending.append((seq, set(job.tables), job.holds, job.shapes))
         log.info(
             "copy_done tables=%d rows=%d position=%s",
             len(job.tables),
@@ -268,13 +293,19 @@ class Copies:
         else:
             self._stream.resume()
 
+    def save_state(self) -> None:
+        """What is copied and what the tables look like, into RabbitMQ (state.py); the slot
+        passes nothing after this point before RabbitMQ has it."""
+        self._out.publish_state(encode_state(self.copied, self.watch.to_json()))
+
     def confirmed(self) -> None:
         """After confirms: once a copy is all confirmed, store the copied tables and release
         the slot its request held; go on."""
         while self._state_pending and self._out.confirmed(self._state_pending[0][0]):
-            _seq, tables, holds = self._state_pending.pop(0)
+            _seq, tables, holds, shapes = self._state_pending.pop(0)
             self.copied |= tables
-            self._out.publish_state(encode_state(self.copied))
+            self.watch.copied(shapes)
+            self.save_state()
             for token in holds:
                 self._out.release(token)
         if self.injecting:

@@ -59,6 +59,7 @@ class LogicalMessage:
     transactional: bool
     prefix: str
     content: str
+    lsn: str = ""  # where its record ends (wal2json's include-lsn)
 
 
 Record = Begin | RowChange | Commit | LogicalMessage

@@ -14,6 +14,7 @@ from typing import Any
 
 from extractor.basetypes import TypeResolver
 from extractor.copying import Copies
+from extractor.ddl import DDL_PREFIX, SchemaChanges
 from extractor.decode import Begin, Commit, Decoder, LogicalMessage, RowChange
 from extractor.filtering import keep_change
 from extractor.heartbeat import HEARTBEAT_PREFIX
@@ -36,6 +37,7 @@ class Dispatcher:
         types: TypeResolver,
         slot: str,
         metrics: ExtractorMetrics,
+        ddl: SchemaChanges,
     ) -> None:
         self._decoder = decoder
         self._capture = capture
@@ -45,10 +47,12 @@ class Dispatcher:
         self._copies = copies
         self._slot = slot
         self._metrics = metrics
+        self._ddl = ddl
         # Transactional logical messages, by prefix (pg_logical_emit_message(true, ...)).
-        self._messages: dict[str, Callable[[str], None]] = {
-            HEARTBEAT_PREFIX: self._heartbeat,
-            BACKFILL_PREFIX: copies.request,
+        self._messages: dict[str, Callable[[LogicalMessage], None]] = {
+            HEARTBEAT_PREFIX: lambda m: self._heartbeat(m.content),
+            BACKFILL_PREFIX: lambda m: copies.request(m.content),
+            DDL_PREFIX: self._schema_change,
         }
         self.transactions = 0  # published in this session
 
@@ -65,13 +69,17 @@ class Dispatcher:
         elif isinstance(record, LogicalMessage) and record.transactional:
             act = self._messages.get(record.prefix)
             if act is not None:
-                act(record.content)
+                act(record)
 
     def _change(self, record: RowChange) -> None:
         change = keep_change(record.change, self._capture, self._partitions)
         if change is None:
             return
         self._types.resolve(change)
+        changed = self._copies.watch.check(change)
+        if changed is not None:  # a schema change the DDL capture did not report
+            self._metrics.unreported_schema_changes.inc()
+            self._copies.request_tables([changed])
         self._outbox.add(change, record.size)
 
     def _commit(self, record: Commit) -> None:
@@ -82,7 +90,22 @@ class Dispatcher:
         else:
             # Nothing captured in it: the slot may pass it once all before is confirmed.
             self._outbox.pass_empty(end)
+        self._ddl.committed()
         self._copies.committed()
+
+    def _schema_change(self, record: LogicalMessage) -> None:
+        """A schema change the DDL capture reported (ddl.py): its changes, each in a message of
+        its own, and the copies it needs, at this point of the stream."""
+        copies = self._copies
+        out = self._ddl.handle(record.content, record.lsn, copies.copied)
+        for change in out.changes:
+            self._outbox.alone(change)
+        copies.copied.update(out.created)
+        if out.copy:
+            copies.request_tables(out.copy)
+        if out.changes:
+            self._metrics.schema_changes.inc(len(out.changes))
+            copies.save_state()
 
     def _heartbeat(self, content: str) -> None:
         # Another slot's heartbeat (same database) is nothing to this one.

@@ -45,6 +45,17 @@ class ExtractorMetrics:
             "Rows read by table copies (snapshot, backfill)",
             registry=r,
         )
+        self.schema_changes = Counter(
+            "cdc_extractor_schema_changes",
+            "Schema changes of captured tables reported by the DDL capture (sql/ddl-capture.sql)",
+            registry=r,
+        )
+        self.unreported_schema_changes = Counter(
+            "cdc_extractor_unreported_schema_changes",
+            "Captured tables whose columns or types changed without a DDL capture message; each"
+            " is copied again (install sql/ddl-capture.sql for exact schema changes)",
+            registry=r,
+        )
         # What the catalog check last reported (catalog.py), kept across sessions so that a
         # session started again (a reconnect, a standby's next try) does not repeat it.
         self.identity_reported: dict[tuple[TableRef, TableRef], tuple[str, str]] = {}

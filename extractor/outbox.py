@@ -70,6 +70,11 @@ class Outbox:
         if out is not None:
             self._publish(out)
 
+    def alone(self, change: dict[str, Any]) -> None:
+        """A change in a message of its own (a schema change: assemble.py ``alone``)."""
+        for out in self._assembler.alone(change):
+            self._publish(out)
+
     def mark(self) -> None:
         """Publish the transaction in progress even if nothing of it is captured."""
         self._assembler.mark()

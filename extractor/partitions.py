@@ -147,6 +147,9 @@ class Partitions:
         self._roots: dict[tuple[str, str], TableRef | None] = {}
         self._whole: dict[TableRef, str] = {}  # root -> LSN of its last truncate as a whole
         self._recopy: dict[TableRef, str] = {}  # root -> LSN of the last copy it asked for
+        # With the DDL capture (sql/ddl-capture.sql), partitions attached or detached with
+        # rows have their root copied again at that point of the stream (ddl.py).
+        self.ddl_capture = False
 
     # ------------------------------------------------------------ the stream
 
@@ -250,6 +253,11 @@ class Partitions:
         if not _holds_rows(conn, part):
             log.info("partition_added table=%s partition=%s", root, part)
             return
+        if self.ddl_capture:
+            log.info(
+                "partition_attached table=%s partition=%s (the DDL capture copies it)", root, part
+            )
+            return
         log.warning(
             "partition_attached table=%s partition=%s: it holds rows; those it held before it "
             "became a partition of %s are not in its target table; fix: "
@@ -262,6 +270,11 @@ class Partitions:
 
     def _detached(self, part: TableRef, root: TableRef, layout: Layout) -> None:
         alone = part in layout.tables and self._cfg.capture.captures(part)
+        if self.ddl_capture:
+            log.info(
+                "partition_detached table=%s partition=%s (the DDL capture copies it)", root, part
+            )
+            return
         log.warning(
             "partition_detached table=%s partition=%s: no longer a partition of %s (detached "
             "or dropped); the rows it held are still in the target table of %s; fix: "

@@ -30,6 +30,7 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from extractor.basetypes import base_type_text
+from extractor.ddl import relation_of
 from extractor.heartbeat import HEARTBEAT_PREFIX
 from shared.config import SourceConfig
 from shared.envelope import INSERT, TRUNCATE
@@ -199,7 +200,16 @@ class Copier(threading.Thread):
         lsn = format_lsn(position)
         base = {"lsn": lsn, "schema": table.schema, "table": table.table}
         # The truncate carries the table's shape, so that an empty table is created too.
-        truncate = {"op": TRUNCATE, **base, "columns": names, "types": types, "key": key}
+        truncate: dict[str, Any] = {
+            "op": TRUNCATE,
+            **base,
+            "columns": names,
+            "types": types,
+            "key": key,
+        }
+        relation = relation_of(conn, table, names)
+        if relation is not None:
+            truncate["ddl"] = relation  # which column is which, for later schema changes
         self._put(Rows(table, [truncate], 0))
         query = sql.SQL("SELECT {} FROM {}").format(
             sql.SQL(", ").join(sql.Identifier(n) for n in names),

@@ -23,6 +23,7 @@ from extractor.catalog import CHECK_SECONDS
 from extractor.collaborators import Collaborators
 from extractor.confirms import ConfirmTracker
 from extractor.copying import Copies
+from extractor.ddl import SchemaChanges
 from extractor.decode import Decoder
 from extractor.dispatch import Dispatcher
 from extractor.feedback import Feedback
@@ -31,6 +32,7 @@ from extractor.metrics import ExtractorMetrics
 from extractor.outbox import Outbox
 from extractor.reading import SlotReader, StallWatch
 from extractor.replication import Exported
+from extractor.shapes import ShapeWatch
 from extractor.targets import refuse_shared_targets
 from shared.amqp import classify_broker_error
 from shared.config import ExtractorConfig
@@ -81,7 +83,7 @@ class StreamSession:
         self._heartbeat = outside.heartbeat
         self._types = outside.types
         self._copier = outside.copier
-        self._load_copied = outside.load_copied
+        self._load_state = outside.load_state
         self._until_drained = until_drained
         self._parts: _Parts | None = None
         self._failure: CdcError | None = None
@@ -180,7 +182,9 @@ class StreamSession:
             return
         src = self._cfg.source
         copying = src.snapshot == "initial"
-        copied = self._load_copied() if copying else set()
+        stored = self._load_state()
+        copied = stored.copied if copying else set()
+        watch = ShapeWatch(stored.shapes)
         exported = self._source.open(export_snapshot=copying)
         tables = self._catalog.begin()
         refuse_shared_targets(tables, self._cfg.target)
@@ -192,7 +196,7 @@ class StreamSession:
         if timeout:
             self._feedback_interval = min(self._feedback_interval, timeout / 4)
             self._stall.interval = self._feedback_interval
-        parts = self._parts = self._make_parts(resume, decoder, copied)
+        parts = self._parts = self._make_parts(resume, decoder, copied, watch)
         self._stall.turned()
         self._start(parts, tables, exported, copying)
         if src.heartbeat_interval:
@@ -200,8 +204,11 @@ class StreamSession:
         self._timers.later("lag", 0, self._sample_lag)
         self._timers.later("catalog", CHECK_SECONDS, self._check_catalog)
 
-    def _make_parts(self, resume: int, decoder: Decoder, copied: set[TableRef]) -> _Parts:
+    def _make_parts(
+        self, resume: int, decoder: Decoder, copied: set[TableRef], watch: ShapeWatch
+    ) -> _Parts:
         src, metrics = self._cfg.source, self._metrics
+        copying = src.snapshot == "initial"
         tracker = ConfirmTracker(resume, metrics.confirm_seconds.observe)
         # A slot made just now: nothing exists before this session's first message.
         after = None if self._source.created else Position.before(resume)
@@ -224,6 +231,7 @@ class StreamSession:
             copier=self._copier,
             copied=copied,
             count_rows=metrics.copied_rows.inc,
+            watch=watch,
         )
         dispatcher = Dispatcher(
             decoder,
@@ -234,6 +242,7 @@ class StreamSession:
             types=self._types,
             slot=src.slot,
             metrics=metrics,
+            ddl=SchemaChanges(src.capture, watch, copying, self._types.resolve),
         )
         feedback = Feedback(
             self._source.send_feedback,

@@ -104,7 +104,9 @@ def decode_record(payload: bytes, codec: SourceCodec | None = None) -> Record:
         if action == "C":
             return Commit(parse_lsn(doc["nextlsn"]) if "nextlsn" in doc else 0)
         if action == "M":
-            return LogicalMessage(bool(doc["transactional"]), doc["prefix"], doc["content"])
+            return LogicalMessage(
+                bool(doc["transactional"]), doc["prefix"], doc["content"], doc.get("lsn", "")
+            )
     except (KeyError, TypeError, ValueError) as e:
         raise DecodeError(f"unexpected wal2json record ({e}): {payload[:200]!r}") from e
     raise DecodeError(f"unknown wal2json action {doc.get('action')!r}")

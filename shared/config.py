@@ -329,6 +329,13 @@ class TargetConfig(NamingConfig):
         default=10000,
         doc="most changes in one MariaDB transaction",
     )
+    dropped: str = setting(
+        "CDC_TARGET_DROPPED",
+        p.dropped_mode,
+        default="keep",
+        doc="`keep` or `drop`: what a column or table dropped in the source (captured by "
+        "`sql/ddl-capture.sql`) does to the target (README, Schema changes)",
+    )
     ssl: bool = setting(
         "CDC_TARGET_SSL",
         flag(p.boolean),

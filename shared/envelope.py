@@ -18,14 +18,28 @@ Version 2::
         {"op": "update", ..., "old_key": {"columns": [...], "types": [...], "values": [...]}},
         {"op": "delete", "lsn": ..., "schema": ..., "table": ..., "key": [...],
          "old_key": {...}},
-        {"op": "truncate", "lsn": ..., "schema": ..., "table": ...}]}
+        {"op": "truncate", "lsn": ..., "schema": ..., "table": ...},
+        {"op": "ddl", "lsn": "0/196DA07", "schema": "public", "table": "ck",
+         "columns": [...], "types": [...], "values": [null, "7"], "key": ["a", "b"],
+         "ddl": {"action": "alter", "relid": 16429, "attnums": [1, 3], "recopy": false}}]}
 
 ``after`` is a position (shared/position.py): the end of the message the extractor published
 before this one in the same session (or, for a session's first message, the slot position it
 resumed from); ``null`` for the very first message of a new slot, before which nothing exists.
 The message carries every captured change after ``after`` up to its own end, which is the end
 of its transaction (``last``) or its last change. A copy's truncate of a table also carries the
-table's ``columns``, ``types`` and ``key`` (no values), so an empty table is created too.
+table's ``columns``, ``types`` and ``key`` (no values), so an empty table is created too, and
+``ddl``: ``{"relid": ..., "attnums": [...]}``, the table's OID and its columns' numbers.
+
+A ``ddl`` change is a schema change the DDL capture (sql/ddl-capture.sql) reported, at its
+place in the transaction; it always travels alone in its message (MariaDB commits DDL on its
+own). ``columns``/``types``/``key`` are the table's shape right after the command (``ddl.
+attnums``: each column's number, which a rename keeps; ``ddl.relid``: the table's OID), and
+``values`` what rows that existed before the command hold in each column where PostgreSQL
+filled them without writing them (a column added with a constant default), else null.
+``ddl.action`` is ``create`` (a new table), ``alter`` or ``drop``; ``ddl.recopy``: the command
+rewrote the table's rows, which a copy later in the stream brings. Its ``lsn`` is one less than
+the message's (wal2json gives the end of the message's record, where the next one starts).
 
 Values keep the text PostgreSQL printed: integers are JSON integers, every other number
 (numeric, real, double) is a JSON string holding its exact decimal text, so no reader ever
@@ -49,8 +63,8 @@ VERSION = 2
 CONTENT_TYPE = "application/json"
 MESSAGE_TYPE = "cdc.transaction"
 
-INSERT, UPDATE, DELETE, TRUNCATE = "insert", "update", "delete", "truncate"
-OPERATIONS = frozenset({INSERT, UPDATE, DELETE, TRUNCATE})
+INSERT, UPDATE, DELETE, TRUNCATE, DDL = "insert", "update", "delete", "truncate", "ddl"
+OPERATIONS = frozenset({INSERT, UPDATE, DELETE, TRUNCATE, DDL})
 
 
 def message_id(commit_lsn: int, chunk: int, copy: bool = False) -> str:
@@ -77,6 +91,7 @@ class Change:
     key: list[str]
     old_key: OldKey | None
     n: int = 0  # ordinal among the captured changes of one WAL record
+    ddl: dict[str, Any] | None = None  # a schema change's, or a copy's truncate's (above)
 
     @property
     def ident(self) -> Ident:
@@ -123,6 +138,12 @@ class Envelope:
     @property
     def message_id(self) -> str:
         return message_id(self.commit_lsn, self.chunk, self.copy)
+
+    @property
+    def schema_change(self) -> Change | None:
+        """The ddl change this message carries (alone), if it is one."""
+        changes = self.changes
+        return changes[0] if len(changes) == 1 and changes[0].op == DDL else None
 
     def trimmed(self, applied: Position) -> Envelope | None:
         """This message without the changes ``applied`` already covers (None: all of them)."""
@@ -336,4 +357,11 @@ def _change(c: dict[str, Any]) -> Change:
     n = c.get("n", 0)
     if type(n) is not int or n < 0:
         raise DecodeError("a change's n must be a whole number")
-    return Change(op, lsn, schema, table, columns, types, values, c.get("key", _EMPTY), old_key, n)
+    ddl = c.get("ddl")
+    if ddl is not None and not isinstance(ddl, dict):
+        raise DecodeError("a change's ddl must be an object")
+    if op == DDL and ddl is None:
+        raise DecodeError("a ddl change without its ddl object")
+    return Change(
+        op, lsn, schema, table, columns, types, values, c.get("key", _EMPTY), old_key, n, ddl
+    )

@@ -239,3 +239,12 @@ def queue_type(v: str) -> str:
     if v not in QUEUE_TYPES:
         raise ValueError(f"must be one of {', '.join(QUEUE_TYPES)}")
     return v
+
+
+DROPPED_MODES = ("keep", "drop")
+
+
+def dropped_mode(v: str) -> str:
+    if v not in DROPPED_MODES:
+        raise ValueError(f"must be one of {', '.join(DROPPED_MODES)}")
+    return v

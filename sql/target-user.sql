@@ -1,8 +1,14 @@
 -- The applier's MariaDB user: what it needs in the target database and nothing more.
 --   SELECT, INSERT, UPDATE, DELETE  the rows (a TRUNCATE in the source is a DELETE here)
---   CREATE                          tables for new source tables, _cdc_checkpoint, _cdc_columns, _cdc_tables
---   ALTER                           columns added to, or changing type in, the source; a key it gains
--- No DROP, no GRANT, no global privilege. Run as an administrator:
+--   CREATE                          tables for new source tables, _cdc_checkpoint, _cdc_columns,
+--                                   _cdc_tables, _cdc_relations
+--   ALTER                           columns added, renamed, dropped or changing type in the
+--                                   source, a key it gains (RENAME TABLE needs ALTER and DROP
+--                                   on the old name)
+--   DROP                            schema changes the DDL capture reports (sql/ddl-capture.sql):
+--                                   a table renamed or dropped in the source, a table created
+--                                   again under a name the target still holds
+-- No GRANT, no global privilege. Run as an administrator:
 --
 --   mariadb -e "SET @db='cdc_target', @user='cdc_applier', @host='%', @password='...';
 --               SOURCE sql/target-user.sql"
@@ -20,7 +26,7 @@ PREPARE stmt FROM @sql;
 EXECUTE stmt;
 DEALLOCATE PREPARE stmt;
 SET @sql = CONCAT(
-    'GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER ON `', REPLACE(@db, '`', '``'),
+    'GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP ON `', REPLACE(@db, '`', '``'),
     '`.* TO ', @account
 );
 PREPARE stmt FROM @sql;

@@ -1,5 +1,6 @@
 """The pipeline runs with the roles of sql/source-role.sql and sql/target-user.sql, and those
-roles hold only what the README says: no superuser, no ownership, no DROP."""
+roles hold only what the README says: no superuser, no ownership, DROP only in the target
+database (for the schema changes the DDL capture reports)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_the_target_user_holds_only_what_the_applier_needs(pipeline: Pipeline) -
     assert any(g.startswith("GRANT USAGE ON *.*") for g in grants), grants
     mine = [g for g in grants if f"`{pipeline.target_db}`" in g]
     assert mine == [
-        f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER ON `{pipeline.target_db}`.* "
+        f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `{pipeline.target_db}`.* "
         f"TO `{APP_USER}`@`127.0.0.1`"
     ], grants
     # Other test databases of a shared stack have their own grants; globally, only USAGE.

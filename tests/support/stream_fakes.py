@@ -35,7 +35,7 @@ from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Layout, Partitions
 from extractor.replication import Exported
 from extractor.snapshot import BACKFILL_PREFIX, Done, Event, Ready, Rows
-from extractor.state import decode_state
+from extractor.state import Stored, decode_state
 from extractor.stream import StreamSession
 from extractor.wal2json import Wal2Json
 from shared import envelope
@@ -515,8 +515,8 @@ class Servers:
         self.copiers.append(copier)
         return copier
 
-    def _copied(self) -> set[TableRef]:
-        return decode_state(self.broker.states[-1]) if self.broker.states else set()
+    def _stored(self) -> Stored:
+        return decode_state(self.broker.states[-1]) if self.broker.states else Stored()
 
     def session(self, *, until_drained: bool = True) -> StreamSession:
         """A new session of the extractor, on a loop of its own (pika's is closed at the end of
@@ -534,7 +534,7 @@ class Servers:
             heartbeat=self.heartbeat,
             types=TypeResolver(lambda names: {n: n for n in names}),
             copier=self._copier,
-            load_copied=self._copied,
+            load_state=self._stored,
             clock=self.loop.time,
         )
         return StreamSession(self.cfg, self.metrics, parts, until_drained=until_drained)

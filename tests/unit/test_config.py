@@ -113,6 +113,7 @@ def test_defaults() -> None:
     assert cfg.broker.max_inflight == 512
     assert cfg.broker.prefetch == 256
     assert cfg.target.max_batch_changes == 10000
+    assert cfg.target.dropped == "keep"
     assert cfg.log_level == "INFO"
     assert cfg.metrics_port is None
 
@@ -451,6 +452,7 @@ def test_filters_and_mapping() -> None:
     env["CDC_TARGET_RENAME"] = "public.orders=orders_copy"
     env["CDC_TARGET_SCHEMAS"] = "sales=sales_db"
     env["CDC_SNAPSHOT"] = "never"
+    env["CDC_TARGET_DROPPED"] = "drop"
     cfg = read(environ=env)
     capture = cfg.source.capture
     assert capture.captures(TableRef("public", "anything"))
@@ -463,6 +465,7 @@ def test_filters_and_mapping() -> None:
     assert cfg.target.rename == {TableRef("public", "orders"): "orders_copy"}
     assert cfg.target.schemas == {"sales": "sales_db"}
     assert cfg.source.snapshot == "never"
+    assert load_config(ApplierConfig, environ=env).target.dropped == "drop"
 
 
 @pytest.mark.parametrize(
@@ -472,6 +475,7 @@ def test_filters_and_mapping() -> None:
         ("CDC_TARGET_RENAME", "public.*=x"),
         ("CDC_TARGET_SCHEMAS", "sales="),
         ("CDC_SNAPSHOT", "sometimes"),
+        ("CDC_TARGET_DROPPED", "delete"),
         ("CDC_EXCLUDE_COLUMNS", "just_a_table"),
     ],
 )

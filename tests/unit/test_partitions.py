@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -279,17 +280,18 @@ def test_each_identity_problem_is_named_once_per_process(caplog: pytest.LogCaptu
     tables = [plain, M]
     gauge = metrics.registry.get_sample_value
 
+    caplog.set_level(logging.INFO, logger="extractor.catalog")
     CatalogWatch(source(), metrics, Wal2Json()).start(FakeConn(ROWS, nothing), tables)
-    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert [r.levelname for r in caplog.records if r.name == "extractor.catalog"] == ["ERROR"]
     assert "table_without_identity table=public.plain: REPLICA IDENTITY NOTHING" in caplog.text
     assert gauge("cdc_extractor_unidentified_tables") == 1
     caplog.clear()
     # A new session of the same process (a reconnect, a standby's next try): said already.
     CatalogWatch(source(), metrics, Wal2Json()).start(FakeConn(ROWS, nothing), tables)
-    assert caplog.records == []
+    assert [r for r in caplog.records if r.name == "extractor.catalog"] == []
     # Given back: said once, with the fix for what was lost meanwhile.
     CatalogWatch(source(), metrics, Wal2Json()).start(FakeConn(ROWS, []), tables)
-    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert [r.levelname for r in caplog.records if r.name == "extractor.catalog"] == ["WARNING"]
     assert "table_identified table=public.plain" in caplog.text
     assert "python -m extractor backfill public.plain" in caplog.text
     assert gauge("cdc_extractor_unidentified_tables") == 0

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 
-from applier.ddl import AddPrimaryKey
+from applier.alter import AddPrimaryKey
 from applier.upsert import Compiled, Statements
 from shared.naming import TargetRef
 

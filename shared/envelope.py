@@ -49,9 +49,7 @@ passes one through a binary float. Other types are strings as wal2json prints th
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -223,17 +221,6 @@ def stub(headers: dict[str, Any] | None, reason: str) -> Envelope | None:
         )
     except (KeyError, TypeError, ValueError, DecodeError):
         return None
-
-
-@lru_cache(maxsize=1)
-def _exact_decoder() -> json.JSONDecoder:
-    # One decoder, built once: json.loads with a parse_float builds a new one on every call.
-    return json.JSONDecoder(parse_float=str)
-
-
-def loads_exact(payload: bytes) -> Any:
-    """JSON with every non-integer number kept as its exact text, never a binary float."""
-    return _exact_decoder().decode(payload.decode())
 
 
 def _big_ints_as_text(changes: list[dict[str, Any]]) -> None:

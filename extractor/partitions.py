@@ -55,7 +55,7 @@ SELECT n.nspname, c.relname, c.relkind, rn.nspname, r.relname,
            SELECT a.attname::text FROM pg_index i
              JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-            WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY k.n) END
+            WHERE i.indrelid = c.oid AND i.indisprimary AND i.indimmediate ORDER BY k.n) END
   FROM tree t
   JOIN pg_class c ON c.oid = t.rel JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_class r ON r.oid = t.root JOIN pg_namespace rn ON rn.oid = r.relnamespace

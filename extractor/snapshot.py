@@ -303,11 +303,13 @@ def _describe(conn: Any, table: TableRef) -> tuple[Any, list[str], list[str], in
             (name, base_type_text(cur, typ, typmod) if resolve else printed)
             for name, printed, typ, typmod, resolve in cur.fetchall()
         ]
+        # The key wal2json sends with each change: a DEFERRABLE primary key is not one (it
+        # identifies no row in the WAL), so the copy does not make it the target's key either.
         cur.execute(
             "SELECT a.attname FROM pg_index i"
             " JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true"
             " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
-            " WHERE i.indrelid = %s AND i.indisprimary ORDER BY k.n",
+            " WHERE i.indrelid = %s AND i.indisprimary AND i.indimmediate ORDER BY k.n",
             (oid,),
         )
         key = [r[0] for r in cur.fetchall()]

@@ -99,7 +99,7 @@ AS $$
               FROM pg_catalog.pg_index i
               JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true
               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-             WHERE i.indrelid = c.oid AND i.indisprimary), '[]'))
+             WHERE i.indrelid = c.oid AND i.indisprimary AND i.indimmediate), '[]'))
       FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = rel

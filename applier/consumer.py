@@ -179,8 +179,9 @@ class Consumer:
         """Wait while servicing the connection (heartbeats), e.g. while MariaDB is down."""
         self._call(lambda: self._conn.sleep(seconds))
 
-    def park(self, delivery: Delivery, error: CdcError) -> None:
-        """Copy a message that can never be applied to the dead-letter queue, with the reason.
+    def park(self, delivery: Delivery, error: CdcError, body: bytes | None = None) -> None:
+        """Copy a message that can never be applied to the dead-letter queue, with the reason
+        (``body``: only this part of it, the one envelope of several that failed).
 
         The copy is confirmed by RabbitMQ before this returns; the caller acks the original
         afterwards (a crash in between parks it twice, never loses it).
@@ -209,7 +210,7 @@ class Consumer:
             self._dlq_channel.basic_publish(
                 self._topology.dead_letter_exchange,
                 self._topology.routing_key,
-                delivery.body,
+                delivery.body if body is None else body,
                 properties=properties,
                 mandatory=True,
             )

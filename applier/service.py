@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 
+from applier.acks import Acks
 from applier.apply import Applier, BatchResult, CheckpointMoved, Prepared, describe
 from applier.consumer import Consumer, Delivery
 from applier.inflight import InFlight
@@ -65,6 +66,7 @@ class ApplierService:
         self._trouble: str | None = None
         self._sampled_at = 0.0
         self._sequencer: Sequencer[Delivery] = Sequencer(None, self._settled)
+        self._acks = Acks(self._ack)
         # Set once a delivery arrives that RabbitMQ had not delivered before: requeued messages
         # come before new ones, so by then every older message has been delivered to us.
         self._seen_new = False
@@ -124,6 +126,7 @@ class ApplierService:
         self._checkpoint = self._applier.checkpoint()
         # Deliveries of a lost connection come back; nothing held survives a reconnect.
         self._sequencer.clear(self._checkpoint)
+        self._acks.clear()
         self._seen_new = False
         self._consumer.connect()
         log.info("resuming checkpoint=%s", self._checkpoint)
@@ -159,6 +162,9 @@ class ApplierService:
         # A requested stop: what is in flight is committed and acked before leaving.
         self._finish([])
 
+    def _ack(self, tags: list[int]) -> None:
+        self._consumer.ack(tags)
+
     def _settled(self, d: Delivery) -> bool:
         return self._seen_new or not d.redelivered
 
@@ -175,7 +181,7 @@ class ApplierService:
         if not d.redelivered:
             self._seen_new = True
         try:
-            env = envelope.decode(d.body)
+            envs = envelope.decode_all(d.body)
         except DecodeError as e:
             stand_in = envelope.stub(getattr(d.properties, "headers", None), str(e))
             if stand_in is None or d.replay:
@@ -191,10 +197,12 @@ class ApplierService:
             return 0
         if d.replay:
             self._finish([])  # nothing else runs against the target while a batch is
-            self._replay(d, env)
+            self._replay(d, envs)
             return 0
-        self._sequencer.add(env, d)
-        return len(env.changes)
+        self._acks.expect(d, len(envs))
+        for env in envs:
+            self._sequencer.add(env, d)
+        return sum(len(env.changes) for env in envs)
 
     def _release(self) -> None:
         ready, duplicates = self._sequencer.take()
@@ -204,7 +212,7 @@ class ApplierService:
             ready, more = self._sequencer.take()
             duplicates += more
         if duplicates:
-            self._consumer.ack([d.tag for d in duplicates])
+            self._acks.settled(duplicates)
             self._stats.skipped += len(duplicates)
             self.metrics.duplicates.inc(len(duplicates))
             log.info(
@@ -301,7 +309,7 @@ class ApplierService:
         """After the commit: the only place a message is acknowledged after being applied."""
         self._checkpoint = result.checkpoint
         self._trouble = None
-        self._consumer.ack([d.tag for _, d in batch])
+        self._acks.settled(d for _, d in batch)
         self._stats.record(result, batch[-1][0])
         m = self.metrics
         m.messages.inc(len(batch))
@@ -318,7 +326,7 @@ class ApplierService:
         messages after it would wait on for ever."""
         env, d = item
         log.error("apply_failed %s error=%s", describe(env), error)
-        self._consumer.park(d, error)
+        self._consumer.park(d, error, envelope.part_of(d.body, env) if env.changes else None)
         try:
             for attempt in retrying("skip", log, stop_event=self._stop, sleep=self._consumer.sleep):
                 with attempt:
@@ -327,7 +335,7 @@ class ApplierService:
             # Another applier wrote meanwhile: we are not the active one any more.
             raise BrokerUnavailable(f"checkpoint moved under us ({e.actual}); reconnecting") from e
         self._checkpoint = env.end
-        self._consumer.ack([d.tag])
+        self._acks.settled([d])
         self._stats.dead_lettered += 1
         self.metrics.dead_lettered.inc()
 
@@ -339,10 +347,10 @@ class ApplierService:
         self._checkpoint = e.actual
         self._sequencer.reset(e.actual, items)
 
-    def _replay(self, d: Delivery, env: Envelope) -> None:
-        log.warning("replaying message_id=%s %s", d.message_id, describe(env))
+    def _replay(self, d: Delivery, envs: list[Envelope]) -> None:
+        log.warning("replaying message_id=%s %s", d.message_id, describe(envs[0]))
         try:
-            self._apply_retrying([env], None, replay=True)
+            self._apply_retrying(envs, None, replay=True)
         except _POISON as e:
             self._consumer.park(d, e)
             self._stats.dead_lettered += 1

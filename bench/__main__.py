@@ -6,6 +6,8 @@
 Parts: bulk (rows in 1,000-row transactions, first source commit to last target commit);
 initial snapshot copy; OLTP (pgbench's TPC-B-like workload); latency at a steady rate of
 single-row transactions (source commit to target commit, from the applier's histogram);
+a drain of single-row transactions queued in the slot, against the simplest pipeline in the
+field (bench/naive.py) on the same transactions;
 the stage limits (wal2json decoding alone with pg_recvlogical, RabbitMQ publishing with
 confirms alone, MariaDB batched upserts alone); peak resident memory of both processes.
 Each part starts once the machine is quiet again after the part before (Bench.settle).
@@ -22,7 +24,7 @@ from bench.parts import TINY, Bench, Sizes
 from devstack.stack import Stack, default_dir
 from harness.pipeline import new_pipeline
 
-PARTS = ("copy", "bulk", "oltp", "latency", "stages")
+PARTS = ("copy", "bulk", "oltp", "latency", "drain", "stages")
 
 
 def run(bench: Bench, parts: list[str]) -> dict[str, float]:
@@ -43,6 +45,10 @@ def run(bench: Bench, parts: list[str]) -> dict[str, float]:
     if "latency" in parts:
         bench.settle("latency")
         results["p99"] = bench.latency()[0.99]
+    if "drain" in parts:
+        bench.settle("drain")
+        ours, naive = bench.drain()
+        results["drain_ratio"] = ours / naive
     if "stages" in parts:
         bench.settle("stage limits")
         results["slowest"] = stage_limits(bench, results)

@@ -73,6 +73,12 @@ def markdown(figures: Figures, results: dict[str, float], command: str) -> str:
     if "p99" in results:
         p99 = results["p99"] * 1000
         lines.append(f"- latency p99: {p99:.0f} ms — {'met' if p99 <= 250 else 'NOT met'}")
+    if "drain_ratio" in results:
+        r = results["drain_ratio"]
+        lines.append(
+            f"- drain of queued single-row transactions, this pipeline / naive: {r:.1f}x — "
+            f"{'met' if r >= 5 else 'NOT met'} (target 5x, goal 8x)"
+        )
     peaks = [v for m in figures.memory.values() for v in m.values()]
     peak = max(peaks) if peaks else 0.0
     lines.append(f"- highest resident memory: {peak:.0f} MB — {'met' if peak < 200 else 'NOT met'}")

@@ -4,6 +4,12 @@ The stream's transactions and the copies' go through here alike: chunked into me
 (assemble.py), published (publisher.py) and tracked until confirmed (confirms.py), which gives
 the flush position feedback.py sends to PostgreSQL. At most ``max_inflight`` messages await
 their confirm: the reader (reading.py) and the copies stop putting out more beyond that.
+
+Small transactions that come while RabbitMQ has not confirmed what went before go out
+together, several envelopes in one message (a JSON array, in stream order), up to the chunk
+limits: one publish, one confirm, one delivery and one ack for many transactions. When nothing
+awaits a confirm, a transaction goes at once, so an idle pipeline's latency does not grow; the
+batch waiting goes as soon as the confirms are in, or once it is full.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from extractor.assemble import Assembler, Outgoing
 from extractor.confirms import ConfirmTracker
 from extractor.decode import Begin
 from extractor.metrics import ExtractorMetrics
+from shared import envelope
 
 
 class MessageSink(Protocol):
@@ -32,13 +39,21 @@ class Outbox:
         tracker: ConfirmTracker,
         metrics: ExtractorMetrics,
         max_inflight: int,
+        *,
+        max_changes: int = 1000,
+        max_bytes: int = 4 << 20,
     ) -> None:
+        """``max_changes``, ``max_bytes``: how much a batch of small transactions may hold
+        (the chunk limits)."""
         self._assembler = assembler
         self._sink = sink
         self._tracker = tracker
         self._metrics = metrics
         self._max_inflight = max_inflight
+        self._max_changes = max_changes
+        self._max_bytes = max_bytes
         self._closed = False
+        self._batch = _Batch()
 
     # ------------------------------------------------------------ the window
 
@@ -85,20 +100,50 @@ class Outbox:
 
     def commit(self, end: int = 0) -> int | None:
         """Ends the transaction (whose commit record ends at ``end``, if its begin did not
-        say): the delivery tag of its last message, None if it had none."""
+        say): the delivery tag of its last message (0 while it waits in a batch), None if it
+        had none."""
         out = self._assembler.commit(end)
-        return self._publish(out) if out is not None else None
+        if out is None:
+            return None
+        if not self._batchable(out):
+            return self._publish(out)
+        batch = self._batch
+        if not batch.outs and self._tracker.inflight == 0:
+            return self._publish(out)  # nothing awaits a confirm: no reason to wait
+        batch.add(out)
+        if batch.changes >= self._max_changes or batch.size >= self._max_bytes:
+            self.flush()
+        return 0
 
     def pass_empty(self, end: int) -> None:
         """A transaction with no message: the slot may pass it once all before is confirmed
-        (and must: PostgreSQL's shutdown waits for the client to confirm it all)."""
-        self._tracker.nothing_to_publish(end)
+        (and must: PostgreSQL's shutdown waits for the client to confirm it all). Behind a
+        batch still waiting, it goes with that batch."""
+        if self._batch.outs:
+            self._batch.end = max(self._batch.end, end)
+        else:
+            self._tracker.nothing_to_publish(end)
+
+    def flush(self) -> None:
+        """Send the batch of small transactions that waits, if any."""
+        batch, self._batch = self._batch, _Batch()
+        if len(batch.outs) == 1 and batch.end == batch.outs[0].commit_end:
+            self._publish(batch.outs[0])
+        elif batch.outs:
+            self._publish_batch(batch)
+
+    def _batchable(self, out: Outgoing) -> bool:
+        # A whole small transaction of the stream; not a copy, not a chunk of a large one, not
+        # a schema change (which travels alone).
+        return out.last and out.chunk == 0 and not out.copy and out.changes < self._max_changes
 
     def publish_state(self, body: bytes) -> None:
         seq = self._sink.publish_state(body)
         self._tracker.published(seq, self._tracker.flush_lsn, ends_txn=False)
 
     def _publish(self, out: Outgoing) -> int:
+        if self._batch.outs:
+            self.flush()  # what waits goes first: messages leave in stream order
         seq = self._sink.publish(out.body, out.message_id, out.headers)
         self._tracker.published(seq, out.commit_end, out.last)
         m = self._metrics
@@ -108,20 +153,38 @@ class Outbox:
             m.transactions.inc()
         return seq
 
+    def _publish_batch(self, batch: _Batch) -> int:
+        first, last = batch.outs[0], batch.outs[-1]
+        body = b"[" + b",".join(o.body for o in batch.outs) + b"]"
+        headers = envelope.batch_headers(first.headers, last.headers, batch.changes)
+        message_id = f"{first.message_id}+{len(batch.outs) - 1}"
+        seq = self._sink.publish(body, message_id, headers)
+        self._tracker.published(seq, batch.end, ends_txn=True)
+        m = self._metrics
+        m.messages.inc()
+        m.changes.inc(batch.changes)
+        m.transactions.inc(len(batch.outs))
+        return seq
+
     # ------------------------------------------------------------ confirms
 
     def confirm(self, delivery_tag: int, multiple: bool, ack: bool) -> None:
-        """RabbitMQ's ack or nack; a nack raises (the session ends)."""
+        """RabbitMQ's ack or nack; a nack raises (the session ends). A batch that waited for
+        the confirms goes now."""
         if not ack:
             self._tracker.nacked(delivery_tag)
         self._tracker.acked(delivery_tag, multiple)
+        if self._batch.outs and self._tracker.inflight == 0 and not self._closed:
+            self.flush()
 
     def confirmed(self, seq: int) -> bool:
         """This message and every one published before it are confirmed."""
         return self._tracker.confirmed(seq)
 
     def hold(self) -> object:
-        """Keep the flush position behind everything published from now on, until release."""
+        """Keep the flush position behind everything published from now on, until release
+        (what waits in a batch came before: it goes first, and is not held)."""
+        self.flush()
         return self._tracker.hold()
 
     def release(self, token: object) -> None:
@@ -134,3 +197,19 @@ class Outbox:
 
     def close(self) -> None:
         self._closed = True
+
+
+class _Batch:
+    """Small transactions waiting to go out together, and the slot position they reach."""
+
+    def __init__(self) -> None:
+        self.outs: list[Outgoing] = []
+        self.changes = 0
+        self.size = 0
+        self.end = 0  # where the last commit record ends (empty transactions included)
+
+    def add(self, out: Outgoing) -> None:
+        self.outs.append(out)
+        self.changes += out.changes
+        self.size += len(out.body)
+        self.end = max(self.end, out.commit_end)

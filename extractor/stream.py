@@ -145,6 +145,7 @@ class StreamSession:
         if parts is not None:
             parts.copies.stop()
             parts.reader.stop()
+            parts.outbox.flush()  # small transactions waiting to go together go now
         self._maybe_finish_stop()
 
     def _fail(self, failure: CdcError) -> None:
@@ -213,7 +214,15 @@ class StreamSession:
         # A slot made just now: nothing exists before this session's first message.
         after = None if self._source.created else Position.before(resume)
         assembler = Assembler(src.slot, src.max_chunk_changes, src.max_chunk_bytes, after)
-        outbox = Outbox(assembler, self._publisher, tracker, metrics, self._cfg.broker.max_inflight)
+        outbox = Outbox(
+            assembler,
+            self._publisher,
+            tracker,
+            metrics,
+            self._cfg.broker.max_inflight,
+            max_changes=src.max_chunk_changes,
+            max_bytes=src.max_chunk_bytes,
+        )
         reader = SlotReader(
             self._source,
             self._timers,

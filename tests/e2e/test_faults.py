@@ -46,14 +46,17 @@ def test_sigterm_stops_both_cleanly_and_a_restart_resumes(pipeline: Pipeline) ->
 
 def test_sigterm_confirms_what_was_published(pipeline: Pipeline) -> None:
     w = pipeline.workload(12)
-    extractor = pipeline.start("extractor", CDC_SOURCE_HEARTBEAT_INTERVAL="0")
+    # Chunks of one change: a message per change, never several transactions in one, so the
+    # queue's depth says how much is published.
+    one = {"CDC_SOURCE_HEARTBEAT_INTERVAL": "0", "CDC_SOURCE_MAX_CHUNK_CHANGES": "1"}
+    extractor = pipeline.start("extractor", **one)
     extractor.wait_for("streaming slot=")
     w.run(200)
     wait_until(lambda: pipeline.queue_depth() >= 200, "messages in the queue")
     assert extractor.stop() == 0
     # Everything published was confirmed and fed back: a new session resends nothing.
     depth = pipeline.queue_depth()
-    extractor = pipeline.start("extractor", CDC_SOURCE_HEARTBEAT_INTERVAL="0")
+    extractor = pipeline.start("extractor", **one)
     extractor.wait_for("streaming slot=")
     time.sleep(1.5)  # long enough for a resend to show up in the queue, were there one
     assert pipeline.queue_depth() == depth
@@ -105,10 +108,20 @@ def captured_messages(pipeline: Pipeline, transactions: int, seed: int) -> list[
     extractor = pipeline.start("extractor", CDC_SOURCE_MAX_CHUNK_CHANGES="3")
     extractor.wait_for("streaming slot=")
     w.run(transactions)
-    wait_until(lambda: pipeline.queue_depth() >= transactions, "messages in the queue")
+    # Taken off the queue as they come (small transactions may share a message), until every
+    # transaction of the workload is there.
+    messages: list[tuple[Any, bytes]] = []
+
+    def all_there() -> bool:
+        messages.extend(pipeline.drain())
+        ends = sum(1 for _, b in messages for e in envelope.decode_all(b) if e.last)
+        return ends >= transactions
+
+    wait_until(all_there, "every transaction in the queue")
     assert extractor.stop() == 0
-    messages = pipeline.drain()
-    assert any(envelope.decode(b).chunk > 0 for _, b in messages)  # some split transactions
+    messages.extend(pipeline.drain())
+    envs = [e for _, b in messages for e in envelope.decode_all(b)]
+    assert any(e.chunk > 0 for e in envs)  # some split transactions
     return messages
 
 
@@ -131,7 +144,7 @@ def test_a_predecessor_behind_the_prefetch_window_is_reached(pipeline: Pipeline)
     messages = captured_messages(pipeline, 40, seed=19)
     pipeline.republish(messages[:10])
     applier = pipeline.start("applier", CDC_BROKER_PREFETCH="8")
-    tenth = envelope.decode(messages[9][1]).end
+    tenth = envelope.decode_all(messages[9][1])[-1].end
     wait_until(lambda: checkpoint(pipeline) == tenth, "the first ten messages applied")
     # The eleventh behind nineteen of its successors: more than twice the window of 8.
     pipeline.republish(messages[11:30] + messages[10:11] + messages[30:])
@@ -149,7 +162,7 @@ def test_a_missing_message_is_reported_not_passed_over(pipeline: Pipeline) -> No
     applier.wait_for("ordering_gap", timeout=60)
     assert "ordering_gap" in applier.output()
     # Nothing after the gap was applied: the target is still at the state before it.
-    assert checkpoint(pipeline) == envelope.decode(messages[29][1]).end
+    assert checkpoint(pipeline) == envelope.decode_all(messages[29][1])[-1].end
     pipeline.republish([missing])
     pipeline.wait_converged(TABLES)
     assert applier.alive()

@@ -111,7 +111,12 @@ def test_a_late_copy_chunk_is_applied_before_what_follows_the_copy(pipeline: Pip
 
 def test_an_empty_checkpoint_waits_for_the_first_message(pipeline: Pipeline) -> None:
     pipeline.sql("CREATE TABLE e (id int PRIMARY KEY, v text)")
-    quiet = {"CDC_SNAPSHOT": "never", "CDC_SOURCE_HEARTBEAT_INTERVAL": "0"}
+    # A message per transaction (chunks of one change are never batched): five of them.
+    quiet = {
+        "CDC_SNAPSHOT": "never",
+        "CDC_SOURCE_HEARTBEAT_INTERVAL": "0",
+        "CDC_SOURCE_MAX_CHUNK_CHANGES": "1",
+    }
     extractor = pipeline.start("extractor", **quiet)
     extractor.wait_for("streaming slot=")
     for i in range(1, 6):

@@ -301,8 +301,9 @@ class Published:
     confirmed: bool = False
 
     @property
-    def envelope(self) -> Envelope:
-        return envelope.decode(self.body)
+    def envelopes(self) -> list[Envelope]:
+        """One, or several small transactions batched in one message."""
+        return envelope.decode_all(self.body)
 
 
 class StubBroker:
@@ -387,7 +388,7 @@ class StubBroker:
         self._on_confirm(tag, multiple, ack)
 
     def envelopes(self) -> list[Envelope]:
-        return [m.envelope for m in self.published]
+        return [e for m in self.published for e in m.envelopes]
 
 
 # ---------------------------------------------------------------- catalog, heartbeat, copier

@@ -13,6 +13,7 @@ from applier.inflight import InFlight
 from applier.plan import Plan
 from applier.service import ApplierService
 from devstack.system import wait_until
+from shared import envelope
 from shared.config import ApplierConfig, load_config
 from shared.envelope import Change, Envelope
 from shared.errors import CdcError, RowRejected, TargetUnavailable
@@ -84,6 +85,7 @@ class FakeBroker:
     def __init__(self) -> None:
         self.acked: list[int] = []
         self.parked: list[int] = []
+        self.parked_bodies: list[bytes | None] = []
 
     def narrow(self) -> None:
         pass
@@ -94,8 +96,9 @@ class FakeBroker:
     def ack(self, tags: list[int]) -> None:
         self.acked += tags
 
-    def park(self, d: Delivery, _error: CdcError) -> None:
+    def park(self, d: Delivery, _error: CdcError, body: bytes | None = None) -> None:
         self.parked.append(d.tag)
+        self.parked_bodies.append(body)
 
     def sleep(self, _seconds: float) -> None:
         pass
@@ -248,3 +251,58 @@ def test_a_plan_that_cannot_be_made_is_left_to_the_apply_thread(service: Applier
     assert target.applied == [100, 200]
     assert target.executed == 0
     assert broker.acked == [1, 2]
+
+
+def body_of(*lsns: int) -> bytes:
+    """Small transactions batched in one message, as the extractor publishes them."""
+    bodies, prev = [], 0
+    for lsn in lsns:
+        e = env(lsn, prev)
+        change = {
+            "op": "insert", "lsn": "0/1", "schema": "public", "table": "t", "columns": ["id"],
+            "types": ["integer"], "values": [lsn], "key": ["id"],
+        }  # fmt: skip
+        bodies.append(
+            envelope.encode(
+                slot="s",
+                xid=lsn,
+                commit_lsn=lsn,
+                commit_time="",
+                copy=False,
+                chunk=0,
+                last=True,
+                after=e.after,
+                resumed=False,
+                changes=[change],
+            )
+        )
+        prev = lsn
+    return b"[" + b",".join(bodies) + b"]"
+
+
+def test_a_message_of_several_transactions_is_acked_once_all_are_settled(
+    service: ApplierService,
+) -> None:
+    target, broker = fakes(service)
+    target.poison = {200}
+    service._accept(Delivery(7, body_of(100, 200, 300), None, False))
+    settle(service)
+    assert target.applied == [100, 300]
+    assert broker.acked == [7]  # once, after the last of its three
+    # Only the transaction that failed is parked, not its neighbours.
+    assert broker.parked == [7]
+    (parked,) = broker.parked_bodies
+    assert parked is not None and [e.commit_lsn for e in envelope.decode_all(parked)] == [200]
+
+
+def test_a_message_of_several_transactions_partly_applied_before_is_trimmed(
+    service: ApplierService,
+) -> None:
+    target, broker = fakes(service)
+    target.checkpoint_row = Position.end_of(200)
+    service._checkpoint = target.checkpoint_row
+    service._sequencer.clear(target.checkpoint_row)
+    service._accept(Delivery(9, body_of(100, 200, 300), None, True))
+    settle(service)
+    assert target.applied == [300]
+    assert broker.acked == [9]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 
@@ -69,7 +70,7 @@ def test_a_new_slot_s_first_message_continues_from_nothing() -> None:
 
 
 def test_the_flush_position_never_passes_an_unconfirmed_message() -> None:
-    s = Servers([T])
+    s = Servers([T], CDC_SOURCE_MAX_CHUNK_CHANGES="1")
     lsns = [s.slot.commit(insert(T, id=i, v="x")) for i in range(1, 6)]
     s.broker.withhold = lambda m: m.tag in (2, 3)
     session = s.session(until_drained=False)
@@ -120,11 +121,11 @@ def test_a_backfill_request_holds_the_slot_until_its_copy_is_confirmed() -> None
     first = s.slot.commit(insert(T, id=10, v="a"))
     request = s.slot.backfill(s.cfg.source.slot, T)
     after = s.slot.commit(insert(T, id=11, v="b"))
-    s.broker.withhold = lambda m: m.envelope.copy
+    s.broker.withhold = lambda m: m.envelopes[0].copy
     session = s.session(until_drained=False)
 
     def copy_out_but_unconfirmed() -> None:
-        copy = [m for m in s.broker.published if m.envelope.copy]
+        copy = [m for m in s.broker.published if m.envelopes[0].copy]
         assert copy and not any(m.confirmed for m in copy)
         # The transaction after the request is confirmed; the slot stays before the request.
         assert any(e.commit_lsn == after for e in s.broker.envelopes())
@@ -170,7 +171,7 @@ def test_a_nack_or_a_return_ends_the_session_and_nothing_moves_the_slot_after(
 
 
 def test_reading_pauses_at_max_inflight_and_resumes_when_half_is_confirmed() -> None:
-    s = Servers([T], CDC_BROKER_MAX_INFLIGHT="4")
+    s = Servers([T], CDC_BROKER_MAX_INFLIGHT="4", CDC_SOURCE_MAX_CHUNK_CHANGES="1")
     lsns = [s.slot.commit(insert(T, id=i, v="x")) for i in range(10)]
     s.broker.withhold = lambda m: True
     session = s.session()
@@ -200,7 +201,7 @@ def test_a_graceful_stop_confirms_what_was_published_and_reads_no_more(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    s = Servers([T])
+    s = Servers([T], CDC_SOURCE_MAX_CHUNK_CHANGES="1")
     lsns = [s.slot.commit(insert(T, id=i, v="x")) for i in range(3)]
     s.broker.withhold = lambda m: True
     session = s.session(until_drained=False)
@@ -295,3 +296,73 @@ def test_a_new_slot_copies_its_tables_first_and_records_them_once_confirmed() ->
     # The next session finds it copied: no copy again.
     s.run()
     assert len(s.copiers) == 1
+
+
+# ---------------------------------------------------------------- small transactions batched
+
+
+def test_small_transactions_go_together_while_confirms_are_awaited() -> None:
+    s = Servers([T])
+    lsns = [s.slot.commit(insert(T, id=i, v="x")) for i in range(6)]
+    s.broker.withhold = lambda m: m.tag == 1
+    session = s.session(until_drained=False)
+
+    def one_alone_the_rest_waiting() -> None:
+        # Nothing awaited a confirm for the first: it went at once. The rest wait for it.
+        assert [len(m.envelopes) for m in s.broker.published] == [1]
+        assert max(s.slot.feedback, default=0) < lsns[0]
+        s.broker.ack(1)
+
+    def the_rest_in_one_message() -> None:
+        assert [len(m.envelopes) for m in s.broker.published] == [1, 5]
+        assert s.slot.feedback[-1] == lsns[-1]
+
+    at(s, 1, one_alone_the_rest_waiting)
+    at(s, 3, the_rest_in_one_message)
+    at(s, 4, session.request_stop)
+    session.run()
+    envs = s.broker.envelopes()
+    assert [e.changes[0].values[0] for e in envs] == list(range(6))
+    for before, env in itertools.pairwise(envs):
+        assert env.after == before.end  # one chain, across messages and within one
+
+
+def test_a_batch_never_lets_the_slot_pass_it_before_its_confirm() -> None:
+    s = Servers([T, "public.other"], CDC_TABLES=T)
+    first = s.slot.commit(insert(T, id=1, v="x"))
+    s.slot.commit(insert(T, id=2, v="y"))
+    skipped = s.slot.commit(insert("public.other", id=1, v="not captured"))
+    s.broker.withhold = lambda m: True
+    session = s.session(until_drained=False)
+
+    def batch_out_unconfirmed() -> None:
+        assert [len(m.envelopes) for m in s.broker.published] == [1]
+        s.broker.ack(1)
+
+    def still_behind_the_batch() -> None:
+        # The batch went when the first was confirmed; the transaction with nothing captured
+        # after it waits for the batch's confirm.
+        assert [len(m.envelopes) for m in s.broker.published] == [1, 1]
+        assert s.slot.feedback[-1] == first
+        s.broker.ack(2)
+
+    def past_all() -> None:
+        assert s.slot.feedback[-1] == skipped
+
+    at(s, 1, batch_out_unconfirmed)
+    at(s, 2.5, still_behind_the_batch)
+    at(s, 4, past_all)
+    at(s, 5, session.request_stop)
+    session.run()
+
+
+def test_a_stop_sends_the_batch_that_waits() -> None:
+    s = Servers([T])
+    lsns = [s.slot.commit(insert(T, id=i, v="x")) for i in range(4)]
+    s.broker.withhold = lambda m: m.tag == 1
+    session = s.session(until_drained=False)
+    at(s, 1, session.request_stop)
+    at(s, 2, lambda: s.broker.ack(1))
+    session.run()
+    assert [len(m.envelopes) for m in s.broker.published] == [1, 3]
+    assert s.slot.confirmed_flush == lsns[-1]

@@ -76,6 +76,8 @@ def _itself(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Comparison:
+    """How values of the types that share it are compared (see the module's docstring)."""
+
     name: str
     storage: frozenset[str]  # MariaDB storages that hold the type as docs/types.md maps it
     ordered: bool  # both databases order it alike: a key of it is cut into ranges
@@ -279,8 +281,6 @@ NUMERIC = Comparison(
     _numeric_key,
     Decimal,
 )
-# The float that PostgreSQL's shortest exact text parses to (the target's DOUBLE holds exactly
-# that); float equality, so -0 equals 0 as in both databases.
 FLOAT = Comparison("float", frozenset({"double", "float"}), True, None, None, _float_key, float)
 BOOLEAN = Comparison(
     "boolean",
@@ -300,9 +300,7 @@ BYTEA = Comparison(
     lambda text: bytes.fromhex(text[2:]),
     bytes,
 )
-# Dates, timestamps and times are read as text on both sides (PostgreSQL in a session with
-# DateStyle ISO and TimeZone UTC, not through psycopg2's casts, which turn infinity into
-# date.max and 24:00:00 into 00:00:00; the MariaDB driver turns a year-0 DATE into None).
+# Read as text on both sides (the MariaDB driver turns a year-0 DATE into None).
 DATE = Comparison(
     "date",
     frozenset({"date"}),
@@ -325,7 +323,6 @@ TIMESTAMP = Comparison(
     pg_read=_pg_cast_text,
     target_read=_target_char,
 )
-# As a naive UTC datetime.
 TIMESTAMPTZ = Comparison(
     "timestamptz",
     _DATETIMES,
@@ -337,9 +334,8 @@ TIMESTAMPTZ = Comparison(
     pg_read=_pg_cast_text,
     target_read=_target_char,
 )
-# As a timedelta (MariaDB's TIME is one, 24:00:00 too). A key value travels as its text:
-# MariaDB reads it as a TIME, 24:00:00 too; the driver would send a timedelta of a day as
-# "1 day, 0:00:00".
+# A key value travels as its text, which MariaDB reads as a TIME, 24:00:00 too (the driver
+# would send a timedelta of a day as "1 day, 0:00:00").
 TIME = Comparison(
     "time",
     frozenset({"time"}),
@@ -351,9 +347,6 @@ TIME = Comparison(
     pg_read=_pg_cast_text,
     target_read=_target_char,
 )
-# Through PostgreSQL's own to_json, parsed into tagged values (numbers as Decimal, booleans
-# apart from numbers, object keys in order with duplicates), so the target's JSON array is
-# checked against an independent conversion.
 ARRAY = Comparison(
     "array",
     frozenset({"json"}),

@@ -223,7 +223,7 @@ _RULES = (
 _BY_NAME = {name: rule for rule in _RULES for name in rule.names}
 # Any type the registry does not know: an enum, a composite, an extension's type, an array
 # under its array type's own name.
-OTHER = TypeRule(())
+_OTHER = TypeRule(())
 
 
 @lru_cache(maxsize=256)
@@ -236,13 +236,13 @@ def _array_of(element: TypeRule) -> TypeRule:
     )
 
 
-def rule_for(t: PgType) -> TypeRule:
-    element = _BY_NAME.get(t.name, OTHER)
+def _rule(t: PgType) -> TypeRule:
+    element = _BY_NAME.get(t.name, _OTHER)
     return _array_of(element) if t.array else element
 
 
 def rule_of(type_text: str) -> TypeRule:
-    return rule_for(parse_type(type_text))
+    return _rule(parse_type(type_text))
 
 
 # ---------------------------------------------------------------- what the pipeline asks
@@ -251,14 +251,14 @@ def rule_of(type_text: str) -> TypeRule:
 def column_type(type_text: str, is_key: bool) -> TypeEngine[Any]:
     """The MariaDB column type for a PostgreSQL type (see docs/types.md)."""
     t = parse_type(type_text)
-    return rule_for(t).column(t.args, is_key)
+    return _rule(t).column(t.args, is_key)
 
 
 @lru_cache(maxsize=4096)
 def converter(type_text: str) -> Converter | None:
     """How to turn the envelope's value into the value to bind; None: bind it as it is."""
     t = parse_type(type_text)
-    return rule_for(t).conversion(t.args)
+    return _rule(t).conversion(t.args)
 
 
 def comparison(type_text: str) -> Comparison:

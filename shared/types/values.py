@@ -187,15 +187,15 @@ _ARRAY_SPACE = " \t\n\r\v\f"
 def array_converter(element: Element, delimiter: str = ",") -> Converter:
     """A PostgreSQL array literal (``{1,2}``, ``{"a b",NULL}``) -> JSON text (``[1,2]``).
     ``delimiter``: what PostgreSQL writes between the elements (the element type's typdelim)."""
-    numeric = element is Element.NUMBER
-    boolean = element is Element.BOOLEAN
+    number = element is Element.NUMBER
+    truth = element is Element.BOOLEAN
 
     def scalar(token: str, quoted: bool) -> Any:
         if not quoted and token.upper() == "NULL":
             return None
-        if boolean and not quoted:
+        if truth and not quoted:
             return token in ("t", "true")
-        if numeric and not quoted:
+        if number and not quoted:
             return _JsonNumber(token)
         return token
 

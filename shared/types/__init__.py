@@ -11,8 +11,6 @@ What the rest of the pipeline uses is here.
 from shared.types.comparison import TEXT_STORAGE, Comparison, Edge
 from shared.types.names import PgType, parse_type
 from shared.types.registry import (
-    KEY_VARCHAR,
-    TypeRule,
     column_type,
     comparison,
     converter,
@@ -20,19 +18,16 @@ from shared.types.registry import (
     decimal_for,
     element_delimiter,
     is_builtin,
-    rule_of,
 )
 from shared.types.values import MAX_JSON_DEPTH, Converter
 
 __all__ = [
-    "KEY_VARCHAR",
     "MAX_JSON_DEPTH",
     "TEXT_STORAGE",
     "Comparison",
     "Converter",
     "Edge",
     "PgType",
-    "TypeRule",
     "column_type",
     "comparison",
     "converter",
@@ -41,5 +36,4 @@ __all__ = [
     "element_delimiter",
     "is_builtin",
     "parse_type",
-    "rule_of",
 ]

@@ -1,9 +1,7 @@
 """The SQL that verify runs in each database, per kind of column (applier/verify_columns.py):
-a value's canonical text (the same text in PostgreSQL and in MariaDB for the same value), the
-order a primary key is cut in, and ranges of that key spelt for each database.
-
-Floats have no common text (PostgreSQL prints 1e-05 where MariaDB prints 0.00001): ``None``,
-compared by value instead.
+a row's canonical text (each value's is the type registry's, shared/types/comparison.py: the
+same text in PostgreSQL and in MariaDB for the same value, none for floats, compared by value
+instead), the order a primary key is cut in, and ranges of that key spelt for each database.
 
 Both databases must put keys in the same order for one range to hold the same rows on both
 sides. Numbers, dates, times, booleans and bytes agree by value. Text agrees as bytes (code
@@ -12,16 +10,11 @@ serve that order (each chunk of such a key is then a scan of the table), and
 utf8mb4_nopad_bin in MariaDB (the applier's collation; a column of another is read in that
 one). A key value the target cannot hold (a date after 9999, infinity, NaN) comes before or
 after every value it can, as in PostgreSQL. Keys travel as PostgreSQL's text of each value:
-PostgreSQL reads that text back exactly, and MariaDB gets the value its column stores.
-"""
+PostgreSQL reads that text back exactly, and MariaDB gets the value its column stores."""
 
 from __future__ import annotations
 
-import enum
-import math
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,24 +22,12 @@ from psycopg2 import sql
 from sqlalchemy.dialects import mysql
 
 from applier.verify_columns import TEXT, Column
+from shared.types import Edge
+from shared.types.comparison import output_text
 
-FLOATS = ("real", "double precision")
-INTEGERS = ("smallint", "integer", "bigint", "oid")
-TEMPORAL = ("date", "timestamp without time zone", "timestamp with time zone")
-# Kinds whose order both databases share: a key of these is cut into ranges; any other key
-# makes its table one chunk.
-ORDERED = {*INTEGERS, *FLOATS, *TEMPORAL, "numeric", "boolean", "time without time zone",
-           "bytea", TEXT}  # fmt: skip
 NOPAD_BIN = "utf8mb4_nopad_bin"
 
 Key = tuple[str, ...]  # PostgreSQL's text of each key value
-
-
-class Edge(enum.Enum):
-    """A key value no target column holds: before, or after, every value it can hold."""
-
-    BELOW = "below"
-    ABOVE = "above"
 
 
 class Name(sql.Composable):
@@ -67,58 +48,17 @@ class Name(sql.Composable):
 def pg_value(col: Column) -> sql.Composable:
     """The column as compared: itself, or the text the extractor sends for it."""
     c = Name(col.name)
-    if col.as_output:
-        # concat() goes through the type's output function; it turns NULL into ''.
-        return sql.SQL("CASE WHEN {c} IS NOT NULL THEN concat({c}) END").format(c=c)
-    return c
+    return output_text(c) if col.as_output else c
 
 
 def pg_canonical(col: Column) -> sql.Composable | None:
-    c, kind = pg_value(col), col.kind
-    if kind in FLOATS:
-        return None
-    if kind == "numeric":
-        return sql.SQL("trim_scale({})::text").format(c)
-    if kind == "boolean":
-        return sql.SQL("CASE WHEN {c} THEN '1' WHEN NOT {c} THEN '0' END").format(c=c)
-    if kind == "bytea":
-        return sql.SQL("encode({}, 'hex')").format(c)
-    if kind == "date":
-        return sql.SQL("to_char({}, 'YYYY-MM-DD')").format(c)
-    if kind == "timestamp without time zone":
-        return sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(c)
-    if kind == "timestamp with time zone":
-        return sql.SQL("to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')").format(c)
-    if kind == "time without time zone":
-        return sql.SQL("to_char({}, 'HH24:MI:SS.US')").format(c)
-    if kind == "ARRAY":
-        return sql.SQL("to_json({})::text").format(c)
-    if kind == TEXT:
-        return c
-    return sql.SQL("{}::text").format(c)
+    text = col.compared.pg_text
+    return None if text is None else text(pg_value(col))
 
 
 def target_canonical(t: sa.TableClause, col: Column) -> Any:
-    c, kind = t.c[col.name], col.kind
-    if kind in FLOATS:
-        return None
-    text = sa.cast(c, sa.CHAR)
-    if kind == "numeric":
-        # DECIMAL(65,30) prints 30 decimals: drop trailing zeros as trim_scale does.
-        return sa.case((text.like("%.%"), sa.func.regexp_replace(text, r"\.?0*$", "")), else_=text)
-    if kind == "bytea":
-        return sa.func.lower(sa.func.hex(c))
-    if kind == "date":
-        return sa.func.date_format(c, "%Y-%m-%d")
-    if kind in ("timestamp without time zone", "timestamp with time zone"):
-        return sa.func.date_format(c, "%Y-%m-%d %H:%i:%s.%f")
-    if kind == "time without time zone":
-        return sa.func.time_format(c, "%H:%i:%s.%f")
-    if kind == "ARRAY":
-        return sa.func.json_compact(c)
-    if kind == TEXT:
-        return c
-    return text
+    text = col.compared.target_text
+    return None if text is None else text(t.c[col.name])
 
 
 # ---------------------------------------------------------------- key order and ranges
@@ -204,37 +144,4 @@ def _equal(col: Any, value: Any) -> Any:
 def target_value(text: str, col: Column) -> Any:
     """PostgreSQL's text of a key value as the target column holds it, or the Edge of what it
     cannot hold."""
-    kind = col.kind
-    if kind in INTEGERS:
-        return int(text)
-    if kind == "numeric":
-        if text in ("NaN", "Infinity", "-Infinity"):
-            return Edge.BELOW if text == "-Infinity" else Edge.ABOVE
-        return Decimal(text)
-    if kind in FLOATS:
-        number = float(text)
-        if not math.isfinite(number):  # NaN sorts after Infinity in PostgreSQL
-            return Edge.BELOW if number == -math.inf else Edge.ABOVE
-        return number
-    if kind == "boolean":
-        return 1 if text in ("t", "true") else 0
-    if kind in TEMPORAL:
-        return _moment(text, kind)
-    if kind == "bytea":
-        return bytes.fromhex(text[2:])
-    # time (MariaDB reads the text as a TIME, 24:00:00 too; the driver would send a
-    # timedelta of a day as "1 day, 0:00:00"), and text.
-    return text
-
-
-def _moment(text: str, kind: str) -> Any:
-    if text == "-infinity" or text.endswith(" BC"):
-        return Edge.BELOW
-    if text == "infinity" or text[4:5] != "-":  # a year after 9999
-        return Edge.ABOVE
-    if kind == "date":
-        return date.fromisoformat(text)
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
+    return col.compared.key_value(text)

@@ -2,38 +2,16 @@
 
 Used by ``python -m applier verify`` (for the rows of a chunk whose checksums differ), the
 demo and the tests.
-Values are compared exactly, each type the way docs/types.md says it is carried:
-
-- numeric as Decimal (value equality: DECIMAL(65,30) adds trailing zeros), integers as ints;
-- real and double as the float that PostgreSQL's shortest exact text parses to (the target's
-  DOUBLE holds exactly that); float equality, so -0 equals 0 as in both databases;
-- date, timestamp and time parsed from PostgreSQL's own text, read in a session with
-  DateStyle ISO and TimeZone UTC, not through psycopg2's casts (which turn infinity into
-  date.max and 24:00:00 into 00:00:00); a value no MariaDB column holds (BC, infinity, a
-  year after 9999) stays its text, which equals nothing in the target;
-- timestamptz as a naive UTC datetime; time as a timedelta (MariaDB's TIME is one, 24:00:00 too);
-- timetz, interval, enum, inet, cidr and other types kept as text: compared as PostgreSQL's
-  text (IntervalStyle postgres, as the extractor's session has it);
-- char(n) with its padding on both sides (the target is a VARCHAR that keeps it);
-- json and jsonb as their exact text (the target's JSON column stores the text as it came);
-- arrays through PostgreSQL's own to_json, parsed into tagged values (numbers as Decimal,
-  booleans apart from numbers, object keys in order with duplicates), so the target's JSON
-  array is checked against an independent conversion;
-- bytea as bytes, uuid as text, boolean as bool (a target 0/1 only);
-- a column the target holds as PostgreSQL's text of the value (kind TEXT, see
-  applier/verify_columns.py: a domain stored as text, a column widened by hand) as that text,
-  read in PostgreSQL through the type's output function.
+Each column is read and made comparable by its kind's comparison in the type registry
+(shared/types/comparison.py, which says how, type by type), the rules looked up once per
+column, not per value.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,36 +19,18 @@ from psycopg2 import sql
 
 from applier import verify_columns
 from applier.checksums import Name, pg_value
-from applier.verify_columns import TEXT, Column, compile_for_target, target_table
+from applier.verify_columns import Column, compile_for_target, target_table
 from shared.naming import TargetRef
 from shared.tables import TableRef
+from shared.types import comparison
 
 Row = tuple[Any, ...]
 
-# Read as PostgreSQL's text; _norm parses what it must.
-_AS_TEXT = {
-    "date",
-    "timestamp without time zone",
-    "timestamp with time zone",
-    "time without time zone",
-    "time with time zone",
-    "interval",
-    "json",
-    "jsonb",
-}
 # The extractor's session settings: PostgreSQL's text of a value is the text it sends.
 _SESSION = (
     "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = postgres;"
     " SET extra_float_digits = 3; SET bytea_output = hex"
 )
-_ISO_YEAR = re.compile(r"^\d{4}-")
-_TIME = re.compile(r"^(-?)(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?$")
-_TEMPORAL = {
-    "date",
-    "timestamp without time zone",
-    "timestamp with time zone",
-    "time without time zone",
-}
 
 
 @dataclass
@@ -89,107 +49,17 @@ class Difference:
         )
 
 
-class _Pairs(list[tuple[str, Any]]):
-    """A JSON object's members, in order, duplicates kept."""
+def _norm(value: Any, kind: str) -> Any:
+    """A value of a column compared as ``kind`` (a type, or TEXT), made comparable."""
+    return None if value is None else comparison(kind).norm(value)
 
 
-def _tagged(value: Any) -> Any:
-    """A parsed JSON value, hashable, with its JSON type beside it: true is not 1, "1" is not 1."""
-    if value is None:
-        return None
-    if isinstance(value, _Pairs):
-        return ("object", tuple((k, _tagged(v)) for k, v in value))
-    if isinstance(value, list):
-        return ("array", tuple(_tagged(v) for v in value))
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, Decimal):
-        return ("number", value)
-    if isinstance(value, str):
-        return ("string", value)
-    raise TypeError(f"not a JSON value: {value!r}")
-
-
-def _json_doc(value: Any) -> Any:
-    text = value.decode() if isinstance(value, bytes) else value
-    if not isinstance(text, str):
-        return ("not JSON text", repr(value))
-    try:
-        doc = json.loads(text, parse_float=Decimal, parse_int=Decimal, object_pairs_hook=_Pairs)
-    except (ValueError, RecursionError):
-        return ("not JSON text", text)  # equals no array
-    return _tagged(doc)
-
-
-def _unrepresentable(text: str) -> tuple[str, str]:
-    return ("no MariaDB equivalent", text)
-
-
-def _temporal(value: Any, pg_type: str) -> Any:
-    """Both sides are read as text; objects are accepted too, for other callers."""
-    if isinstance(value, datetime):
-        value = value.isoformat(sep=" ")
-    elif isinstance(value, date | time):
-        value = value.isoformat()
-    elif isinstance(value, timedelta):
-        return value
-    elif isinstance(value, bytes):
-        value = value.decode()
-    if pg_type == "time without time zone":
-        return _time_of_day(value)
-    if not _ISO_YEAR.match(value) or value.endswith("BC"):
-        return _unrepresentable(value)  # infinity, BC, a year after 9999
-    try:
-        if pg_type == "date":
-            return date.fromisoformat(value)
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return _unrepresentable(value)  # e.g. a year-0 date in the target
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
-
-
-def _time_of_day(text: str) -> Any:
-    """``HH:MM:SS[.ffffff]`` (up to 24:00:00 in PostgreSQL; MariaDB's TIME goes beyond, and
-    below zero) as a timedelta."""
-    m = _TIME.match(text)
-    if m is None:
-        return _unrepresentable(text)
-    sign, hours, minutes, seconds, fraction = m.groups()
-    span = timedelta(
-        hours=int(hours),
-        minutes=int(minutes),
-        seconds=int(seconds),
-        microseconds=int((fraction or "").ljust(6, "0")),
+def _normalizer(kinds: list[str]) -> Callable[[Row], Row]:
+    """Rows made comparable, each column by its kind: the rules looked up once, not per value."""
+    norms = [comparison(k).norm for k in kinds]
+    return lambda row: tuple(
+        None if v is None else norm(v) for v, norm in zip(row, norms, strict=True)
     )
-    return -span if sign else span
-
-
-def _norm(value: Any, pg_type: str) -> Any:
-    if value is None:
-        return None
-    if pg_type in (TEXT, "json", "jsonb"):
-        return value.decode() if isinstance(value, bytes) else value
-    if pg_type.startswith("_") or pg_type == "ARRAY":
-        if isinstance(value, str | bytes):
-            return _json_doc(value)
-        return _json_doc(json.dumps(value, default=str))
-    if pg_type in _TEMPORAL:
-        return _temporal(value, pg_type)
-    if pg_type in ("time with time zone", "interval", "USER-DEFINED", "inet", "cidr"):
-        return value.decode() if isinstance(value, bytes) else str(value)
-    if pg_type == "boolean":
-        return bool(value) if value in (0, 1) else ("not a boolean", value)
-    if pg_type == "bytea":
-        return bytes(value)
-    if pg_type in ("real", "double precision"):
-        return float(value)
-    if pg_type == "uuid":
-        return str(value)
-    if pg_type in ("numeric", "money"):
-        return Decimal(value)
-    return value
 
 
 def source_columns(pg: Any, schema: str, table: str) -> tuple[list[str], list[str], list[str]]:
@@ -237,20 +107,12 @@ def read_source(
         cur.execute(_SESSION)
         cur.execute(query, params)
         rows = cur.fetchall()
-    return (
-        [c.name for c in cols],
-        kinds,
-        [tuple(_norm(v, k) for v, k in zip(r, kinds, strict=True)) for r in rows] if cols else [],
-    )
+    norm = _normalizer(kinds)
+    return [c.name for c in cols], kinds, [norm(r) for r in rows] if cols else []
 
 
 def _select(col: Column) -> sql.Composable:
-    value = pg_value(col)
-    if col.kind == "ARRAY":
-        return sql.SQL("to_json({})::text").format(value)
-    if col.kind in _AS_TEXT:
-        return sql.SQL("{}::text").format(value)
-    return value
+    return col.compared.pg_read(pg_value(col))
 
 
 def read_target(
@@ -265,11 +127,7 @@ def read_target(
     """The target table's rows normalized like the source's (those ``where`` selects);
     ``types`` are the kinds the columns are compared as."""
     t = target_table(target, names, target_db)
-    # Temporal values as text, like the source: the driver turns a year-0 DATE into None.
-    columns = [
-        sa.cast(t.c[n], sa.CHAR) if kind in _TEMPORAL else t.c[n]
-        for n, kind in zip(names, types, strict=True)
-    ]
+    columns = [comparison(kind).target_read(t.c[n]) for n, kind in zip(names, types, strict=True)]
     stmt = sa.select(*columns) if columns else sa.select(sa.literal(1)).select_from(t)
     if where is not None:
         stmt = stmt.where(where(t))
@@ -282,7 +140,8 @@ def read_target(
         cur.close()
     if not names:
         return []
-    return [tuple(_norm(v, k) for v, k in zip(r, types, strict=True)) for r in rows]
+    norm = _normalizer(types)
+    return [norm(r) for r in rows]
 
 
 def compare_rows(source: list[Row], target: list[Row], key_index: list[int]) -> Difference:

@@ -36,10 +36,10 @@ from applier import relations
 from applier.ddl_sql import DdlSql
 from applier.relations import Relation
 from applier.schema import TableShape, TargetSchema, columns_table
-from applier.typemap import converter
 from shared.envelope import Change
 from shared.errors import DecodeError
 from shared.naming import Naming, TargetRef
+from shared.types import converter
 
 log = logging.getLogger(__name__)
 

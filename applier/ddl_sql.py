@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from applier.typemap import column_type
 from applier.upsert import driver_safe
 from shared.naming import TargetRef
+from shared.types import column_type
 
 
 class DdlSql:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from applier.typemap import Converter, converter
 from applier.upsert import Compiled, Statements
 from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE, Change
 from shared.naming import Naming, TargetRef
+from shared.types import Converter, converter
 
 _converters: dict[tuple[str, ...], tuple[tuple[int, Converter], ...]] = {}
 

@@ -29,11 +29,11 @@ from applier.refusal import (
     record_owner,
     refusal,
 )
-from applier.typemap import column_type
 from shared.envelope import Change
 from shared.errors import TableRefused
 from shared.naming import Naming, TargetRef
 from shared.tables import TableRef
+from shared.types import column_type
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from psycopg2 import sql
 from sqlalchemy.dialects import mysql
 
 from applier import checksums, compare, verify_columns
-from applier.checksums import FLOATS, ORDERED, Key, Name
+from applier.checksums import Key, Name
 from applier.target import classify, create_target_engine
 from applier.verify_columns import TEXT, Column, compile_for_target, target_table
 from shared.config import VerifyConfig
@@ -92,7 +92,7 @@ class _Table:
 
     @property
     def chunkable(self) -> bool:
-        return bool(self.key) and all(c.kind in ORDERED for c in self.key)
+        return bool(self.key) and all(c.compared.ordered for c in self.key)
 
     @property
     def indexed(self) -> bool:
@@ -101,7 +101,8 @@ class _Table:
 
     @property
     def floats(self) -> list[Column]:
-        return [c for c in self.columns if c.kind in FLOATS]
+        """The columns without a canonical text (floats), compared by value."""
+        return [c for c in self.columns if c.compared.pg_text is None]
 
 
 class Verifier:

@@ -10,7 +10,8 @@ read is not "missing") and how each column stores its values.
 From both, each column gets the kind its values are compared as: its PostgreSQL type when the
 target column holds the type docs/types.md maps it to, TEXT when the target holds PostgreSQL's
 text of the value (a domain the applier stored as text, a column widened to text by hand), and
-no kind when verify has no exact comparison for the pair (the table is then not verified).
+no kind when verify has no exact comparison for the pair (the table is then not verified). How
+each kind is compared is the type registry's (shared/types/comparison.py).
 """
 
 from __future__ import annotations
@@ -28,29 +29,10 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from applier.upsert import driver_safe
 from shared.naming import TargetRef
 from shared.tables import TableRef
+from shared.types import TEXT_STORAGE, Comparison, comparison
 
+# The kind of a column whose target holds PostgreSQL's text of the value.
 TEXT = "text"
-_TEXT_STORAGE = {"char", "varchar", "tinytext", "text", "mediumtext", "longtext"}
-_INTS = {"tinyint", "smallint", "mediumint", "int", "bigint"}
-_BYTES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
-_DATETIMES = {"datetime", "timestamp"}
-# The MariaDB storage of each PostgreSQL type that holds its values as docs/types.md says.
-_NATIVE: dict[str, set[str]] = {
-    "smallint": _INTS,
-    "integer": _INTS,
-    "bigint": _INTS,
-    "oid": _INTS,
-    "numeric": {"decimal"},
-    "real": {"double", "float"},
-    "double precision": {"double", "float"},
-    "boolean": {"tinyint"},
-    "date": {"date"},
-    "timestamp without time zone": _DATETIMES,
-    "timestamp with time zone": _DATETIMES,
-    "time without time zone": {"time"},
-    "bytea": _BYTES,
-    "ARRAY": {"json"},
-}
 # MariaDB error numbers of a probe: table or database unknown; the user may not look.
 _ABSENT = {1146, 1049}
 
@@ -60,16 +42,20 @@ class Column:
     """A compared column: its source type and the kind both sides are read as."""
 
     name: str
-    pg_type: str  # the base type, as information_schema names it
+    pg_type: str  # the base type, as format_type names it (without typmod)
     kind: str  # pg_type, or TEXT
     c_ordered: bool = False  # PostgreSQL already orders its text by bytes (C, POSIX)
     target_collation: str | None = None
 
     @property
+    def compared(self) -> Comparison:
+        return comparison(self.kind)
+
+    @property
     def as_output(self) -> bool:
         """Read in PostgreSQL through the type's output function: the text the extractor sends
         (a cast to text differs for some types: true, not t; char(n) without its padding)."""
-        return self.kind == TEXT and self.pg_type not in ("text", "character varying")
+        return self.kind == TEXT and comparison(self.pg_type) is not comparison(TEXT)
 
 
 @dataclass(frozen=True)
@@ -90,7 +76,8 @@ class Storage:
     collation: str | None
 
 
-# A domain's base type, however many domains deep, named as information_schema names it.
+# A domain's base type, however many domains deep, as format_type names it (an array of a domain
+# keeps its element's name: every array is compared alike).
 _SOURCE_COLUMNS = """
 WITH RECURSIVE base(attnum, typid) AS (
     SELECT attnum, atttypid FROM pg_attribute
@@ -100,9 +87,7 @@ WITH RECURSIVE base(attnum, typid) AS (
     WHERE t.typtype = 'd'
 )
 SELECT a.attname,
-       CASE WHEN t.typcategory = 'A' THEN 'ARRAY'
-            WHEN t.typtype IN ('e', 'c') THEN 'USER-DEFINED'
-            ELSE format_type(t.oid, NULL) END,
+       format_type(t.oid, NULL),
        COALESCE(coll.collname IN ('C', 'POSIX')
                 OR (coll.collname = 'default' AND db.datcollate IN ('C', 'POSIX')), false)
 FROM pg_attribute a
@@ -200,9 +185,9 @@ def target_storage(maria: Any, target: TargetRef) -> dict[str, Storage] | None:
 def kind_of(pg_type: str, storage: Storage) -> str | None:
     """What a column's values are compared as, given how the target stores them; None if
     verify has no exact comparison for the pair."""
-    if storage.data_type in _NATIVE.get(pg_type, ()):
+    if storage.data_type in comparison(pg_type).storage:
         return pg_type
-    if storage.data_type in _TEXT_STORAGE or storage.data_type == "json":
+    if storage.data_type in TEXT_STORAGE:
         # What the applier binds for a type it does not map is PostgreSQL's text of the value.
         return TEXT
     return None

@@ -34,25 +34,13 @@ import psycopg2
 
 from shared.errors import SourceUnavailable
 from shared.postgres import first_line
+from shared.types import element_delimiter, is_builtin
 
 log = logging.getLogger(__name__)
 
-# Built-in names as format_type prints them (with any typmod, and arrays of them): never looked
-# up. Only a shortcut: a built-in name missing here is looked up once and left as it is.
-_BUILTIN = re.compile(
-    r"(?:smallint|integer|bigint|real|double precision|numeric|boolean|text|bytea|date"
-    r"|json|jsonb|uuid|oid|inet|cidr|macaddr|macaddr8|money|xml|tsvector|tsquery|name"
-    r"|bpchar|character|character varying|bit|bit varying|point|line|lseg|box|path|polygon"
-    r"|circle|int4range|int8range|numrange|daterange|tsrange|tstzrange|pg_lsn|regclass"
-    r"|interval(?: (?:year|month|day|hour|minute|second)(?: to (?:month|hour|minute|second))?)?"
-    r"|(?:timestamp|time)(?:\(\d\))? with(?:out)? time zone)"
-    r"(?:\(\d+(?:,-?\d+)?\))?(?:\[\])?"
-)
 # One identifier as format_type prints it: quoted ("Other S", with "" for a quote) or not.
 _IDENT = r'(?:"(?:[^"]|"")*"|[^".()\[\]\s"]+)'
 _NAME = re.compile(rf"(?:(?P<schema>{_IDENT})\.)?(?P<name>{_IDENT})(?P<typmod>\([^)]*\))?")
-# Built-in arrays the applier splits on another delimiter than ','.
-KNOWN_DELIMITERS = {"box": ";"}
 # The cache of whole rows of types is cleared beyond this many (a bound, never reached by a
 # sane schema: one entry per distinct list of column types).
 _MAX_ROWS = 10_000
@@ -118,7 +106,8 @@ def base_type_text(cur: Any, oid: int, typmod: int, printed: str | None = None) 
     t = _info(cur, base)
     if t.is_array and t.elem:
         elem = _info(cur, t.elem)
-        expected = KNOWN_DELIMITERS.get(elem.name, ",") if elem.schema == "pg_catalog" else ","
+        # The delimiter the applier splits such an array on (the type registry's).
+        expected = element_delimiter(elem.name) if elem.schema == "pg_catalog" else ","
         if elem.delimiter != expected:
             cur.execute(
                 "SELECT CASE WHEN pg_catalog.pg_type_is_visible(%s) THEN quote_ident(%s)"
@@ -166,7 +155,7 @@ def _unquote(ident: str) -> str:
 def resolve_name(cur: Any, printed: str) -> str:
     """The type text for a type wal2json printed as ``printed``; itself when it is built in
     or no longer in the catalog."""
-    if _BUILTIN.fullmatch(printed):
+    if is_builtin(printed):
         return printed
     elem, array = (printed[:-2], True) if printed.endswith("[]") else (printed, False)
     oid = _lookup(cur, elem)
@@ -224,7 +213,7 @@ class TypeResolver:
     def _resolve_row(self, types: tuple[str, ...]) -> list[str] | None:
         if len(self._rows) >= _MAX_ROWS:
             self._rows.clear()
-        missing = {t for t in types if t not in self._names and not _BUILTIN.fullmatch(t)}
+        missing = {t for t in types if t not in self._names and not is_builtin(t)}
         if missing:
             found = self._look_up(sorted(missing))
             for printed, text in found.items():

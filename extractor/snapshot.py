@@ -38,15 +38,12 @@ from shared.errors import CdcError, SetupError, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
 from shared.postgres import connect, connect_kwargs, rows_of
 from shared.tables import TableFilter, TableRef
+from shared.types import copied_as_values
 
 log = logging.getLogger(__name__)
 
 BACKFILL_PREFIX = "pg2maria.backfill"
 BATCH_ROWS = 1000
-# Types whose Python value from psycopg2 is what wal2json's JSON gives (int, bool); every
-# other type is read as the text PostgreSQL's output function prints, as wal2json does
-# (char(n) keeps its padding, bytea is hex, numbers keep every digit).
-_NATIVE_TYPES = ("int2", "int4", "int8", "oid", "bool")
 _PROGRESS_SECONDS = 5.0
 
 
@@ -263,9 +260,15 @@ class Copier(threading.Thread):
 
 
 def _read_as_text(conn: Any) -> None:
-    """On this connection, psycopg2 hands back every type but int and bool as server text."""
+    """On this connection, psycopg2 hands back every type as the text PostgreSQL's output
+    function prints, as a decoder sends it (char(n) keeps its padding, bytea is hex, numbers
+    keep every digit), but those that travel as ints and bools (the type registry's), whose
+    Python value from psycopg2 is what wal2json's JSON gives."""
     with conn.cursor() as cur:
-        cur.execute("SELECT oid FROM pg_type WHERE typname <> ALL(%s)", (list(_NATIVE_TYPES),))
+        cur.execute(
+            "SELECT oid FROM pg_type WHERE format_type(oid, NULL) <> ALL(%s)",
+            (copied_as_values(),),
+        )
         oids = tuple(r[0] for r in cur.fetchall())
     conn.rollback()
     raw = psycopg2.extensions.new_type(oids, "PG2MARIA_TEXT", lambda value, _cur: value)

@@ -7,6 +7,7 @@ import psycopg2
 
 from extractor.catalog import find_unidentified
 from extractor.partitions import load_layout
+from extractor.snapshot import _read_as_text
 from harness.pipeline import Pipeline
 from shared.postgres import captured_tables, rows_of
 from shared.tables import TableFilter, TableRef
@@ -82,5 +83,38 @@ def test_catalog_of_partitions_inheritance_and_identities(pipeline: Pipeline) ->
                 )
                 row = cur.fetchone()
                 assert row is not None and row[0] == count, table
+    finally:
+        conn.close()
+
+
+def test_a_copy_reads_ints_and_bools_as_values_every_other_type_as_its_text(
+    pipeline: Pipeline,
+) -> None:
+    """As a decoder sends them (the type registry's rule): what the copier's connection gives."""
+    conn = psycopg2.connect(pipeline.env["CDC_SOURCE_DSN"])
+    try:
+        _read_as_text(conn)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT 1::smallint, 2::integer, 3::bigint, 4::oid, true, 1.50::numeric,"
+                " 0.1::real, 'a'::char(3), '\\x00ff'::bytea, '2024-01-01'::date, '{1,2}'::int[],"
+                " '{t}'::boolean[]"
+            )
+            row = cur.fetchone()
+        assert row == (
+            1,
+            2,
+            3,
+            4,
+            True,
+            "1.50",
+            "0.1",
+            "a  ",
+            "\\x00ff",
+            "2024-01-01",
+            "{1,2}",
+            "{t}",
+        )
+        assert [type(v) for v in row[:5]] == [int, int, int, int, bool]
     finally:
         conn.close()

@@ -11,7 +11,6 @@ import pytest
 from psycopg2 import sql
 
 from applier import checksums
-from applier.checksums import Edge
 from applier.verify_columns import (
     TEXT,
     Column,
@@ -23,6 +22,7 @@ from applier.verify_columns import (
     target_table,
 )
 from shared.tables import TableRef
+from shared.types import Edge
 
 
 def _flatten(c: object) -> list[object]:
@@ -160,8 +160,8 @@ def test_canonical_numeric_in_mariadb_trims_trailing_zeros() -> None:
         ("date", Storage("varchar", "utf8mb4_nopad_bin"), TEXT),  # widened by hand for infinity
         ("bytea", Storage("varbinary", None), "bytea"),
         ("bytea", Storage("longtext", "utf8mb4_nopad_bin"), TEXT),
-        ("ARRAY", Storage("json", "utf8mb4_bin"), "ARRAY"),
-        ("ARRAY", Storage("longtext", "utf8mb4_nopad_bin"), TEXT),  # PostgreSQL's array text
+        ("integer[]", Storage("json", "utf8mb4_bin"), "integer[]"),
+        ("text[]", Storage("longtext", "utf8mb4_nopad_bin"), TEXT),  # PostgreSQL's array text
         ("jsonb", Storage("json", "utf8mb4_bin"), TEXT),
         ("uuid", Storage("char", "utf8mb4_nopad_bin"), TEXT),
         ("interval", Storage("longtext", "utf8mb4_nopad_bin"), TEXT),

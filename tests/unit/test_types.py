@@ -7,9 +7,20 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from applier.pgtypes import PgType, parse_type
-from applier.typemap import MAX_JSON_DEPTH, column_type, converter, decimal_for
+from applier.verify_columns import TEXT, Storage, kind_of
 from shared.errors import RowRejected
+from shared.types import (
+    MAX_JSON_DEPTH,
+    PgType,
+    column_type,
+    comparison,
+    converter,
+    copied_as_values,
+    decimal_for,
+    element_delimiter,
+    is_builtin,
+    parse_type,
+)
 
 
 @pytest.fixture(scope="module")
@@ -544,3 +555,121 @@ def test_types_the_extractor_resolves(dialect: Dialect, pg: str, maria: str, key
 def test_an_array_under_its_array_type_name_is_bound_as_text() -> None:
     assert converter("_geometry") is None
     assert converter('"Mood"') is None
+
+
+# ---------------------------------------------------------------- built-in names
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        "double precision",
+        "character varying(20)[]",
+        "character(1)",
+        "bit varying(5)",
+        "time(2) with time zone",
+        "timestamp(0) without time zone",
+        "interval day to second(3)",
+        "interval year to month",
+        "interval(2)",
+        "numeric(5,-2)",
+    ],
+)
+def test_built_in_spellings(printed: str) -> None:
+    assert is_builtin(printed)
+
+
+@pytest.mark.parametrize(
+    "printed",
+    ["price", "char", "Mood", '"Other S"."My Dom"', "public.text", "texts", "user", "mood[]"],
+)
+def test_names_that_need_the_catalog(printed: str) -> None:
+    """Anything else, "char" included: wal2json writes the one-byte "char" as char."""
+    assert not is_builtin(printed)
+
+
+# ---------------------------------------------------------------- the registry, one rule per type
+
+
+# Every built-in type the registry names, as format_type prints it, with a typmod where the
+# column depends on it.
+_KNOWN = [
+    "smallint", "integer", "bigint", "oid", "real", "double precision", "numeric",
+    "numeric(12,4)", "numeric(70,2)", "boolean", "date", "timestamp without time zone",
+    "timestamp(3) with time zone", "time(2) without time zone", "time with time zone", "bytea",
+    "text", "character varying", "character varying(20)", "character(3)", "bpchar", "json",
+    "jsonb", "uuid", "interval", "inet", "money", "box", "integer[]", "box[]", '"Mood"',
+    "_geometry",
+]  # fmt: skip
+
+
+def _data_type(dialect: Dialect, type_text: str, is_key: bool) -> str:
+    """information_schema's DATA_TYPE of the column the applier makes (a JSON column: json)."""
+    compiled = ddl(dialect, type_text, is_key).split("(")[0].split()[0].lower()
+    return {"integer": "int", "bool": "tinyint"}.get(compiled, compiled)
+
+
+@pytest.mark.parametrize("type_text", _KNOWN)
+@pytest.mark.parametrize("is_key", [False, True])
+def test_verify_compares_every_column_the_applier_makes(
+    dialect: Dialect, type_text: str, is_key: bool
+) -> None:
+    """The column a type gets and the storage its comparison expects are one rule: as the type
+    itself where the registry compares it so, else as PostgreSQL's text; never nothing."""
+    compared = comparison(type_text)
+    storage = Storage(_data_type(dialect, type_text, is_key), None)
+    kind = kind_of(type_text, storage)
+    if compared.storage and not (is_key and "[]" in type_text):
+        assert kind == type_text, storage
+    else:
+        assert kind == TEXT, storage
+
+
+@pytest.mark.parametrize(
+    ("type_text", "compared"),
+    [
+        ("smallint", "integer"),
+        ("oid", "integer"),
+        ("numeric(12,4)", "numeric"),
+        ("real", "float"),
+        ("double precision", "float"),
+        ("boolean", "boolean"),
+        ("bytea", "bytea"),
+        ("date", "date"),
+        ("timestamp(3) without time zone", "timestamp"),
+        ("timestamp with time zone", "timestamptz"),
+        ("time without time zone", "time"),
+        ("text", "text"),
+        ("character varying(20)", "text"),
+        # PostgreSQL's text as printed: char(n) with its padding, true as t.
+        ("character(3)", "printed"),
+        ("time with time zone", "printed"),
+        ("interval day to second(3)", "printed"),
+        ("jsonb", "printed"),
+        ('"Mood"', "printed"),
+        ("_geometry", "printed"),  # an array under its array type's name: its text
+        ("integer[]", "array"),
+        ('"Mood"[]', "array"),
+        ("box[]", "array"),
+    ],
+)
+def test_each_type_has_one_comparison(type_text: str, compared: str) -> None:
+    assert comparison(type_text).name == compared
+
+
+def test_a_copy_reads_as_values_only_the_types_that_travel_as_ints_and_bools() -> None:
+    # As format_type names them: the copier asks the catalog for every other type's OID.
+    assert copied_as_values() == ["smallint", "integer", "bigint", "oid", "boolean"]
+
+
+def test_element_delimiters() -> None:
+    assert element_delimiter("box") == ";"
+    assert element_delimiter("point") == ","
+    assert element_delimiter("int4") == ","
+
+
+def test_a_quoted_name_is_never_another_spelling_of_a_built_in_type() -> None:
+    # format_type quotes the one-byte "char" because it is not character(1).
+    assert parse_type('"char"') == PgType("char", (), False)
+    assert parse_type("char") == PgType("character", (), False)
+    assert parse_type("interval year to month") == PgType("interval", (), False)

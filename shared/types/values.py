@@ -1,8 +1,9 @@
-"""PostgreSQL type -> MariaDB column type, and the value conversion that goes with it.
+"""The value conversions into MariaDB: the envelope's value -> the value to bind.
 
 Values arrive as the text PostgreSQL printed (see shared/envelope.py). Most are bound as they
 are and MariaDB parses them exactly (a DECIMAL from its decimal text, a DATE from ISO text);
 only a few need work here: timestamptz is moved to UTC, bytea from hex to bytes, arrays to JSON.
+Which type gets which conversion is the registry's (shared/types/registry.py).
 
 A value the MariaDB column cannot hold is refused, never changed: by MariaDB itself (strict
 sql_mode), whose error names the value and the column, or here (RowRejected) where MariaDB
@@ -14,6 +15,7 @@ cannot. docs/types.md has the whole mapping and every such case.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import re
@@ -21,10 +23,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.dialects import mysql
-from sqlalchemy.types import TypeEngine
-
-from applier.pgtypes import parse_type
 from shared.errors import RowRejected
 
 log = logging.getLogger(__name__)
@@ -34,119 +32,19 @@ Converter = Callable[[Any], Any]
 # MariaDB's DECIMAL holds at most 65 digits, 30 of them after the point.
 MAX_DECIMAL_PRECISION = 65
 MAX_DECIMAL_SCALE = 30
-# A key column must be bounded; 255 utf8mb4 characters keep three of them under InnoDB's
-# 3072-byte key limit.
-KEY_VARCHAR = 255
-# Longer VARCHARs would eat MariaDB's 65,535-byte row limit; they become TEXT types.
-MAX_INLINE_VARCHAR = 4000
 # MariaDB's JSON_VALID (the CHECK of a JSON column) refuses documents nested deeper than this
 # (measured on 10.11: 31 nested arrays or objects pass, 32 do not).
 MAX_JSON_DEPTH = 31
 
 
-def column_type(type_text: str, is_key: bool) -> TypeEngine[Any]:
-    """The MariaDB column type for a PostgreSQL type (see docs/types.md)."""
-    t = parse_type(type_text)
-    if t.array:
-        return mysql.JSON() if not is_key else mysql.VARCHAR(KEY_VARCHAR)
-    name, args = t.name, t.args
-    simple: dict[str, TypeEngine[Any]] = {
-        "smallint": mysql.SMALLINT(),
-        "integer": mysql.INTEGER(),
-        "bigint": mysql.BIGINT(),
-        "oid": mysql.INTEGER(unsigned=True),
-        # DOUBLE, not FLOAT: the value arrives as the shortest decimal text of the float4,
-        # and a DOUBLE holds that text exactly, so whole-row matches (tables without a key)
-        # compare equal; FLOAT would store a nearby binary value that no longer does.
-        "real": mysql.DOUBLE(),
-        "double precision": mysql.DOUBLE(),
-        "boolean": mysql.BOOLEAN(),
-        "date": mysql.DATE(),
-        "json": mysql.JSON(),
-        "jsonb": mysql.JSON(),
-        "uuid": mysql.CHAR(36),
-    }
-    if name in simple:
-        return simple[name]
-    if name == "numeric":
-        exact = decimal_for(args)
-        if exact is not None:
-            return mysql.DECIMAL(*exact)
-        return mysql.DECIMAL(MAX_DECIMAL_PRECISION, MAX_DECIMAL_SCALE)
-    if name in ("timestamp with time zone", "timestamp without time zone", "timestamp"):
-        return mysql.DATETIME(fsp=args[0] if args else 6)
-    if name in ("time without time zone", "time"):
-        return mysql.TIME(fsp=args[0] if args else 6)
-    if name == "time with time zone":
-        # MariaDB's TIME has no offset, and a time of day cannot be moved to UTC without a
-        # date: kept as PostgreSQL's text, e.g. 12:00:00+02.
-        return mysql.VARCHAR(32)
-    if name == "bytea":
-        return mysql.VARBINARY(KEY_VARCHAR) if is_key else mysql.LONGBLOB()
-    if name in ("character varying", "character") and args:
-        return _character(args[0], is_key)
-    if is_key:
-        return mysql.VARCHAR(KEY_VARCHAR)
-    return mysql.LONGTEXT()
-
-
-def decimal_for(args: tuple[int, ...]) -> tuple[int, int] | None:
-    """The DECIMAL(M,D) that holds every value of ``numeric(p,s)`` exactly; None when no DECIMAL
-    does (no typmod, or too many digits): the column is then DECIMAL(65,30) and each value is
-    checked on its own (see _wide_numeric)."""
-    if not args:
-        return None
-    precision = args[0]
-    scale = args[1] if len(args) > 1 else 0
-    if scale < 0:
-        # numeric(3,-2): up to 3 significant digits, rounded to hundreds (99900 at most).
-        precision, scale = precision - scale, 0
-    elif scale > precision:
-        # numeric(2,5): below 0.001, five digits after the point; MariaDB wants M >= D.
-        precision = scale
-    if precision > MAX_DECIMAL_PRECISION or scale > MAX_DECIMAL_SCALE:
-        return None
-    return precision, scale
-
-
-def _character(length: int, is_key: bool) -> TypeEngine[Any]:
-    # char(n) too becomes VARCHAR(n): PostgreSQL sends its value padded to n, and MariaDB's
-    # CHAR would strip the trailing spaces on the way out.
-    if is_key:
-        length = min(length, KEY_VARCHAR)
-    if length > MAX_INLINE_VARCHAR:
-        return mysql.LONGTEXT()
-    return mysql.VARCHAR(length)
-
-
-def converter(type_text: str) -> Converter | None:
-    """How to turn the envelope's value into the value to bind; None: bind it as it is."""
-    t = parse_type(type_text)
-    if t.array:
-        return _array_converter(t.name)
-    if t.name == "timestamp with time zone":
-        return _timestamptz
-    if t.name == "bytea":
-        return _bytea
-    if t.name == "boolean":
-        return _boolean
-    if t.name in ("real", "double precision"):
-        return _number_text
-    if t.name == "numeric":
-        return _number_text if decimal_for(t.args) is not None else _wide_numeric
-    if t.name in ("json", "jsonb"):
-        return _json
-    return None
-
-
-def _number_text(value: Any) -> Any:
+def number_text(value: Any) -> Any:
     # Always text: the JSON holds integers for whole values and text for the rest, and one
     # executemany must bind the same type all down a column. NaN and ±Infinity (text from
     # wal2json 2.6+) are bound too: MariaDB refuses them ("Incorrect double value: 'NaN'").
     return None if value is None else str(value)
 
 
-def _wide_numeric(value: Any) -> Any:
+def wide_numeric(value: Any) -> Any:
     """An unconstrained numeric into DECIMAL(65,30): refuse what would not fit exactly."""
     if value is None:
         return None
@@ -166,7 +64,7 @@ def _wide_numeric(value: Any) -> Any:
     return text
 
 
-def _timestamptz(value: Any) -> Any:
+def timestamptz(value: Any) -> Any:
     if value is None:
         return None
     text = str(value)
@@ -182,7 +80,7 @@ def _timestamptz(value: Any) -> Any:
         raise RowRejected(f"timestamptz {text!r} has no MariaDB DATETIME equivalent") from e
 
 
-def _bytea(value: Any) -> Any:
+def bytea(value: Any) -> Any:
     if value is None:
         return None
     text = str(value)
@@ -201,7 +99,7 @@ _JSON_BRACKET = re.compile(r"[\[\]{}]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]", re.ASCII)
 
 
-def _json(value: Any) -> Any:
+def json_text(value: Any) -> Any:
     """json and jsonb, bound as PostgreSQL printed them.
 
     MariaDB's JSON column (LONGTEXT with a JSON_VALID check) refuses two kinds of document
@@ -269,33 +167,35 @@ def _has_lone_surrogate(text: str) -> bool:
         return False
 
 
-def _boolean(value: Any) -> Any:
+def boolean(value: Any) -> Any:
     if value is None or isinstance(value, bool):
         return value
     return str(value).lower() in ("t", "true", "1")
 
 
-_NUMERIC_ELEMENTS = {"smallint", "integer", "bigint", "oid", "numeric", "real", "double precision"}
-# What PostgreSQL writes between the elements of an array (the element type's typdelim): ","
-# for every built-in type but box, whose text has commas of its own. The extractor names an
-# array of any other type with another delimiter by its array type's own name (_geometry),
-# which arrives here as a scalar (extractor/basetypes.py).
-_DELIMITERS = {"box": ";"}
+class Element(enum.Enum):
+    """What an array's element of a type becomes in the JSON array."""
+
+    STRING = "string"  # PostgreSQL's text of it, as a JSON string
+    NUMBER = "number"  # a JSON number with PostgreSQL's digits (NaN and ±Infinity: strings)
+    BOOLEAN = "boolean"
+
+
 _ARRAY_SPACE = " \t\n\r\v\f"
 
 
-def _array_converter(element: str) -> Converter:
-    """A PostgreSQL array literal (``{1,2}``, ``{"a b",NULL}``) -> JSON text (``[1,2]``)."""
-    numeric = element in _NUMERIC_ELEMENTS
-    boolean = element == "boolean"
-    delimiter = _DELIMITERS.get(element, ",")
+def array_converter(element: Element, delimiter: str = ",") -> Converter:
+    """A PostgreSQL array literal (``{1,2}``, ``{"a b",NULL}``) -> JSON text (``[1,2]``).
+    ``delimiter``: what PostgreSQL writes between the elements (the element type's typdelim)."""
+    number = element is Element.NUMBER
+    truth = element is Element.BOOLEAN
 
     def scalar(token: str, quoted: bool) -> Any:
         if not quoted and token.upper() == "NULL":
             return None
-        if boolean and not quoted:
+        if truth and not quoted:
             return token in ("t", "true")
-        if numeric and not quoted:
+        if number and not quoted:
             return _JsonNumber(token)
         return token
 

@@ -41,6 +41,21 @@ filled them without writing them (a column added with a constant default), else 
 rewrote the table's rows, which a copy later in the stream brings. Its ``lsn`` is one less than
 the message's (wal2json gives the end of the message's record, where the next one starts).
 
+On the wire, ``changes`` is a list of *runs*: consecutive changes of one operation and one
+shape (table, columns, types, key, old key's columns) share one object, and what differs from
+change to change comes as parallel lists, so the names and types of a bulk load's columns are
+written once per message, not once per row::
+
+    {"op": "insert", "schema": "public", "table": "ck", "columns": ["a", "b", "v"],
+     "types": ["integer", "text", "text"], "key": ["a", "b"],
+     "lsn": ["0/196D980", "0/196D980"], "n": [0, 1],        # n: left out when all are 0
+     "values": [[5, "z", "q"], [6, "y", null]]}
+    {"op": "delete", ..., "key": ["a", "b"], "lsn": [...],
+     "old": {"columns": ["a", "b"], "types": ["integer", "text"]}, "old_values": [[5, "z"]]}
+
+A ``ddl`` change is always a run of its own. The form of each change described above is what
+the extractor builds and the applier reads (``Change``); only the wire groups them.
+
 Values keep the text PostgreSQL printed: integers are JSON integers, every other number
 (numeric, real, double) is a JSON string holding its exact decimal text, so no reader ever
 passes one through a binary float. Other types are strings as wal2json prints them.
@@ -223,16 +238,78 @@ def stub(headers: dict[str, Any] | None, reason: str) -> Envelope | None:
         return None
 
 
-def _big_ints_as_text(changes: list[dict[str, Any]]) -> None:
+def _big_ints_as_text(runs: list[dict[str, Any]]) -> None:
     """orjson (and the applier's orjson parser) stop at 64 bits: a wider integer, which only a
     numeric column can hold, travels as its decimal text like every other numeric value."""
-    for change in changes:
-        for part in (change, change.get("old_key") or {}):
-            values = part.get("values")
-            if values:
-                part["values"] = [
-                    str(v) if type(v) is int and not -(2**63) <= v < 2**64 else v for v in values
+    for run in runs:
+        for field in ("values", "old_values"):
+            rows = run.get(field)
+            if rows and run.get("op") != DDL:
+                run[field] = [
+                    [str(v) if type(v) is int and not -(2**63) <= v < 2**64 else v for v in row]
+                    for row in rows
                 ]
+            elif rows:  # a ddl change's values are one row, not a list of rows
+                run[field] = [
+                    str(v) if type(v) is int and not -(2**63) <= v < 2**64 else v for v in rows
+                ]
+
+
+def runs_of(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Changes in the form above -> the runs that carry them on the wire (stream order kept).
+
+    Once per change on the extractor's hot path: the common case (one more change of the run
+    before, of the same shape) is a few comparisons and a few appends."""
+    runs: list[dict[str, Any]] = []
+    run: dict[str, Any] = {}
+    lsns: list[str] = []
+    rows: list[Any] | None = None
+    olds: list[Any] | None = None
+    op = table = schema = columns = types = key = ocols = otypes = None
+    for c in changes:
+        old = c.get("old_key")
+        if not (
+            c["table"] == table
+            and c["op"] == op
+            and op != DDL
+            and c["schema"] == schema
+            and c.get("columns") == columns
+            and c.get("types") == types
+            and c.get("key") == key
+            and (old is None) == (ocols is None)
+            and (old is None or (old["columns"] == ocols and old["types"] == otypes))
+        ):
+            op, table, schema = c["op"], c["table"], c["schema"]
+            columns, types, key = c.get("columns"), c.get("types"), c.get("key")
+            ocols = None if old is None else old["columns"]
+            otypes = None if old is None else old["types"]
+            lsns = []
+            run = {"op": op, "schema": schema, "table": table, "lsn": lsns}
+            if columns:
+                run["columns"], run["types"] = columns, types
+            if key:
+                run["key"] = key
+            rows = olds = None
+            if op == DDL:
+                run["ddl"] = c.get("ddl")
+                run["values"] = c.get("values", [])
+            elif op not in (TRUNCATE, DELETE):
+                rows = run["values"] = []
+            elif c.get("ddl"):
+                run["ddl"] = c["ddl"]  # a copy's truncate: the table's OID and attnums
+            if old is not None:
+                run["old"] = {"columns": ocols, "types": otypes}
+                olds = run["old_values"] = []
+            runs.append(run)
+        lsns.append(c["lsn"])
+        n = c.get("n")
+        if n or "n" in run:
+            run.setdefault("n", [0] * (len(lsns) - 1)).append(n or 0)
+        if rows is not None:
+            rows.append(c["values"])
+        if olds is not None:
+            olds.append(old["values"])  # type: ignore[index]
+    return runs
 
 
 def encode(
@@ -248,7 +325,9 @@ def encode(
     resumed: bool,
     changes: list[dict[str, Any]],
 ) -> bytes:
-    """Serialize a chunk whose changes are already dicts in the form shown above."""
+    """Serialize a chunk whose changes are already dicts in the form shown above (each
+    change; the wire groups them into runs)."""
+    runs = runs_of(changes)
     doc = {
         "v": VERSION,
         "slot": slot,
@@ -260,13 +339,13 @@ def encode(
         "last": last,
         "after": None if after is None else str(after),
         "resumed": resumed,
-        "changes": changes,
+        "changes": runs,
     }
     # orjson: several times faster than json.dumps; no binary float ever reaches it.
     try:
         return orjson.dumps(doc)
     except orjson.JSONEncodeError:
-        _big_ints_as_text(changes)
+        _big_ints_as_text(runs)
         return orjson.dumps(doc)
 
 
@@ -320,7 +399,7 @@ def _envelope(doc: Any) -> Envelope:
             "of another version wrote it: see the README's upgrade notes)"
         )
     try:
-        changes = [_change(c) for c in doc["changes"]]
+        changes = [c for run in doc["changes"] for c in _run(run)]
         after = doc["after"]
         if after is not None and not isinstance(after, str):
             raise DecodeError("malformed envelope: after is not a position")
@@ -357,38 +436,68 @@ def _flag(value: Any) -> bool:
 _EMPTY: list[Any] = []
 
 
-def _change(c: dict[str, Any]) -> Change:
-    # Once per change on the applier's hot path: no copies, checks that cost little.
-    op = c["op"]
+def _run(r: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one check after another
+    # Once per run on the applier's hot path: the checks that cost little, then one Change per
+    # change, all sharing the run's lists of names and types.
+    op = r["op"]
     if op not in OPERATIONS:
         raise DecodeError(f"unknown operation {op!r}")
-    columns = c.get("columns", _EMPTY)
-    types = c.get("types", _EMPTY)
-    values = c.get("values", _EMPTY)
-    if len(columns) != len(types) or (op != TRUNCATE and len(values) != len(columns)):
+    schema, table = r["schema"], r["table"]
+    if not (isinstance(schema, str) and isinstance(table, str)):
+        raise DecodeError("schema and table must be text")
+    columns = r.get("columns", _EMPTY)
+    types = r.get("types", _EMPTY)
+    key = r.get("key", _EMPTY)
+    if len(columns) != len(types):
         raise DecodeError("columns, types and values differ in length")
-    old = c.get("old_key")
-    old_key = None
+    lsns = r["lsn"]
+    if not isinstance(lsns, list) or not all(isinstance(lsn, str) for lsn in lsns):
+        raise DecodeError("a change's lsn must be text")
+    count = len(lsns)
+    ns = r.get("n")
+    if ns is not None and (len(ns) != count or not all(type(n) is int and n >= 0 for n in ns)):
+        raise DecodeError("a change's n must be a whole number")
+    ddl = r.get("ddl")
+    if ddl is not None and not isinstance(ddl, dict):
+        raise DecodeError("a change's ddl must be an object")
+    if op == DDL:
+        if ddl is None or count != 1:
+            raise DecodeError("a ddl change without its ddl object")
+        values = r.get("values", _EMPTY)
+        if len(values) != len(columns):
+            raise DecodeError("columns, types and values differ in length")
+        return [Change(op, lsns[0], schema, table, columns, types, values, key, None, 0, ddl)]
+    rows: list[Any] = r.get("values") or []
+    if op in (INSERT, UPDATE):
+        if len(rows) != count or any(len(row) != len(columns) for row in rows):
+            raise DecodeError("columns, types and values differ in length")
+    elif rows:
+        raise DecodeError("columns, types and values differ in length")
+    old = r.get("old")
+    old_rows: list[Any] = r.get("old_values") or []
     if old is not None:
-        old_key = OldKey(old["columns"], old["types"], old["values"])
-        if not (len(old_key.columns) == len(old_key.types) == len(old_key.values)):
+        ocols, otypes = old["columns"], old["types"]
+        if (
+            not (len(ocols) == len(otypes))
+            or len(old_rows) != count
+            or any(len(row) != len(ocols) for row in old_rows)
+        ):
             raise DecodeError("old_key columns, types and values differ in length")
     elif op == DELETE:
         raise DecodeError("a delete without old_key cannot be applied")
-    schema, table = c["schema"], c["table"]
-    if not (isinstance(schema, str) and isinstance(table, str)):
-        raise DecodeError("schema and table must be text")
-    lsn = c["lsn"]
-    if not isinstance(lsn, str):
-        raise DecodeError("a change's lsn must be text")
-    n = c.get("n", 0)
-    if type(n) is not int or n < 0:
-        raise DecodeError("a change's n must be a whole number")
-    ddl = c.get("ddl")
-    if ddl is not None and not isinstance(ddl, dict):
-        raise DecodeError("a change's ddl must be an object")
-    if op == DDL and ddl is None:
-        raise DecodeError("a ddl change without its ddl object")
-    return Change(
-        op, lsn, schema, table, columns, types, values, c.get("key", _EMPTY), old_key, n, ddl
-    )
+    return [
+        Change(
+            op,
+            lsns[i],
+            schema,
+            table,
+            columns,
+            types,
+            rows[i] if rows else _EMPTY,
+            key,
+            OldKey(ocols, otypes, old_rows[i]) if old is not None else None,
+            ns[i] if ns is not None else 0,
+            ddl,
+        )
+        for i in range(count)
+    ]

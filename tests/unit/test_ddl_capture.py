@@ -230,7 +230,7 @@ def test_a_schema_change_travels_alone_and_decodes() -> None:
 def test_a_ddl_change_without_its_object_is_refused() -> None:
     body = json.dumps({"v": 2, "slot": "s", "xid": 1, "commit_lsn": "0/10", "commit_time": "",
         "copy": False, "chunk": 0, "last": True, "after": None, "resumed": False,
-        "changes": [{"op": "ddl", "lsn": "0/9", "schema": "public", "table": "t"}]})  # fmt: skip
+        "changes": [{"op": "ddl", "lsn": ["0/9"], "schema": "public", "table": "t"}]})  # fmt: skip
     with pytest.raises(DecodeError, match="ddl object"):
         decode(body.encode())
 

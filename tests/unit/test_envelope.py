@@ -254,9 +254,10 @@ def test_missing_changes() -> None:
 
 @pytest.mark.parametrize("field", ["op", "lsn", "schema", "table"])
 def test_missing_change_field(field: str) -> None:
-    change = {k: v for k, v in INSERT.items() if k != field}
+    run = envelope.runs_of([INSERT])[0]
+    del run[field]
     with pytest.raises(DecodeError):
-        decode(body([change]))
+        decode(raw(doc(changes=[run])))
 
 
 @pytest.mark.parametrize(
@@ -299,8 +300,10 @@ def test_mismatched_old_key_lengths() -> None:
 
 
 def test_old_key_missing_part() -> None:
+    run = envelope.runs_of([DELETE])[0]
+    del run["old_values"]
     with pytest.raises(DecodeError):
-        decode(body([dict(DELETE, old_key={"columns": ["a"], "types": ["integer"]})]))
+        decode(raw(doc(changes=[run])))
 
 
 @pytest.mark.parametrize("op", ["upsert", "INSERT", "", None])
@@ -335,8 +338,9 @@ def test_ordinal_of_changes_of_one_record() -> None:
 
 @pytest.mark.parametrize("n", [-1, "1", 1.5, None])
 def test_bad_ordinal(n: object) -> None:
+    run = dict(envelope.runs_of([INSERT])[0], n=[n])
     with pytest.raises(DecodeError, match="whole number"):
-        decode(body([dict(INSERT, n=n)]))
+        decode(raw(doc(changes=[run])))
 
 
 def test_a_chunk_that_is_not_the_last_must_carry_changes() -> None:
@@ -401,3 +405,22 @@ def test_positions_sort_in_stream_order() -> None:
     later = Position(6, False, (0, 0))
     assert Position.before(5) < copy_start < Position.end_of(5, copy=True) < a < b < c < end
     assert end < later < Position.before(7)
+
+
+def test_changes_of_one_shape_travel_as_one_run() -> None:
+    rows = [dict(INSERT, values=[i, "z", None, "1.5"], lsn="16/B374D000", n=i) for i in range(3)]
+    wire = json.loads(body([*rows, UPDATE, DELETE, dict(DELETE, lsn="16/B374D201")]))["changes"]
+    assert [r["op"] for r in wire] == ["insert", "update", "delete"]
+    assert wire[0]["values"] == [[i, "z", None, "1.5"] for i in range(3)]
+    assert wire[0]["n"] == [0, 1, 2] and "columns" in wire[0]
+    assert wire[2]["old_values"] == [[5, "z"], [5, "z"]]
+    changes = decode(body([*rows, UPDATE, DELETE])).changes
+    assert [c.values for c in changes[:3]] == [[i, "z", None, "1.5"] for i in range(3)]
+    assert [c.n for c in changes[:3]] == [0, 1, 2]
+    assert changes[0].columns is changes[2].columns  # one list, shared by the run
+    assert changes[4].old_key == OldKey(["a", "b"], ["integer", "text"], [5, "z"])
+
+
+def test_a_run_keeps_no_ordinals_when_all_are_zero() -> None:
+    wire = json.loads(body([INSERT, dict(INSERT, lsn="16/B374D001")]))["changes"]
+    assert "n" not in wire[0] and wire[0]["lsn"] == ["16/B374D000", "16/B374D001"]

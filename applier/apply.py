@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection, Engine
 
 from applier import relations
+from applier.bulk import BulkPath
 from applier.checkpoint import CheckpointStore
 from applier.ddl import SchemaChanges
 from applier.packets import located, packets
 from applier.plan import Group, Plan, build_plan
 from applier.schema import TableShape, TargetSchema
-from applier.target import classify, create_target_engine, max_allowed_packet
-from applier.upsert import Statements
+from applier.target import classify, create_target_engine, local_infile, max_allowed_packet
+from applier.upsert import Statements, driver_safe
 from shared.config import ApplierConfig
 from shared.envelope import Envelope
 from shared.errors import CdcError, RowTooLarge, SchemaMismatch, TargetUnavailable
@@ -55,6 +56,7 @@ class Prepared:
 class BatchResult:
     applied: int = 0  # messages
     rows: dict[tuple[TargetRef, str], int] = field(default_factory=dict)
+    bulk: dict[TargetRef, int] = field(default_factory=dict)  # rows by the bulk path
     checkpoint: Position | None = None
     seconds: float = 0.0
     committed_at: float = 0.0  # wall clock, just after the COMMIT returned
@@ -70,6 +72,7 @@ class Applier:
         self._checkpoints = CheckpointStore(cfg.source.slot)
         self._statements: Statements | None = None
         self._max_packet = 0  # the server's max_allowed_packet, read on connecting
+        self._bulk: BulkPath | None = None  # large groups by LOAD DATA, where the server allows
         self._ddl = SchemaChanges(self._naming, self._schema, cfg.target.dropped)
 
     def _connect(self) -> Engine:
@@ -81,11 +84,22 @@ class Applier:
                     self._schema.ensure_catalog(conn)
                     self._max_packet = max_allowed_packet(conn)
                     relations.ensure_table(conn)
+                    bulk_rows = self._cfg.target.bulk_rows
+                    if bulk_rows and not local_infile(conn):
+                        log.warning(
+                            "bulk_path_off reason=local_infile_off (the server refuses LOAD "
+                            "DATA LOCAL INFILE: every group goes by executemany; SET GLOBAL "
+                            "local_infile=ON to allow it)"
+                        )
+                        bulk_rows = 0
             except Exception as e:
                 engine.dispose()
                 raise classify(e, self._where) from e
             self._engine = engine
             self._statements = Statements(engine.dialect)
+            if self._bulk is not None:
+                self._bulk.close()
+            self._bulk = BulkPath(driver_safe(engine.dialect), bulk_rows, self._where)
             log.info("target_ready target=%s", self._where)
         return self._engine
 
@@ -98,6 +112,8 @@ class Applier:
 
     def close(self) -> None:
         self.reset()
+        if self._bulk is not None:
+            self._bulk.close()
 
     def refused(self) -> list[tuple[str, str, str]]:
         """(target table, source table, reason) of each refusal in force."""
@@ -170,7 +186,7 @@ class Applier:
                     if ddl is not None:
                         finish(conn)
                     else:
-                        self._run(conn, batch, plan)
+                        result.bulk = self._run(conn, batch, plan)
                     if not replay and batch:
                         result.checkpoint = self._checkpoints.write(conn, batch[-1])
                 result.rows = plan.counts
@@ -183,24 +199,34 @@ class Applier:
         result.committed_at = time.time()
         return result
 
-    def _run(self, conn: Connection, batch: list[Envelope], plan: Plan) -> None:
-        """The plan's statements, inside the batch's transaction."""
+    def _run(self, conn: Connection, batch: list[Envelope], plan: Plan) -> dict[TargetRef, int]:
+        """The plan's statements, inside the batch's transaction; the rows that went by the
+        bulk path, per table."""
+        bulk: dict[TargetRef, int] = {}
         for group in plan.groups:
             if group.op == "truncate" and not self._schema.exists(group.table):
                 continue
-            self._send(conn, group)
+            if self._send(conn, group):
+                bulk[group.table] = bulk.get(group.table, 0) + len(group.rows)
         relations.record_copies(conn, batch, self._naming)
+        return bulk
 
-    def _send(self, conn: Connection, group: Group) -> None:
-        """One group's statement over its rows, in packets MariaDB takes (applier/packets.py)."""
+    def _send(self, conn: Connection, group: Group) -> bool:
+        """One group's statement over its rows: a large group through a staging table
+        (applier/bulk.py; True), else executemany in packets MariaDB takes
+        (applier/packets.py)."""
         if not group.rows:
             conn.exec_driver_sql(group.statement.sql)
-            return
+            return False
+        bulk = self._bulk
+        if bulk is not None and bulk.takes(group) and bulk.send(conn, group):
+            return True
         for rows in packets(group, self._max_packet):
             try:
                 conn.exec_driver_sql(group.statement.sql, rows)
             except Exception as e:
                 raise located(e, group, rows, self._where) from e
+        return False
 
     def skip(self, env: Envelope, expect: Position | None) -> None:
         """Move the checkpoint past a message that went to the dead-letter queue."""

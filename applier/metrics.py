@@ -25,6 +25,11 @@ class ApplierMetrics:
             "cdc_applier_rows", "Row changes applied, by target table and operation",
             ["table", "op"], registry=r,
         )  # fmt: skip
+        self.bulk_rows = Counter(
+            "cdc_applier_bulk_rows",
+            "Row changes applied through a staging table (LOAD DATA), by target table",
+            ["table"], registry=r,
+        )  # fmt: skip
         self.duplicates = Counter(
             "cdc_applier_duplicates",
             "Messages acked unapplied: the checkpoint had them",

@@ -316,6 +316,8 @@ class ApplierService:
         m.apply_seconds.observe(result.seconds)
         for (table, op), n in result.rows.items():
             m.rows.labels(str(table), op).inc(n)
+        for table, n in result.bulk.items():
+            m.bulk_rows.labels(str(table)).inc(n)
         for env, _ in batch:
             if env.last:
                 m.applied(env.commit_time, env.copy, result.committed_at)

@@ -179,6 +179,10 @@ def create_target_engine(target: TargetConfig) -> Engine:
             "connect_timeout": 10,
             "read_timeout": 600,
             "write_timeout": 600,
+            # LOAD DATA LOCAL INFILE for the bulk path (applier/bulk.py). The server names the
+            # file the client sends: only on for a target trusted with the applier's files
+            # (target.bulk_rows = 0 turns it off; docs/performance.md).
+            "local_infile": target.bulk_rows > 0,
             **tls_connect_args(target),
         },
     )
@@ -197,6 +201,11 @@ def create_target_engine(target: TargetConfig) -> Engine:
 def max_allowed_packet(conn: Connection) -> int:
     """The largest command the server takes in this session (its value when it connected)."""
     return int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar() or 0)
+
+
+def local_infile(conn: Connection) -> bool:
+    """Whether the server takes LOAD DATA LOCAL INFILE (its ``local_infile``)."""
+    return bool(conn.exec_driver_sql("SELECT @@local_infile").scalar())
 
 
 def errno_of(exc: BaseException) -> int | None:

@@ -329,6 +329,15 @@ class TargetConfig(NamingConfig):
         default=10000,
         doc="most changes in one MariaDB transaction",
     )
+    bulk_rows: int = setting(
+        "CDC_TARGET_BULK_ROWS",
+        p.count_or_off,
+        default=200,
+        doc="a batch's run of at least this many upserts (or deletes by key) of one table goes "
+        "through a staging table filled by `LOAD DATA LOCAL INFILE` instead of `executemany` "
+        "(needs the server's `local_infile` on, and `CREATE TEMPORARY TABLES`: "
+        "docs/performance.md); `0`: never",
+    )
     dropped: str = setting(
         "CDC_TARGET_DROPPED",
         p.dropped_mode,

@@ -37,6 +37,13 @@ def positive_int(v: str) -> int:
     return n
 
 
+def count_or_off(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise ValueError("must be 0 (off) or a positive integer")
+    return n
+
+
 def positive_float(v: str) -> float:
     x = float(v)
     if not (x > 0 and math.isfinite(x)):

@@ -5,6 +5,9 @@
 --   ALTER                           columns added, renamed, dropped or changing type in the
 --                                   source, a key it gains (RENAME TABLE needs ALTER and DROP
 --                                   on the old name)
+--   CREATE TEMPORARY TABLES         the staging table of the bulk path: a large batch for one
+--                                   table is loaded (LOAD DATA LOCAL INFILE) into a temporary
+--                                   table of the session, then upserted or deleted from there
 --   DROP                            schema changes the DDL capture reports (sql/ddl-capture.sql):
 --                                   a table renamed or dropped in the source, a table created
 --                                   again under a name the target still holds
@@ -26,7 +29,7 @@ PREPARE stmt FROM @sql;
 EXECUTE stmt;
 DEALLOCATE PREPARE stmt;
 SET @sql = CONCAT(
-    'GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP ON `', REPLACE(@db, '`', '``'),
+    'GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, CREATE TEMPORARY TABLES ON `', REPLACE(@db, '`', '``'),
     '`.* TO ', @account
 );
 PREPARE stmt FROM @sql;

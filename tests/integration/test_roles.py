@@ -43,8 +43,8 @@ def test_the_target_user_holds_only_what_the_applier_needs(pipeline: Pipeline) -
     assert any(g.startswith("GRANT USAGE ON *.*") for g in grants), grants
     mine = [g for g in grants if f"`{pipeline.target_db}`" in g]
     assert mine == [
-        f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `{pipeline.target_db}`.* "
-        f"TO `{APP_USER}`@`127.0.0.1`"
+        f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, CREATE TEMPORARY TABLES ON "
+        f"`{pipeline.target_db}`.* TO `{APP_USER}`@`127.0.0.1`"
     ], grants
     # Other test databases of a shared stack have their own grants; globally, only USAGE.
     overall = [g for g in grants if " ON *.* " in g]

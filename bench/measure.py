@@ -143,6 +143,7 @@ class Watch:
         self._procs = dict(procs)
         self.peak: dict[str, float] = {}
         self.cpu: dict[str, float] = {}  # group -> share of one core over the part
+        self.wall = 0.0  # seconds the part took
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = 0.0
@@ -161,7 +162,7 @@ class Watch:
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        wall = max(time.monotonic() - self._started, 1e-9)
+        wall = self.wall = max(time.monotonic() - self._started, 1e-9)
         after = cpu_seconds(self._root, self._procs)
         self.cpu = {
             name: max(0.0, used - self._cpu_before.get(name, 0.0)) / wall

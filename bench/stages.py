@@ -1,6 +1,11 @@
 """Each stage's own limit, measured alone: wal2json decoding (pg_recvlogical), RabbitMQ
 publishing with confirms (the extractor's publisher), MariaDB batched upserts. The slowest of
-the three bounds what the whole pipeline can do on this machine."""
+the three bounds what the whole pipeline can do on this machine.
+
+MariaDB's upserts are measured three ways on the same rows (``apply_paths``): executemany
+(the applier's path for small groups), one multi-row statement per batch with the values
+bound, and the applier's bulk path (applier/bulk.py: LOAD DATA LOCAL INFILE into a staging
+table, then one INSERT ... SELECT), Python's work in each included."""
 
 from __future__ import annotations
 
@@ -9,13 +14,18 @@ import time
 
 from pika.adapters.select_connection import IOLoop
 
+from applier.bulk import BulkPath
+from applier.plan import Group
+from applier.target import create_target_engine
+from applier.upsert import Compiled, driver_safe
 from bench.parts import BULK_ROW
 from devstack.postgres import BIN
 from extractor.publisher import Publisher
 from harness.pipeline import Pipeline
 from shared import envelope
-from shared.config import BrokerConfig
+from shared.config import BrokerConfig, TargetConfig
 from shared.errors import CdcError
+from shared.naming import TargetRef
 from shared.secret import Secret
 from shared.topology import Topology
 
@@ -52,33 +62,87 @@ def decoding_alone(p: Pipeline, rows: int) -> float:
     return rows / took
 
 
+_STAGE_TABLE = (
+    "CREATE TABLE stage_upsert (id BIGINT PRIMARY KEY, account INT NOT NULL,"
+    " amount DECIMAL(12,2) NOT NULL, note LONGTEXT, at DATETIME(6) NOT NULL)"
+    " CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+)
+_STAGE_COLUMNS = ("id", "account", "amount", "note", "at")
+_UPSERT = (
+    "INSERT INTO stage_upsert (id, account, amount, note, at) VALUES {values}"
+    " ON DUPLICATE KEY UPDATE account = VALUES(account), amount = VALUES(amount),"
+    " note = VALUES(note), at = VALUES(at)"
+)
+APPLY_PATHS = ("executemany", "multi-row statement", "LOAD DATA (bulk path)")
+
+
+def _stage_batches(rows: int, per: int = 1000) -> list[list[tuple[object, ...]]]:
+    """The rows as the applier binds them for the bulk table (ints, numeric and time as text)."""
+    return [
+        [
+            (g, g % 1000, f"{(g % 100000) / 100:.2f}", f"row {g}", "2026-01-01 00:00:00.000000")
+            for g in range(lo, min(lo + per - 1, rows) + 1)
+        ]
+        for lo in range(1, rows + 1, per)
+    ]
+
+
 def upserts_alone(p: Pipeline, rows: int) -> float:
     """MariaDB alone: 1,000-row executemany upserts, one commit each, into a fresh table."""
+    return apply_paths(p, rows, ("executemany",))["executemany"]
+
+
+def apply_paths(p: Pipeline, rows: int, paths: tuple[str, ...] = APPLY_PATHS) -> dict[str, float]:
+    """MariaDB alone, each path into a fresh table: 1,000-row batches, one commit each, the
+    rows' Python formatting included. Rows/s per path."""
+    out: dict[str, float] = {}
+    for path in paths:
+        batches = _stage_batches(rows)
+        conn = p.maria()
+        conn.cursor().execute(_STAGE_TABLE)
+        conn.close()
+        started = time.monotonic()
+        if path == "LOAD DATA (bulk path)":
+            _load_data(p, batches)
+        else:
+            _statements(p, batches, multi_row=path == "multi-row statement")
+        out[path] = rows / (time.monotonic() - started)
+        conn = p.maria()
+        conn.cursor().execute("DROP TABLE stage_upsert")
+        conn.close()
+    return out
+
+
+def _statements(p: Pipeline, batches: list[list[tuple[object, ...]]], *, multi_row: bool) -> None:
     conn = p.maria()
     conn.autocommit = False  # one commit per 1,000-row batch, as the applier does
     cur = conn.cursor()
-    cur.execute(
-        "CREATE TABLE stage_upsert (id BIGINT PRIMARY KEY, account INT NOT NULL,"
-        " amount DECIMAL(12,2) NOT NULL, note LONGTEXT, at DATETIME(6) NOT NULL)"
-        " CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
-    )
-    sql = (
-        "INSERT INTO stage_upsert (id, account, amount, note, at) VALUES (?, ?, ?, ?, ?)"
-        " ON DUPLICATE KEY UPDATE account = VALUES(account), amount = VALUES(amount),"
-        " note = VALUES(note), at = VALUES(at)"
-    )
-    started = time.monotonic()
-    for lo in range(1, rows + 1, 1000):
-        batch = [
-            (g, g % 1000, f"{(g % 100000) / 100:.2f}", f"row {g}", "2026-01-01 00:00:00.000000")
-            for g in range(lo, min(lo + 999, rows) + 1)
-        ]
-        cur.executemany(sql, batch)
+    one = "(" + ", ".join("?" * len(_STAGE_COLUMNS)) + ")"
+    for batch in batches:
+        if multi_row:
+            params = [v for row in batch for v in row]
+            cur.execute(_UPSERT.format(values=", ".join([one] * len(batch))), params)
+        else:
+            cur.executemany(_UPSERT.format(values=one), batch)
         conn.commit()
-    took = time.monotonic() - started
-    cur.execute("DROP TABLE stage_upsert")
     conn.close()
-    return rows / took
+
+
+def _load_data(p: Pipeline, batches: list[list[tuple[object, ...]]]) -> None:
+    """The applier's own bulk path (applier/bulk.py), as it runs inside a batch."""
+    engine = create_target_engine(TargetConfig(url=Secret(p.env["CDC_TARGET_URL"])))
+    bulk = BulkPath(driver_safe(engine.dialect), 1, "bench")
+    order = tuple(range(len(_STAGE_COLUMNS)))
+    statement = Compiled("", order, _STAGE_COLUMNS)
+    table = TargetRef(None, "stage_upsert")
+    try:
+        with engine.connect() as conn:
+            for batch in batches:
+                with conn.begin():
+                    bulk.send(conn, Group(table, "upsert", statement, batch, ("id",)))
+    finally:
+        bulk.close()
+        engine.dispose()
 
 
 def publishing_alone(p: Pipeline, rows: int) -> float:

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from operator import itemgetter
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -32,8 +32,38 @@ from shared.tables import Part, Pattern, TableFilter, TableRef
 
 log = logging.getLogger(__name__)
 
+
+class _Column(msgspec.Struct):
+    """One column of a wal2json record (``pk`` has no value)."""
+
+    name: str
+    type: str = ""
+    value: Any = None
+
+
+class _Record(msgspec.Struct):
+    """Every member of a wal2json v2 record the extractor reads; others are skipped.
+
+    Decoded into these types rather than into dicts: msgspec then builds no dict per column
+    (measured: the decoding of a bulk row about twice as fast; python -m bench.cpu)."""
+
+    action: str = ""
+    lsn: Any = None
+    nextlsn: Any = None
+    xid: Any = None
+    timestamp: Any = None
+    schema: Any = None
+    table: Any = None
+    columns: list[_Column] | None = None
+    pk: list[_Column] | None = None
+    identity: list[_Column] | None = None
+    transactional: Any = None
+    prefix: Any = None
+    content: Any = None
+
+
 # One decoder, made once; every number that is not an integer stays the text it was written as.
-_JSON = msgspec.json.Decoder(float_hook=str)
+_JSON = msgspec.json.Decoder(_Record, float_hook=str)
 
 PLUGIN = "wal2json"
 NUMERIC_AS_STRING = "numeric-data-types-as-string"
@@ -41,7 +71,7 @@ _WAL2JSON_SPECIAL = {",", ".", "*", " ", "\\"}
 
 
 _OPS = {"I": INSERT, "U": UPDATE, "D": DELETE, "T": TRUNCATE}
-_NAME, _TYPE, _VALUE = itemgetter("name"), itemgetter("type"), itemgetter("value")
+_NAME, _TYPE, _VALUE = attrgetter("name"), attrgetter("type"), attrgetter("value")
 # A type name as wal2json 2.5 writes it when format_type's text starts with a quote and does not
 # end with "[]": unescaped, up to the next member of the column or its end. Only a key can be
 # written "type": inside a JSON string every quote is escaped.
@@ -98,25 +128,34 @@ def decode_record(payload: bytes, codec: SourceCodec | None = None) -> Record:
         except msgspec.DecodeError:
             raise DecodeError(f"wal2json output is not JSON: {e}: {payload[:200]!r}") from e
     try:
-        action = doc["action"]
+        action = doc.action
         if action in _OPS:
             return RowChange(_change(_OPS[action], doc), len(payload))
         if action == "B":
             return Begin(
-                xid=int(doc["xid"]) if "xid" in doc else 0,
-                commit_lsn=parse_lsn(doc["lsn"]),
-                commit_time=doc["timestamp"],
-                commit_end=parse_lsn(doc["nextlsn"]),
+                xid=int(doc.xid) if doc.xid is not None else 0,
+                commit_lsn=parse_lsn(_required(doc.lsn, "lsn")),
+                commit_time=_required(doc.timestamp, "timestamp"),
+                commit_end=parse_lsn(_required(doc.nextlsn, "nextlsn")),
             )
         if action == "C":
-            return Commit(parse_lsn(doc["nextlsn"]) if "nextlsn" in doc else 0)
+            return Commit(parse_lsn(doc.nextlsn) if doc.nextlsn is not None else 0)
         if action == "M":
             return LogicalMessage(
-                bool(doc["transactional"]), doc["prefix"], doc["content"], doc.get("lsn", "")
+                bool(_required(doc.transactional, "transactional")),
+                _required(doc.prefix, "prefix"),
+                _required(doc.content, "content"),
+                doc.lsn if doc.lsn is not None else "",
             )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DecodeError(f"unexpected wal2json record ({e}): {payload[:200]!r}") from e
-    raise DecodeError(f"unknown wal2json action {doc.get('action')!r}")
+    raise DecodeError(f"unknown wal2json action {doc.action!r}")
+
+
+def _required(value: Any, name: str) -> Any:
+    if value is None:
+        raise KeyError(name)
+    return value
 
 
 def _quote_type(m: re.Match[bytes]) -> bytes:
@@ -128,22 +167,22 @@ def _quote_type(m: re.Match[bytes]) -> bytes:
         return m.group(1) + json.dumps(raw, ensure_ascii=False).encode()
 
 
-def _change(op: str, doc: dict[str, Any]) -> dict[str, Any]:
+def _change(op: str, doc: _Record) -> dict[str, Any]:
     change: dict[str, Any] = {
         "op": op,
-        "lsn": doc["lsn"],
-        "schema": doc["schema"],
-        "table": doc["table"],
+        "lsn": _required(doc.lsn, "lsn"),
+        "schema": _required(doc.schema, "schema"),
+        "table": _required(doc.table, "table"),
     }
     if op == TRUNCATE:
         return change
-    # map + itemgetter: the per-change work, in C (this runs for every row of every change).
-    columns = doc.get("columns") or ()
+    # map + attrgetter: the per-change work, in C (this runs for every row of every change).
+    columns = doc.columns or ()
     change["columns"] = list(map(_NAME, columns))
     change["types"] = list(map(_TYPE, columns))
     change["values"] = list(map(_VALUE, columns))
-    change["key"] = list(map(_NAME, doc.get("pk") or ()))
-    identity = doc.get("identity")
+    change["key"] = list(map(_NAME, doc.pk or ()))
+    identity = doc.identity
     if identity:
         change["old_key"] = {
             "columns": list(map(_NAME, identity)),

@@ -14,8 +14,8 @@ import psycopg2
 
 from devstack.system import free_port, wait_until
 from harness.pipeline import Pipeline, Proc
-from tests.e2e.test_types import EDGE_ROWS, ODD_TEXT, OFFSET_ROWS, TYPES_TABLE
 from tests.support.metrics import scrape, value
+from tests.support.type_rows import EDGE_ROWS, ODD_TEXT, OFFSET_ROWS, TYPES_TABLE
 
 NASTY_TEXT = [
     "",

@@ -101,12 +101,18 @@ def main(argv: list[str] | None = None) -> int:
         "--parts", default=",".join(PARTS), help="comma-separated: " + ",".join(PARTS)
     )
     parser.add_argument("--bulk-rows", type=int)
+    parser.add_argument(
+        "--apply-bulk-rows",
+        type=int,
+        help="the applier's target.bulk_rows (0: executemany only, to compare the bulk path)",
+    )
     parser.add_argument("--report", type=Path, help="write the table here (markdown)")
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else Sizes()
     if args.bulk_rows:
         sizes.bulk_rows = args.bulk_rows
         sizes.stage_rows = min(sizes.stage_rows, args.bulk_rows)
+    sizes.apply_bulk_rows = args.apply_bulk_rows
     stack = Stack.load(default_dir() / ("bench-tiny" if args.tiny else "bench"))
     stack.start()
     logdir = stack.root / "logs"
@@ -122,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench" + (" --tiny" if args.tiny else "")
     if args.parts != ",".join(PARTS):
         command += f" --parts {args.parts}"
+    if args.bulk_rows:
+        command += f" --bulk-rows {args.bulk_rows}"
+    if args.apply_bulk_rows is not None:
+        command += f" --apply-bulk-rows {args.apply_bulk_rows}"
     text = report.markdown(bench.figures, results, command)
     print(text)
     if args.report:

@@ -40,6 +40,7 @@ class Sizes:
     latency_seconds: int = 30
     stage_rows: int = 300_000
     drain_transactions: int = 20_000
+    apply_bulk_rows: int | None = None  # the applier's target.bulk_rows (None: its default)
 
 
 TINY = Sizes(20_000, 20_000, 5, 1, 2, 100, 5, 20_000, 2_000)
@@ -57,7 +58,10 @@ class Bench:
     # ------------------------------------------------------------ helpers
 
     def start_pipeline(self) -> None:
-        self.procs["applier"] = self.p.start("applier", CDC_METRICS_PORT=str(self.metrics_port))
+        env = {"CDC_METRICS_PORT": str(self.metrics_port)}
+        if self.sizes.apply_bulk_rows is not None:
+            env["CDC_TARGET_BULK_ROWS"] = str(self.sizes.apply_bulk_rows)
+        self.procs["applier"] = self.p.start("applier", **env)
         self.procs["extractor"] = self.p.start("extractor")
         self.procs["extractor"].wait_for("streaming slot=")
         self.procs["applier"].wait_for("consuming queue=")

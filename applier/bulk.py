@@ -60,6 +60,8 @@ class BulkPath:
         """Whether ``group`` goes by the bulk path."""
         if self._min_rows <= 0 or len(group.rows) < self._min_rows:
             return False
+        if SEQ in group.statement.names:
+            return False  # a column of that very name: the staging table could not hold both
         # A delete without a key matches the whole old row NULL-safely, one row only.
         return group.op == "upsert" or (group.op == "delete" and bool(group.key))
 

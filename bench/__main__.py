@@ -39,6 +39,7 @@ def run(bench: Bench, parts: list[str]) -> dict[str, float]:
     if "bulk" in parts:
         bench.settle("bulk")
         results["bulk"] = bench.bulk()
+        results["cpu_per_row"] = bench.cpu_per_row
     if "oltp" in parts:
         bench.settle("OLTP")
         bench.oltp()

@@ -54,6 +54,7 @@ class Bench:
         self.figures = Figures()
         self.metrics_port = free_port()
         self.procs: dict[str, Proc] = {}
+        self.cpu_per_row = 0.0  # µs, extractor + applier, in the bulk part
 
     # ------------------------------------------------------------ helpers
 
@@ -170,6 +171,7 @@ class Bench:
             "CPU per row µs (extractor + applier = total)",
             f"{per_row['extractor']:.1f} + {per_row['applier']:.1f} = {sum(per_row.values()):.1f}",
         )
+        self.cpu_per_row = sum(per_row.values())
         return rate
 
     def seed(self) -> None:

@@ -30,5 +30,9 @@ def test_bench_runs_every_part() -> None:
         "RabbitMQ publishing with confirms alone",
         "MariaDB batched upserts alone",
         "bulk / slowest stage",
+        "bulk / MariaDB batched upserts alone",
+        "1,000-row batches by LOAD DATA (bulk path)",
+        "1,000-row batches by multi-row statement",
+        "CPU per row µs (extractor + applier = total)",
     ):
         assert figure in proc.stdout, figure

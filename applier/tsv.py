@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import re
 from collections.abc import Callable
+from typing import cast
 
 Row = tuple[object, ...]
 
@@ -29,6 +31,7 @@ NULL = "\\N"
 
 # The characters LOAD DATA's ESCAPED BY '\' gives a meaning to, or that end a field or line.
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+_SPECIAL = re.compile("[" + re.escape("".join(map(chr, _ESCAPES))) + "]")
 
 
 class Unloadable(TypeError):
@@ -99,6 +102,19 @@ def encode(rows: list[Row], width: int) -> tuple[bytes, tuple[bool, ...]]:
     return (text + "\n").encode("utf-8"), tuple(binary)
 
 
+def _texts(column: tuple[str | None, ...]) -> list[str]:
+    """Text values: most columns hold no character to escape at all, which one scan of them
+    all finds (in C) without a call per value."""
+    if None in column:
+        if _SPECIAL.search("".join(v for v in column if v is not None)):
+            return [NULL if v is None else v.translate(_ESCAPES) for v in column]
+        return [NULL if v is None else v for v in column]
+    texts = cast("tuple[str, ...]", column)
+    if _SPECIAL.search("".join(texts)):
+        return [v.translate(_ESCAPES) for v in texts]
+    return list(texts)
+
+
 def _column(column: tuple[object, ...], kinds: set[type]) -> list[str]:
     if not kinds:
         return [NULL] * len(column)
@@ -107,8 +123,8 @@ def _column(column: tuple[object, ...], kinds: set[type]) -> list[str]:
         field = _FIELD.get(kind)
         if field is None:
             raise Unloadable(f"a value of type {kind.__name__} has no LOAD DATA form here")
-        if kind is str and None not in column:
-            return [v.translate(_ESCAPES) for v in column]  # type: ignore[attr-defined]
+        if kind is str:
+            return _texts(column)  # type: ignore[arg-type]
         if kind is int and None not in column:
             return list(map(str, column))
         return list(map(field, column))

@@ -173,3 +173,25 @@ def test_a_value_the_load_would_change_is_refused_not_stored(pipeline: Pipeline)
     pipeline.wait_converged(["dates"])
     assert bulk_rows(port, "dates") >= 10
     assert applier.alive()
+
+
+def test_a_server_without_local_infile_gets_executemany(pipeline: Pipeline) -> None:
+    """``local_infile`` off on the server: the applier says so once and applies every group
+    by executemany, nothing parked."""
+    admin = pipeline.maria()
+    try:
+        admin.cursor().execute("SET GLOBAL local_infile = OFF")
+        pipeline.sql("CREATE TABLE plain (id int PRIMARY KEY, t text)")
+        port = free_port()
+        applier = start(pipeline, port)
+        applier.wait_for("bulk_path_off reason=local_infile_off")
+        copy_in(
+            pipeline,
+            [("INSERT INTO plain VALUES (%s, %s)", [(i, NASTY_TEXT[i % 16]) for i in range(300)])],
+        )
+        pipeline.wait_converged(["plain"])
+        assert bulk_rows(port, "plain") == 0
+        assert pipeline.queue_depth(pipeline.queue + ".dead") == 0
+    finally:
+        admin.cursor().execute("SET GLOBAL local_infile = ON")
+        admin.close()

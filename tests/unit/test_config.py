@@ -113,6 +113,7 @@ def test_defaults() -> None:
     assert cfg.broker.max_inflight == 512
     assert cfg.broker.prefetch == 256
     assert cfg.target.max_batch_changes == 10000
+    assert cfg.target.bulk_rows == 200
     assert cfg.target.dropped == "keep"
     assert cfg.log_level == "INFO"
     assert cfg.metrics_port is None
@@ -376,6 +377,8 @@ def test_each_command_needs_its_own_settings(kind: type[CommandConfig], required
         ("CDC_BROKER_MAX_INFLIGHT", "-1", "broker.max_inflight"),
         ("CDC_BROKER_PREFETCH", "1.5", "broker.prefetch"),
         ("CDC_TARGET_MAX_BATCH_CHANGES", "-10", "target.max_batch_changes"),
+        ("CDC_TARGET_BULK_ROWS", "-1", "target.bulk_rows"),
+        ("CDC_TARGET_BULK_ROWS", "many", "target.bulk_rows"),
         ("CDC_BROKER_QUEUE_TYPE", "stream", "broker.queue_type"),
         ("CDC_BROKER_EXCHANGE", "bad name", "broker.exchange"),
         ("CDC_TABLES", "a.b.c", "source.tables"),

@@ -30,7 +30,7 @@ from applier.inflight import Done, InFlight
 from applier.metrics import ApplierMetrics
 from applier.progress import Progress
 from applier.sequence import Sequencer
-from shared import envelope
+from shared import wire
 from shared.envelope import Envelope
 from shared.errors import CdcError, DecodeError, RowRejected, SchemaMismatch, TransientError
 from shared.position import Position
@@ -210,7 +210,7 @@ class BatchRunner:
         messages after it would wait on for ever."""
         env, d = item
         log.error("apply_failed %s error=%s", describe(env), error)
-        self._broker.park(d, error, envelope.part_of(d.body, env) if env.changes else None)
+        self._broker.park(d, error, wire.part_of(d.body, env) if env.changes else None)
         self._keeper.step_over(env)
         self._acks.settled([d])
         self._stats.dead_lettered += 1

@@ -18,7 +18,7 @@ from applier.consumer import Delivery
 from applier.metrics import ApplierMetrics
 from applier.ordering import Ordering
 from applier.progress import Progress
-from shared import envelope
+from shared import envelope, wire
 from shared.errors import DecodeError
 
 
@@ -44,7 +44,7 @@ class Intake:
         """Decode and hold a delivery; returns how many changes it brought."""
         self._ordering.delivered(d)
         try:
-            envs = envelope.decode_all(d.body)
+            envs = wire.decode_all(d.body)
         except DecodeError as e:
             stand_in = envelope.stub(getattr(d.properties, "headers", None), str(e))
             if stand_in is None or d.replay:

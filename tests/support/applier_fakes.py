@@ -28,7 +28,7 @@ from applier.collaborators import Collaborators
 from applier.consumer import Delivery
 from applier.plan import Plan
 from applier.service import ApplierService
-from shared import envelope
+from shared import envelope, wire
 from shared.config import ApplierConfig, load_config
 from shared.envelope import Envelope
 from shared.errors import BrokerUnavailable, CdcError, RowRejected, TargetUnavailable
@@ -230,7 +230,7 @@ def insert(lsn: int) -> dict[str, Any]:
 
 def body(lsn: int, after: Position | None, *, resumed: bool = False) -> bytes:
     """One transaction of one insert, as the extractor publishes it."""
-    return envelope.encode(
+    return wire.encode(
         slot="s", xid=lsn, commit_lsn=lsn, commit_time="", copy=False, chunk=0, last=True,
         after=after, resumed=resumed, changes=[insert(lsn)],
     )  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 
 from applier.consumer import REPLAY_HEADER
 from devstack.system import wait_until
-from shared import envelope
+from shared import wire
 from shared.errors import DecodeError, RowRejected
 from shared.position import Position
 from tests.support.applier_fakes import Rig, body, headers_of, together
@@ -219,7 +219,7 @@ def test_a_message_of_several_transactions_is_acked_once_all_are_settled() -> No
     assert rig.broker.acked == ["m"]  # once, after the last of its three
     # Only the transaction that failed is parked, not its neighbours.
     ((parked, _),) = rig.broker.dead
-    assert [e.commit_lsn for e in envelope.decode_all(parked.body)] == [200]
+    assert [e.commit_lsn for e in wire.decode_all(parked.body)] == [200]
 
 
 def test_a_message_of_several_transactions_partly_applied_before_is_trimmed() -> None:

@@ -162,10 +162,13 @@ class BatchRunner:
         self, batch: list[Item], expect: Position | None, *, replay: bool = False
     ) -> BatchResult:
         for attempt in retrying("apply", log, stop_event=self._stop, sleep=self._broker.sleep):
+            # Outside the attempt: RabbitMQ lost while waiting is not the batch's fault to
+            # retry; it ends the session (the batch in flight is abandoned, its messages
+            # come back).
+            self._inflight.submit(batch, self._prepare(batch), expect, replay=replay)
+            done = self._inflight.finish(self._broker.sleep)
+            assert done is not None
             with attempt:
-                self._inflight.submit(batch, self._prepare(batch), expect, replay=replay)
-                done = self._inflight.finish(self._broker.sleep)
-                assert done is not None
                 if done.error is not None:
                     if isinstance(done.error, TransientError):
                         self.trouble = str(done.error)

@@ -147,7 +147,8 @@ class StubBroker:
         self.dead: list[tuple[Message, CdcError]] = []
         self.connected = False
         self.connections = 0
-        self.lose_connection = False  # the next poll finds the connection gone
+        self.lose_connection = False  # the next poll or sleep finds the connection gone
+        self.lost = threading.Event()  # set when it did
         self.idle: Callable[[], None] = lambda: None  # called when drained
         self.deadline = START_TIME + 600.0
 
@@ -168,9 +169,7 @@ class StubBroker:
 
     def poll(self, timeout: float, limit: int) -> list[Delivery]:
         assert self.connected
-        if self.lose_connection:
-            self.lose_connection = False
-            raise BrokerUnavailable("connection reset (stub)")
+        self._check_connection()
         out: list[Delivery] = []
         while self.queue and len(out) < limit and len(self._unacked) < self.prefetch:
             m = self.queue.popleft()
@@ -193,7 +192,14 @@ class StubBroker:
         self.dead.append((Message(delivery.body if body is None else body, props), error))
 
     def sleep(self, seconds: float) -> None:
+        self._check_connection()
         self._clock.advance(seconds)
+
+    def _check_connection(self) -> None:
+        if self.lose_connection:
+            self.lose_connection = False
+            self.lost.set()
+            raise BrokerUnavailable("connection reset (stub)")
 
     def widen(self) -> bool:
         wider = min(self.prefetch * 2, self._configured * 4)

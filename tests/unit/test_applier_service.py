@@ -287,6 +287,26 @@ def test_a_lost_connection_redelivers_and_the_checkpoint_skips_what_was_applied(
     assert svc.stats.skipped >= 1  # 100, committed before the connection was lost
 
 
+def test_rabbitmq_lost_while_a_batch_is_applied_again_ends_the_session() -> None:
+    # MariaDB failed 100 once; while 100 is applied again, RabbitMQ goes away: that is not
+    # the batch's fault to retry, the session ends and 100 comes back (committed by then).
+    rig = Rig()
+    rig.target.transient = 1
+
+    def lose_rabbitmq_during_the_retry() -> None:
+        if rig.target.executed == [100, 100]:
+            rig.broker.lose_connection = True
+            assert rig.broker.lost.wait(10)  # the main thread found it while waiting
+
+    rig.target.before_execute = lose_rabbitmq_during_the_retry
+    rig.publish(100, 200)
+    svc = rig.run()
+    assert rig.target.applied == [100, 200]
+    assert rig.broker.connections == 2
+    assert sorted(rig.broker.acked) == ["100.0", "200.0"]  # type: ignore[type-var]
+    assert svc.stats.skipped == 1
+
+
 def test_a_missing_message_holds_what_follows_and_is_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

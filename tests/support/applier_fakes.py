@@ -143,13 +143,14 @@ class StubBroker:
         self.queue: deque[Message] = deque()
         self._unacked: dict[int, Message] = {}
         self._tags = 0
-        self.acked: list[str | None] = []  # message ids, in the order they were acked
+        self.acked: list[str] = []  # message ids, in the order they were acked
         self.dead: list[tuple[Message, CdcError]] = []
         self.connected = False
         self.connections = 0
         self.lose_connection = False  # the next poll or sleep finds the connection gone
         self.lost = threading.Event()  # set when it did
         self.idle: Callable[[], None] = lambda: None  # called when drained
+        self.before_ack: Callable[[], None] = lambda: None  # what the test looks at then
         self.deadline = START_TIME + 600.0
 
     def publish(self, body: bytes, message_id: str | None = None, **headers: Any) -> None:
@@ -183,9 +184,10 @@ class StubBroker:
         return out
 
     def ack(self, tags: list[int]) -> None:
+        self.before_ack()
         for tag in tags:
             m = self._unacked.pop(tag)  # acking an unknown tag closes the channel
-            self.acked.append(m.properties.message_id)
+            self.acked.append(m.properties.message_id or "-")
 
     def park(self, delivery: Delivery, error: CdcError, body: bytes | None = None) -> None:
         props = delivery.properties

@@ -64,7 +64,7 @@ def markdown(report: Report, command: str, seed: int) -> str:
         "composite key, one without any key, one with large TOASTed values) while it injects",
         "faults in random order, then compares the target with the source row by row.",
         f"Two more tables serve the faults in copies: `{COPIED}` (copied initially and by",
-        "backfills, which kill -9 or SIGTERM then cut short) and the key-less `{AUDIT}`, which large",
+        f"backfills, which kill -9 or SIGTERM then cut short) and the key-less `{AUDIT}`, which large",
         "transactions write together with it, row by row, before a restart with another table",
         "filter (a row applied twice or missed would show there).",
         "At the start it also commits one large transaction (`--big-rows`), which streams",

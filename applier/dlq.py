@@ -20,7 +20,7 @@ import pika
 import pika.exceptions
 
 from applier.consumer import APP_ID, REPLAY_HEADER
-from shared.amqp import classify_broker_error, connection_parameters
+from shared.amqp import classify_broker_error, connect_blocking
 from shared.config import DlqConfig
 from shared.errors import BrokerUnavailable
 from shared.topology import Topology, topology_for
@@ -42,7 +42,7 @@ class Parked:
 def _channel(cfg: DlqConfig) -> Iterator[Any]:
     url = cfg.broker.url
     try:
-        conn = pika.BlockingConnection(connection_parameters(cfg.broker, APP_ID + "-dlq"))
+        conn, _node = connect_blocking(cfg.broker, APP_ID + "-dlq")
     except (pika.exceptions.AMQPError, OSError) as e:
         raise classify_broker_error(e, str(url)) from e
     try:

@@ -26,7 +26,7 @@ from typing import ClassVar, TypeVar
 from shared import parsers as p
 from shared.errors import ConfigError
 from shared.loading import Catalog
-from shared.secret import Secret
+from shared.secret import Secret, split_urls
 from shared.settings import Rule, Setting, Values, flag, items, pairs, section, setting
 from shared.tables import Pattern, TableFilter, TableRef
 
@@ -52,11 +52,12 @@ def _client_certificate_needs_its_key(cert: str, key: str) -> Rule:
 
 def _broker_tls_needs_amqps(v: Values) -> None:
     url = v["broker.url"]
-    if url is not None and not url.reveal().startswith("amqps://"):
+    if url is not None and not all(u.startswith("amqps://") for u in split_urls(url.reveal())):
         for name in ("broker.ca_file", "broker.cert_file", "broker.key_file"):
             if v[name] is not None:
                 raise ConfigError(
-                    f"{v.label(name)} is set but broker.url is not an amqps:// URL: "
+                    f"{v.label(name)} is set but broker.url is not an amqps:// URL (every "
+                    "node's): "
                     "use amqps:// (and the broker's TLS port) for TLS, or unset it"
                 )
 
@@ -221,8 +222,10 @@ class BrokerConfig:
 
     url: Secret = setting(
         "CDC_BROKER_URL",
-        p.broker_url,
-        doc="`amqp://` or `amqps://` URL, vhost included (`%2F` is `/`)",
+        items(p.broker_urls),
+        doc="`amqp://` or `amqps://` URL, vhost included (`%2F` is `/`); for a cluster, one "
+        "URL per node, comma-separated (YAML: a list): both processes connect to the first "
+        "that answers and move to the next when theirs is lost (docs/deployment.md)",
     )
     exchange: str = setting(
         "CDC_BROKER_EXCHANGE", p.exchange_name, default="cdc", doc="durable direct exchange"
@@ -238,7 +241,16 @@ class BrokerConfig:
         "CDC_BROKER_QUEUE_TYPE",
         p.queue_type,
         default="classic",
-        doc="`classic` or `quorum`, fixed when the queue is first declared",
+        doc="`classic` or `quorum` (replicated: the setting for a cluster, "
+        "docs/deployment.md), fixed when the queue is first declared",
+    )
+    delivery_limit: int = setting(
+        "CDC_BROKER_DELIVERY_LIMIT",
+        p.positive_int,
+        default=1000,
+        doc="quorum queues: deliveries of one message (every applier reconnect counts one) "
+        "after which RabbitMQ moves it to `<queue>.dead` itself; fixed when the queue is "
+        "first declared",
     )
     max_inflight: int = setting(
         "CDC_BROKER_MAX_INFLIGHT",
@@ -278,6 +290,15 @@ class BrokerConfig:
         doc="its private key (PEM)",
         page=TLS,
     )
+
+    @property
+    def urls(self) -> tuple[Secret, ...]:
+        """One URL per node of the broker (one for a single broker), in the order given."""
+        return self.split(self.url)
+
+    @staticmethod
+    def split(url: Secret) -> tuple[Secret, ...]:
+        return tuple(Secret(u) for u in split_urls(url.reveal()))
 
     @property
     def dead_letter_exchange(self) -> str:

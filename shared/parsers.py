@@ -16,7 +16,7 @@ from psycopg2.extensions import parse_dsn
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from shared.secret import Secret
+from shared.secret import Secret, split_urls
 from shared.tables import Pattern, TableRef, parse_patterns
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -126,14 +126,22 @@ def source_dsn(v: str) -> Secret:
     return Secret(v)
 
 
-def broker_url(v: str) -> Secret:
-    if not v.startswith(("amqp://", "amqps://")):
+def broker_urls(items: list[str], _setting: str) -> Secret:
+    """One node's URL, or several (a cluster's nodes, comma-separated or a YAML list), kept
+    as one Secret of comma-separated URLs (BrokerConfig.urls splits them)."""
+    urls = [url for item in items for url in split_urls(item)]
+    if not urls:
         raise ValueError("must be an amqp:// or amqps:// URL")
-    try:
-        pika.URLParameters(v)
-    except Exception as e:
-        raise ValueError(f"is not a valid AMQP URL ({type(e).__name__})") from e
-    return Secret(v)
+    for n, url in enumerate(urls, 1):
+        # Which URL of a list is wrong, by its place: its text may hold a password.
+        which = f"(URL {n} of {len(urls)}) " if len(urls) > 1 else ""
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(f"{which}must be an amqp:// or amqps:// URL")
+        try:
+            pika.URLParameters(url)
+        except Exception as e:
+            raise ValueError(f"{which}is not a valid AMQP URL ({type(e).__name__})") from e
+    return Secret(",".join(urls))
 
 
 def target_url(v: str) -> Secret:

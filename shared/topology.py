@@ -2,7 +2,9 @@
 
 A change message goes to a durable direct exchange, routed by the slot name to one durable
 queue with a single active consumer (so the applier sees the source's commit order). What the
-applier cannot apply goes to a dead-letter exchange and queue beside them.
+applier cannot apply goes to a dead-letter exchange and queue beside them. On a cluster the
+queues are quorum queues (broker.queue_type): replicated, a confirm meaning a majority of the
+nodes has the message.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Topology:
     dead_letter_exchange: str
     dead_letter_queue: str
     queue_type: str
+    delivery_limit: int = 1000
 
     @property
     def queue_arguments(self) -> dict[str, Any]:
@@ -31,9 +34,17 @@ class Topology:
             "x-dead-letter-routing-key": self.routing_key,
         }
         if self.queue_type == "quorum":
-            # RabbitMQ 4 would dead-letter a message redelivered 20 times (e.g. an applier
-            # restarting in a loop) by itself, out of order; only the applier decides that.
-            args["x-delivery-limit"] = 1_000_000
+            # RabbitMQ 3.10 has no default limit and RabbitMQ 4 sets 20, and a message
+            # redelivered that often (an applier restarting in a loop) would be dead-lettered
+            # by RabbitMQ itself, out of order; a limit no healthy pipeline reaches (every
+            # reconnect of the applier counts one) but that still ends a true poison loop.
+            args["x-delivery-limit"] = self.delivery_limit
+            # What RabbitMQ dead-letters itself is moved at least once (3.10+): kept in this
+            # queue until the dead-letter queue confirms it, never dropped. It needs
+            # reject-publish: a full queue refuses a publish (the extractor's confirm fails
+            # and it publishes again) rather than dropping the oldest message.
+            args["x-overflow"] = "reject-publish"
+            args["x-dead-letter-strategy"] = "at-least-once"
         return args
 
     @property
@@ -93,4 +104,5 @@ def topology_for(broker: BrokerConfig, slot: str) -> Topology:
         dead_letter_exchange=broker.dead_letter_exchange,
         dead_letter_queue=broker.dead_letter_queue,
         queue_type=broker.queue_type,
+        delivery_limit=broker.delivery_limit,
     )

@@ -58,7 +58,15 @@ class Topology:
 
     @property
     def state_arguments(self) -> dict[str, Any]:
-        return {"x-queue-type": "classic", "x-max-length": 1, "x-overflow": "drop-head"}
+        args: dict[str, Any] = {"x-queue-type": "classic", "x-max-length": 1}
+        if self.queue_type == "quorum":
+            # On a cluster the state must survive the loss of a node like the changes do (a
+            # classic queue lives on one node: while that node is down no session could
+            # start). It is read by a get and a requeue at every start, each counting as a
+            # delivery: a limit no run reaches (RabbitMQ 4 would drop it after 20).
+            args.update({"x-queue-type": "quorum", "x-delivery-limit": 1_000_000})
+        args["x-overflow"] = "drop-head"
+        return args
 
     def declarations(self, with_state: bool = False) -> list[tuple[str, dict[str, Any]]]:
         """The channel calls, in order, that declare it all: (pika method, its arguments).

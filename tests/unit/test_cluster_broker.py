@@ -190,3 +190,16 @@ def test_classic_queues_keep_their_arguments() -> None:
     cfg = load_config(ExtractorConfig, environ=full_env())
     args = topology_for(cfg.broker, "s").queue_arguments
     assert not {"x-delivery-limit", "x-overflow", "x-dead-letter-strategy"} & set(args)
+
+
+def test_the_state_queue_is_replicated_on_a_cluster() -> None:
+    cfg = load_config(ExtractorConfig, environ=full_env(CDC_BROKER_QUEUE_TYPE="quorum"))
+    args = topology_for(cfg.broker, "s").state_arguments
+    assert args["x-queue-type"] == "quorum"
+    assert args["x-max-length"] == 1 and args["x-overflow"] == "drop-head"
+    classic = topology_for(load_config(ExtractorConfig, environ=full_env()).broker, "s")
+    assert classic.state_arguments == {
+        "x-queue-type": "classic",
+        "x-max-length": 1,
+        "x-overflow": "drop-head",
+    }

@@ -194,6 +194,4 @@ class _Start:
 
     def __call__(self) -> None:
         self.node.start()
-        wait_until(
-            lambda: self.cluster.ready(self.node), f"Galera node {self.node.root.name}", 180
-        )
+        wait_until(lambda: self.cluster.ready(self.node), f"Galera node {self.node.root.name}", 180)

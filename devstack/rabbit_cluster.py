@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.rabbitmq import RabbitMQ
-from devstack.system import StackError, as_user, free_port, wait_until
+from devstack.system import StackError, free_port, wait_until
 
 _JOINED = "joined"  # a marker in a node's folder: it is a member of the cluster
 
@@ -168,21 +167,3 @@ class RabbitCluster:
     def kill(self, node: RabbitMQ) -> None:
         """kill -9 of one node; the others and the port mapper stay."""
         node.kill()
-
-
-def main_env(cluster: RabbitCluster) -> dict[str, str]:
-    """The pipeline's broker settings for the cluster."""
-    return {"CDC_BROKER_URL": cluster.url(), "CDC_BROKER_QUEUE_TYPE": "quorum"}
-
-
-def epmd_names(cluster: RabbitCluster) -> str:
-    """The nodes the shared port mapper knows (for diagnostics)."""
-    first = cluster.first
-    proc = subprocess.run(
-        as_user(first.user, ["epmd", "-names"], {"ERL_EPMD_PORT": str(first.epmd_port)}),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
-    return proc.stdout

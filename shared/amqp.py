@@ -3,54 +3,24 @@ the extractor and the applier."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import ssl
-import threading
 
 import pika
 import pika.exceptions
 
 from shared.config import BrokerConfig
 from shared.errors import BrokerUnavailable, CdcError, PermanentError, SetupError
+from shared.nodes import Nodes
+from shared.nodes import nodes_for as shared_nodes
 from shared.secret import Secret
 
 log = logging.getLogger(__name__)
 
 
-class Nodes:
-    """The order in which a process tries the nodes of broker.url.
-
-    It stays with the node that last worked (every connection of the process goes there);
-    once a connection there is lost it starts with the next node, so a node that died, whose
-    port may still hang rather than refuse, is tried last rather than first.
-    """
-
-    def __init__(self, urls: tuple[Secret, ...]) -> None:
-        self.urls = urls
-        self._first = 0
-        self._lock = threading.Lock()
-
-    def order(self) -> list[int]:
-        with self._lock:
-            n = len(self.urls)
-            return [(self._first + k) % n for k in range(n)]
-
-    def worked(self, index: int) -> None:
-        with self._lock:
-            self._first = index
-
-    def lost(self, index: int) -> None:
-        """A connection to this node was lost: start with the next one from now on."""
-        with self._lock:
-            if self._first == index:
-                self._first = (index + 1) % len(self.urls)
-
-
-@functools.cache
 def nodes_for(url: Secret) -> Nodes:
     """The one Nodes of this process for broker.url (shared by all its connections)."""
-    return Nodes(BrokerConfig.split(url))
+    return shared_nodes("broker", BrokerConfig.split(url))
 
 
 def connect_blocking(cfg: BrokerConfig, name: str) -> tuple[pika.BlockingConnection, int]:

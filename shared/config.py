@@ -342,8 +342,17 @@ class TargetConfig(NamingConfig):
     url: Secret = setting(
         "CDC_TARGET_URL",
         p.target_url,
-        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`",
+        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`; for a Galera cluster, its "
+        "nodes as `host:port` pairs, comma-separated, in the host part "
+        "(`...@10.0.0.1:3306,10.0.0.2:3306,10.0.0.3:3306/db`): the applier uses the first "
+        "that answers and moves to the next when it fails (docs/deployment.md)",
     )
+
+    @property
+    def urls(self) -> tuple[Secret, ...]:
+        """target.url once per host (one for a single server), in the order given."""
+        return tuple(Secret(u) for u in p.target_hosts(self.url.reveal()))
+
     max_batch_changes: int = setting(
         "CDC_TARGET_MAX_BATCH_CHANGES",
         p.positive_int,

@@ -11,9 +11,10 @@ import pika
 import pika.exceptions
 import pytest
 
-from shared.amqp import Nodes, classify_broker_error, connect_blocking, nodes_for
+from shared.amqp import classify_broker_error, connect_blocking, nodes_for
 from shared.config import ApplierConfig, BrokerConfig, ExtractorConfig, load_config
 from shared.errors import ConfigError, SetupError
+from shared.nodes import Nodes
 from shared.secret import Secret, redact
 from shared.topology import topology_for
 from tests.support.settings import full_env

@@ -235,6 +235,8 @@ def _connect_to_any_node(engine: Engine, target: TargetConfig) -> None:
                 log.warning("target_node_unreachable node=%s error=%s", where, _first_line(e))
                 failure = e
                 continue
+            if index != nodes.order()[0]:
+                log.warning("target_node_changed node=%s", str(target.urls[index]))
             nodes.worked(index)
             return conn
         assert failure is not None  # target.url names at least two hosts here

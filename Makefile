@@ -50,6 +50,8 @@ bench: setup
 docs: setup
 	$(BIN)/python -m harness.docs
 
+# CDC_STACK_RABBITMQ_NODES=3 / CDC_STACK_MARIADB_NODES=3: a RabbitMQ / Galera cluster beside
+# the single servers, named by `make stack-env` (docs/deployment.md).
 stack-start: setup
 	$(BIN)/python -m devstack start
 

@@ -42,9 +42,10 @@ class Parked:
 def _channel(cfg: DlqConfig) -> Iterator[Any]:
     url = cfg.broker.url
     try:
-        conn, _node = connect_blocking(cfg.broker, APP_ID + "-dlq")
+        conn, node = connect_blocking(cfg.broker, APP_ID + "-dlq")
     except (pika.exceptions.AMQPError, OSError) as e:
         raise classify_broker_error(e, str(url)) from e
+    url = cfg.broker.urls[node]  # errors from here on name the node
     try:
         yield conn.channel()
     except (pika.exceptions.AMQPError, OSError) as e:

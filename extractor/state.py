@@ -36,9 +36,10 @@ def load_state(cfg: ExtractorConfig) -> Stored:
     topology = topology_for(cfg.broker, cfg.source.slot)
     url = cfg.broker.url
     try:
-        conn, _node = connect_blocking(cfg.broker, "pg2maria-extractor-state")
+        conn, node = connect_blocking(cfg.broker, "pg2maria-extractor-state")
     except (pika.exceptions.AMQPError, OSError, ValueError) as e:
         raise classify_broker_error(e, str(url)) from e
+    url = cfg.broker.urls[node]  # errors from here on name the node
     try:
         ch = conn.channel()
         ch.queue_declare(topology.state_queue, durable=True, arguments=topology.state_arguments)

@@ -5,15 +5,20 @@ its settings naming every node (broker.url, target.url)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import mariadb
+
 from devstack.galera import Galera
+from devstack.mariadb import MariaDB
 from devstack.rabbit_cluster import RabbitCluster
-from devstack.stack import Stack
-from devstack.system import StackError
+from devstack.stack import APP_USER, Stack
+from devstack.system import StackError, wait_until
+from harness.pipeline import Pipeline
 from harness.servers import BrokerServer, SourceServer, TargetServer
 
 NODES = 3
@@ -81,3 +86,49 @@ def running(cluster: RabbitCluster | Galera) -> Iterator[None]:
     finally:
         if not was_running:
             cluster.stop()
+
+
+_marks = itertools.count(1)
+MARKS = "CREATE TABLE marks (id int PRIMARY KEY)"  # the source table mark() writes
+
+
+def mark(p: Pipeline, timeout: float = 90) -> None:
+    """A row written to the source's ``marks`` table, awaited in the target: once it is
+    there, the pipeline carries changes again (after a fault)."""
+    n = next(_marks)
+    p.sql(f"INSERT INTO marks VALUES ({n})")
+
+    def arrived() -> bool:
+        try:
+            conn = p.maria()
+        except mariadb.Error:  # a node of the cluster may be down right now
+            return False
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT COUNT(*) FROM marks WHERE id = ?", (n,))
+            return bool(cur.fetchone()[0])
+        except mariadb.Error:  # the table may not exist yet
+            return False
+        finally:
+            conn.close()
+
+    wait_until(arrived, f"mark {n} in the target", timeout=timeout, interval=0.25)
+
+
+def serving(galera: Galera) -> MariaDB:
+    """The Galera node the applier is connected to."""
+    found: list[MariaDB] = []
+
+    def look() -> bool:
+        for node in galera.nodes:
+            if node.running():
+                count = node.sql(
+                    f"SELECT COUNT(*) FROM information_schema.processlist WHERE user = '{APP_USER}'"
+                )
+                if int(count.strip() or 0):
+                    found.append(node)
+                    return True
+        return False
+
+    wait_until(look, "the applier's Galera node")
+    return found[0]

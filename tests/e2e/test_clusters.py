@@ -4,23 +4,17 @@ the target must end equal to the source, row by row (0 missing, 0 extra, 0 diffe
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-import mariadb
 import pytest
 
 from devstack.galera import Galera
-from devstack.mariadb import MariaDB
 from devstack.rabbit_cluster import RabbitCluster
-from devstack.stack import APP_USER, Stack
-from devstack.system import wait_until
-from harness.clusters import ClusterServers
+from devstack.stack import Stack
+from harness.clusters import MARKS, ClusterServers, mark, serving
 from harness.pipeline import Pipeline, new_pipeline
 from harness.workload import TABLES
-
-_marks = itertools.count(1)
 
 
 @pytest.fixture
@@ -42,70 +36,28 @@ def on_galera(local_stack: Stack, galera: Galera, tmp_path: Path) -> Iterator[Pi
     p.destroy()
 
 
-def _mark(p: Pipeline) -> None:
-    """A row written to the source after a fault: once it is in the target, the pipeline
-    carries changes again."""
-    n = next(_marks)
-    p.sql(f"INSERT INTO marks VALUES ({n})")
-
-    def arrived() -> bool:
-        try:
-            conn = p.maria()
-        except mariadb.Error:  # a node of the cluster may be down right now
-            return False
-        try:
-            cur = conn.cursor()
-            cur.execute("SELECT COUNT(*) FROM marks WHERE id = ?", (n,))
-            return bool(cur.fetchone()[0])
-        except mariadb.Error:  # the table may not exist yet
-            return False
-        finally:
-            conn.close()
-
-    wait_until(arrived, f"mark {n} in the target", timeout=90, interval=0.25)
-
-
 def test_rabbitmq_node_kills_under_load(
     on_rabbit_cluster: Pipeline, rabbit_cluster: RabbitCluster
 ) -> None:
     p = on_rabbit_cluster
     w = p.workload(41)
-    p.sql("CREATE TABLE marks (id int PRIMARY KEY)")
+    p.sql(MARKS)
     extractor, applier = p.start_pipeline()
     w.start(transactions=1500, rate=60)
-    _mark(p)
+    mark(p)
     # The queue's leader first, then whichever node leads it after that; each comes back.
     for _ in range(2):
         leader = rabbit_cluster.leader(p.queue)
         leader.kill()
-        _mark(p)
+        mark(p)
         leader.start()
-        _mark(p)
+        mark(p)
     w.join()
     p.wait_converged([*TABLES, "marks"])
     assert extractor.alive() and applier.alive()
     # Both lost their node at least once and moved on; no password in what they said.
     assert "session_lost" in extractor.output() + applier.output()
     assert p.stack.app_password not in extractor.output() + applier.output()
-
-
-def _serving(galera: Galera) -> MariaDB:
-    """The node the applier is connected to."""
-    serving: list[MariaDB] = []
-
-    def found() -> bool:
-        for node in galera.nodes:
-            if node.running():
-                count = node.sql(
-                    f"SELECT COUNT(*) FROM information_schema.processlist WHERE user = '{APP_USER}'"
-                )
-                if int(count.strip() or 0):
-                    serving.append(node)
-                    return True
-        return False
-
-    wait_until(found, "the applier's Galera node")
-    return serving[0]
 
 
 def test_galera_node_kill_under_load(on_galera: Pipeline, galera: Galera) -> None:
@@ -115,22 +67,22 @@ def test_galera_node_kill_under_load(on_galera: Pipeline, galera: Galera) -> Non
     # parked whole): the workload's keyless table gets one here; another stays keyless.
     p.sql(
         "ALTER TABLE events ADD COLUMN id bigserial PRIMARY KEY",
-        "CREATE TABLE marks (id int PRIMARY KEY)",
+        MARKS,
         "CREATE TABLE keyless (a int)",
         "ALTER TABLE keyless REPLICA IDENTITY FULL",
     )
     extractor, applier = p.start_pipeline()
     w.start(transactions=1200, rate=60)
-    _mark(p)
+    mark(p)
     p.sql("INSERT INTO keyless VALUES (1)")
     # Galera cannot replicate a table without a primary key: refused, named with the fix.
     applier.wait_for("reason=galera_needs_key")
     assert "fix: add a primary key to public.keyless" in applier.output()
-    node = _serving(galera)
+    node = serving(galera)
     node.kill()
-    _mark(p)  # the applier went on on another node
+    mark(p)  # the applier went on on another node
     galera.restart(node)
-    _mark(p)
+    mark(p)
     w.join()
     p.wait_converged([*TABLES, "marks"])
     assert extractor.alive() and applier.alive()

@@ -6,6 +6,7 @@ No Docker engine runs here: the containers are never started; what they would be
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +26,8 @@ from harness.containers import (
 )
 from harness.pipeline import Pipeline
 from harness.servers import PROVIDER_SETTING, Servers, provider
+from shared.config import DlqConfig, load_config
+from shared.parsers import target_hosts
 
 PORTS = {"postgres": 15432, "rabbitmq": 15672, "mariadb": 13306}
 
@@ -202,3 +205,29 @@ def test_without_a_docker_engine_the_containers_provider_says_so(
     monkeypatch.setattr(containers, "DOCKER_SOCKET", tmp_path / "docker.sock")
     with pytest.raises(StackError, match="CDC_TEST_SERVERS=containers: no Docker engine here"):
         ContainerServers.create().start()
+
+
+def test_the_stack_names_its_clusters_when_asked(tmp_path: Path) -> None:
+    # Nothing started: the folders, the ports, the settings they make.
+    stack = Stack.load(tmp_path / "stack", rabbitmq_nodes=3, mariadb_nodes=3)
+    env = stack.env()
+    assert env["CDC_BROKER_QUEUE_TYPE"] == "quorum"
+    broker = load_config(DlqConfig, environ={**env, "CDC_SLOT": "s"}).broker
+    assert stack.rabbit_cluster is not None and stack.galera is not None
+    assert [u.reveal() for u in broker.urls] == [n.url() for n in stack.rabbit_cluster.nodes]
+    assert len({n.port for n in stack.rabbit_cluster.nodes}) == 3
+    assert len({n.epmd_port for n in stack.rabbit_cluster.nodes}) == 1  # one port mapper
+    hosts = target_hosts(env["CDC_TARGET_URL"])
+    assert [urlsplit(h).port for h in hosts] == [n.port for n in stack.galera.nodes]
+    # Galera's nodes: every port distinct (SQL, group communication, IST, SST).
+    state = json.loads((stack.galera.root / "galera.json").read_text())
+    ports = [p for node in state["nodes"] for p in node.values()]
+    assert len(ports) == len(set(ports)) == 3 * 4
+    for node, given in zip(stack.galera.nodes, state["nodes"], strict=True):
+        args = " ".join(node.extra_args)
+        for port in given.values():
+            assert f"127.0.0.1:{port}" in args
+    # Kept: a later command (env, stop) finds them without being told.
+    again = Stack.load(tmp_path / "stack")
+    assert again.env()["CDC_BROKER_URL"] == env["CDC_BROKER_URL"]
+    assert "CDC_BROKER_QUEUE_TYPE" not in Stack.load(tmp_path / "stack", rabbitmq_nodes=1).env()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from devstack.mariadb import MariaDB, loopback_url
 from devstack.rabbit_cluster import in_parallel
-from devstack.system import StackError, free_port, wait_until
+from devstack.system import StackError, free_port, port_open, wait_until
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 _SAFE = re.compile(r"^safe_to_bootstrap:\s*1\s*$", re.MULTILINE)
@@ -85,6 +85,23 @@ class Galera:
             for i, ports in enumerate(state["nodes"])
         ]
         return cls(root, nodes)
+
+    def _free_transfer_ports(self, node: MariaDB) -> None:
+        """The IST and SST ports are only bound while a state transfer runs: in between,
+        another server of this machine may have taken one. Such a port is replaced (only the
+        joining node uses them: the donor learns them from its request)."""
+        state_file = self.root / "galera.json"
+        state = json.loads(state_file.read_text())
+        index = self.nodes.index(node)
+        ports = state["nodes"][index]
+        taken = [k for k in ("ist_port", "sst_port") if port_open(ports[k])]
+        if not taken:
+            return
+        for key in taken:
+            ports[key] = free_port()
+        state_file.write_text(json.dumps(state, indent=2))
+        members = ",".join(f"127.0.0.1:{n['gcomm_port']}" for n in state["nodes"])
+        node.extra_args = _node_args(f"node{index + 1}", ports, members)
 
     # ------------------------------------------------------------ what the tests use
 
@@ -193,5 +210,6 @@ class _Start:
         self.cluster, self.node = cluster, node
 
     def __call__(self) -> None:
+        self.cluster._free_transfer_ports(self.node)
         self.node.start()
         wait_until(lambda: self.cluster.ready(self.node), f"Galera node {self.node.root.name}", 180)

@@ -7,6 +7,7 @@ No Docker engine runs here: the containers are never started; what they would be
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from devstack import mariadb, postgres
+from devstack.galera import Galera
 from devstack.stack import APP_USER, Stack
 from devstack.system import StackError
 from harness import containers
@@ -231,3 +233,20 @@ def test_the_stack_names_its_clusters_when_asked(tmp_path: Path) -> None:
     again = Stack.load(tmp_path / "stack")
     assert again.env()["CDC_BROKER_URL"] == env["CDC_BROKER_URL"]
     assert "CDC_BROKER_QUEUE_TYPE" not in Stack.load(tmp_path / "stack", rabbitmq_nodes=1).env()
+
+
+def test_a_galera_node_gets_new_transfer_ports_when_another_server_took_one(
+    tmp_path: Path,
+) -> None:
+    galera = Galera.load(tmp_path / "galera", 3)
+    node = galera.nodes[1]
+    state = json.loads((galera.root / "galera.json").read_text())
+    taken = state["nodes"][1]["sst_port"]
+    with socket.socket() as other:  # another server of the machine, on that port
+        other.bind(("127.0.0.1", taken))
+        other.listen()
+        galera._free_transfer_ports(node)
+    now = json.loads((galera.root / "galera.json").read_text())["nodes"][1]
+    assert now["sst_port"] != taken and now["ist_port"] == state["nodes"][1]["ist_port"]
+    assert f"--wsrep-sst-receive-address=127.0.0.1:{now['sst_port']}" in node.extra_args
+    assert Galera.load(tmp_path / "galera", 3).nodes[1].extra_args == node.extra_args

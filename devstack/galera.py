@@ -163,7 +163,10 @@ class Galera:
             self._provision(first)
         for node in self.nodes:
             (node.root / _MARK).write_text("")  # root's password comes with the state transfer
-        in_parallel([self._join(node) for node in self.nodes if not node.running()])
+        joining = [node for node in self.nodes if not node.running()]
+        for node in joining:  # one at a time: they share the state file
+            self._free_transfer_ports(node)
+        in_parallel([self._join(node) for node in joining])
         wait_until(lambda: self.size() == len(self.nodes), "every Galera node", timeout=60)
 
     def _join(self, node: MariaDB) -> _Start:
@@ -190,6 +193,7 @@ class Galera:
 
     def restart(self, node: MariaDB) -> None:
         """A node killed or stopped joins the running cluster again."""
+        self._free_transfer_ports(node)
         _Start(self, node)()
 
     def stop(self) -> None:
@@ -210,6 +214,5 @@ class _Start:
         self.cluster, self.node = cluster, node
 
     def __call__(self) -> None:
-        self.cluster._free_transfer_ports(self.node)
         self.node.start()
         wait_until(lambda: self.cluster.ready(self.node), f"Galera node {self.node.root.name}", 180)

@@ -28,7 +28,7 @@ from devstack.mariadb import MariaDB
 from devstack.rabbit_cluster import RabbitCluster
 from devstack.rabbitmq import RabbitMQ
 from devstack.stack import Stack, default_dir
-from drill.run import write_report
+from drill.report import write_report
 from harness.clusters import MARKS, ClusterServers, galera_of, mark, rabbit_cluster_of, serving
 from harness.pipeline import Pipeline, new_pipeline
 from harness.workload import TABLES

@@ -7,7 +7,7 @@ from pathlib import Path
 from drill.cluster import FIGURES_BEGIN as BEGIN
 from drill.cluster import FIGURES_END as END
 from drill.cluster import ClusterReport, markdown
-from drill.run import FIGURES_BEGIN, FIGURES_END, write_report
+from drill.report import FIGURES_BEGIN, FIGURES_END, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 

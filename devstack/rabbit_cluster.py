@@ -163,7 +163,3 @@ class RabbitCluster:
         self.first.stop_epmd()
         if failures:
             raise StackError("; ".join(failures))
-
-    def kill(self, node: RabbitMQ) -> None:
-        """kill -9 of one node; the others and the port mapper stay."""
-        node.kill()

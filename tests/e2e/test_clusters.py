@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from applier.target import create_target_engine
 from devstack.galera import Galera
 from devstack.rabbit_cluster import RabbitCluster
 from devstack.stack import Stack
 from harness.clusters import MARKS, ClusterServers, mark, serving
 from harness.pipeline import Pipeline, new_pipeline
 from harness.workload import TABLES
+from shared.config import ApplierConfig, load_config
 
 
 @pytest.fixture
@@ -71,7 +73,10 @@ def test_galera_node_kill_under_load(on_galera: Pipeline, galera: Galera) -> Non
         "CREATE TABLE keyless (a int)",
         "ALTER TABLE keyless REPLICA IDENTITY FULL",
     )
+    with p.maria() as conn:  # a keyless table already in the target: named at start
+        conn.cursor().execute("CREATE TABLE legacy (a int)")
     extractor, applier = p.start_pipeline()
+    assert f"galera_table_without_key table={p.target_db}.legacy" in applier.output()
     w.start(transactions=1200, rate=60)
     mark(p)
     p.sql("INSERT INTO keyless VALUES (1)")
@@ -87,3 +92,16 @@ def test_galera_node_kill_under_load(on_galera: Pipeline, galera: Galera) -> Non
     p.wait_converged([*TABLES, "marks"])
     assert extractor.alive() and applier.alive()
     assert p.stack.app_password not in applier.output()
+
+
+def test_applier_sessions_on_galera_read_causally(galera: Galera, local_stack: Stack) -> None:
+    """wsrep_sync_wait on every connection to a Galera node, none elsewhere."""
+    env = {"CDC_SLOT": "s", "CDC_BROKER_URL": local_stack.rabbitmq.url()}
+    for server, expected in ((galera, 1), (local_stack.mariadb, 0)):
+        env["CDC_TARGET_URL"] = server.url("mysql")
+        engine = create_target_engine(load_config(ApplierConfig, environ=env).target)
+        try:
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT @@wsrep_sync_wait").scalar() == expected
+        finally:
+            engine.dispose()

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from devstack import mariadb, postgres
+from devstack.__main__ import NODES_RABBITMQ, nodes
 from devstack.galera import Galera
 from devstack.stack import APP_USER, Stack
 from devstack.system import StackError
@@ -250,3 +251,16 @@ def test_a_galera_node_gets_new_transfer_ports_when_another_server_took_one(
     assert now["sst_port"] != taken and now["ist_port"] == state["nodes"][1]["ist_port"]
     assert f"--wsrep-sst-receive-address=127.0.0.1:{now['sst_port']}" in node.extra_args
     assert Galera.load(tmp_path / "galera", 3).nodes[1].extra_args == node.extra_args
+
+
+def test_cluster_sizes_come_from_the_option_or_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(NODES_RABBITMQ, raising=False)
+    assert nodes(None, NODES_RABBITMQ) is None  # as the stack was
+    monkeypatch.setenv(NODES_RABBITMQ, "3")
+    assert nodes(None, NODES_RABBITMQ) == 3
+    assert nodes(1, NODES_RABBITMQ) == 1  # the option wins
+    monkeypatch.setenv(NODES_RABBITMQ, "three")
+    with pytest.raises(StackError, match="CDC_STACK_RABBITMQ_NODES='three'"):
+        nodes(None, NODES_RABBITMQ)

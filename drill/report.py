@@ -115,12 +115,14 @@ FIGURES_BEGIN = "<!-- drill figures: begin (written by python -m tests.drill) --
 FIGURES_END = "<!-- drill figures: end -->"
 
 
-def write_report(path: Path, figures: str) -> None:
-    block = f"{FIGURES_BEGIN}\n{figures.rstrip()}\n{FIGURES_END}"
+def write_report(
+    path: Path, figures: str, begin: str = FIGURES_BEGIN, end: str = FIGURES_END
+) -> None:
+    block = f"{begin}\n{figures.rstrip()}\n{end}"
     old = path.read_text() if path.exists() else ""
-    if FIGURES_BEGIN in old and FIGURES_END in old:
-        head, rest = old.split(FIGURES_BEGIN, 1)
-        tail = rest.split(FIGURES_END, 1)[1]
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         path.write_text(head + block + tail)
     else:
         path.write_text(block + "\n")

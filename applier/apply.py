@@ -36,19 +36,11 @@ from applier.target import (
 from applier.upsert import Statements
 from shared.config import ApplierConfig
 from shared.envelope import Envelope
-from shared.errors import CdcError, RowTooLarge, SchemaMismatch, TargetUnavailable
+from shared.errors import CdcError, CheckpointMoved, RowTooLarge, SchemaMismatch, TargetUnavailable
 from shared.naming import Naming, TargetRef
 from shared.position import Position
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointMoved(CdcError):
-    """The checkpoint in MariaDB is not the one the batch was ordered against."""
-
-    def __init__(self, actual: Position | None) -> None:
-        super().__init__(f"checkpoint moved to {actual}")
-        self.actual = actual
 
 
 @dataclass

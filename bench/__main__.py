@@ -7,7 +7,8 @@ Parts: bulk (rows in 1,000-row transactions, first source commit to last target 
 initial snapshot copy; OLTP (pgbench's TPC-B-like workload); latency at a steady rate of
 single-row transactions (source commit to target commit, from the applier's histogram);
 a drain of single-row transactions queued in the slot, against the simplest pipeline in the
-field (bench/naive.py) on the same transactions;
+field (bench/naive.py) on the same transactions; the applier draining a backlog with MariaDB
+direct and 2 ms away (bench/roundtrips.py);
 the stage limits (wal2json decoding alone with pg_recvlogical, RabbitMQ publishing with
 confirms alone, MariaDB batched upserts alone); peak resident memory of both processes.
 Each part starts once the machine is quiet again after the part before (Bench.settle).
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from bench import report, stages
 from bench.parts import TINY, Bench, Sizes
+from bench.roundtrips import roundtrips
 from devstack.stack import Stack, default_dir
 from harness.pipeline import new_pipeline
 
-PARTS = ("copy", "bulk", "oltp", "latency", "drain", "stages")
+PARTS = ("copy", "bulk", "oltp", "latency", "drain", "roundtrips", "stages")
 
 
 def run(bench: Bench, parts: list[str]) -> dict[str, float]:
@@ -49,6 +51,10 @@ def run(bench: Bench, parts: list[str]) -> dict[str, float]:
         bench.settle("drain")
         ours, naive = bench.drain()
         results["drain_ratio"] = ours / naive
+    if "roundtrips" in parts:
+        bench.settle("round trips")
+        direct, delayed = roundtrips(bench)
+        results["roundtrips_ratio"] = delayed / direct
     if "stages" in parts:
         bench.settle("stage limits")
         results["slowest"] = stage_limits(bench, results)

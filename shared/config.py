@@ -62,6 +62,17 @@ def _broker_tls_needs_amqps(v: Values) -> None:
                 )
 
 
+def _partitions_not_built_yet(v: Values) -> None:
+    # The routing by key is in shared/partitioning.py, the design in ARCHITECTURE.md
+    # ("Parallel apply"); until both processes and the barriers are built, N > 1 is refused
+    # at start rather than run half-done (issue 14, part 2).
+    if v["target.partitions"] != 1:
+        raise ConfigError(
+            f"{v.label('target.partitions')} is {v['target.partitions']}: parallel apply "
+            "is not built yet, only 1 is supported (issue 14)"
+        )
+
+
 def _target_tls_needs_ssl(v: Values) -> None:
     if not v["target.ssl"]:
         for name in ("target.ssl_ca", "target.ssl_cert", "target.ssl_key"):
@@ -178,10 +189,21 @@ class BrokerConfig:
         return f"{self.queue}.dead"
 
 
-@section("target")
+@section("target", rules=[_partitions_not_built_yet])
 class NamingConfig:
     """What the target's tables are called: the applier names them, and the extractor checks
-    at start that no two captured tables would share one."""
+    at start that no two captured tables would share one. And into how many partitions the
+    changes are split: the extractor routes them, the applier consumes them (both must agree).
+    """
+
+    partitions: int = setting(
+        "CDC_TARGET_PARTITIONS",
+        p.positive_int,
+        default=1,
+        doc="partitions the changes are split into by key, applied in parallel (ARCHITECTURE.md, "
+        "Parallel apply); `1`: one queue, one chain, each source transaction atomic. Only `1` "
+        "is supported yet",
+    )
 
     rename: dict[TableRef, str] = setting(
         "CDC_TARGET_RENAME",

@@ -30,5 +30,6 @@ def test_bench_runs_every_part() -> None:
         "RabbitMQ publishing with confirms alone",
         "MariaDB batched upserts alone",
         "bulk / slowest stage",
+        "2 ms away / direct",
     ):
         assert figure in proc.stdout, figure

@@ -799,3 +799,20 @@ def test_every_setting_is_declared_once_and_documented() -> None:
 def test_the_documented_settings_are_the_declared_ones(page: str) -> None:
     text = (docs.ROOT / page).read_text()
     assert docs.rewrite(text, page) == text, f"{page}: its settings table is out of date: make docs"
+
+
+# ---------------------------------------------------------------- partitions (issue 14)
+
+
+def test_partitions_default_to_one_in_both_processes() -> None:
+    cfg = read(environ=full_env())
+    assert cfg.extractor.target.partitions == 1
+    assert cfg.applier.target.partitions == 1
+
+
+def test_more_partitions_are_refused_at_start_until_built() -> None:
+    # Every command refuses with the same one line (read() checks that), naming the setting.
+    with pytest.raises(ConfigError, match=r"target\.partitions \(CDC_TARGET_PARTITIONS\) is 4"):
+        read(environ=full_env(CDC_TARGET_PARTITIONS="4"))
+    with pytest.raises(ConfigError, match=r"target\.partitions"):
+        read(environ=full_env(CDC_TARGET_PARTITIONS="0"))

@@ -8,6 +8,8 @@
   or detached are reported there.
 - A captured table that became partitioned while wal2json filters by table name (which drops
   its partitions' changes): the session is restarted without that filter.
+- With pgoutput, captured tables its publication lacks (a new table a wildcard matches): added
+  to it (publication.py), and returned to be copied.
 
 The periodic check runs on the extractor's I/O loop, on a short connection of its own with
 short timeouts, so it never holds the loop up for long.
@@ -193,10 +195,11 @@ class CatalogWatch:
         self.partitioned = any(t in layout.roots for t in tables)
         self._report(problems, tables, layout)
 
-    def check(self) -> None:
-        """The periodic check. A failed query is logged and skipped (the next one comes);
-        raises SourceUnavailable only to restart the session without wal2json's table
-        filter."""
+    def check(self) -> list[TableRef]:
+        """The periodic check; returns the captured tables the plugin was not streaming until
+        now (pgoutput's publication lacked them: to be copied). A failed query is logged and
+        skipped (the next one comes); raises SourceUnavailable only to restart the session
+        without wal2json's table filter."""
         try:
             conn = self._connect()
             try:
@@ -204,14 +207,15 @@ class CatalogWatch:
                 layout = load_layout(conn)
                 self.partitions.adopt(layout, conn)
                 problems = find_unidentified(conn, tables, layout)
+                added = self._plugin.publish(conn, tables, at_start=False)
             finally:
                 conn.close()
         except psycopg2.Error as e:
             log.warning("catalog_check_failed error=%s", first_line(e))
-            return
+            return []
         self._report(problems, tables, layout)
         if self.partitioned or not self._filters_by_name():
-            return
+            return added
         became = [t for t in tables if t in layout.roots]
         if became:
             log.warning(
@@ -223,6 +227,7 @@ class CatalogWatch:
                 " ".join(str(t) for t in became),
             )
             raise SourceUnavailable(f"captured table {became[0]} is partitioned")
+        return added
 
     def _filters_by_name(self) -> bool:
         """Whether the plugin was started with a filter by table name, which it leaves out

@@ -74,6 +74,10 @@ def _target_tls_needs_ssl(v: Values) -> None:
 # ---------------------------------------------------------------- sections
 
 
+def _publication_of(slot: str) -> str:
+    return f"cdc_{slot}"[:63]  # PostgreSQL truncates names to 63 bytes anyway
+
+
 @section("source")
 class SlotConfig:
     """The replication slot: all the applier needs of the source (it names the queue and the
@@ -126,6 +130,22 @@ class SourceConfig(SlotConfig):
         p.snapshot_mode,
         default="initial",
         doc="`initial`: copy each captured table once (below); `never`: changes only",
+    )
+    decoder: str = setting(
+        "CDC_SOURCE_DECODER",
+        p.decoder,
+        default="wal2json",
+        doc="output plugin the slot decodes with: `wal2json` or `pgoutput` (built into "
+        "PostgreSQL; see [Choosing the decoder](#choosing-the-decoder)); fixed when the slot "
+        "is created",
+    )
+    publication: str = setting(
+        "CDC_SOURCE_PUBLICATION",
+        p.publication,
+        default="",
+        shown="`cdc_<slot>`",
+        doc="with `pgoutput`: the publication the slot streams; created for the captured "
+        "tables when the role may, else it must exist",
     )
     max_chunk_changes: int = setting(
         "CDC_SOURCE_MAX_CHUNK_CHANGES",
@@ -188,6 +208,11 @@ class SourceConfig(SlotConfig):
         doc="its private key (PEM); libpq refuses a key file that others can read (use mode 0600)",
         page=TLS,
     )
+
+    @property
+    def publication_name(self) -> str:
+        """The publication pgoutput streams: the one set, else ``cdc_<slot>``."""
+        return self.publication or _publication_of(self.slot)
 
     @cached_property
     def capture(self) -> TableFilter:

@@ -197,6 +197,7 @@ class ScriptedSlot:
         self.sessions = 0
         self.resume_lsn = 0
         self.created = False
+        self.republished: list[TableRef] = []
         self.started_partitioned: bool | None = None
         self._xid = 1000
         self._queue: list[Message] = []
@@ -412,8 +413,9 @@ class FakeCatalog:
         self.partitioned = any(t in layout.roots for t in tables)
         return tables
 
-    def check(self) -> None:
+    def check(self) -> list[TableRef]:
         self.checks += 1
+        return []
 
 
 class FakeHeartbeat:

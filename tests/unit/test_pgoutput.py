@@ -163,7 +163,7 @@ def test_a_truncate_of_several_tables_is_one_change_each() -> None:
 
 def test_relation_and_type_messages_are_the_decoders_own() -> None:
     d = decoder("domains")
-    kinds = {}
+    kinds: dict[bytes, Any] = {}
     for data, lsn in messages("domains"):
         kinds.setdefault(data[:1], d.decode(data, lsn))
     assert kinds[b"R"] is None and kinds[b"Y"] is None

@@ -24,6 +24,10 @@ nothing after the decoder knows which plugin ran:
   ``identity``.
 - a TRUNCATE of several tables is one change per table, in the message's order.
 
+Names and values arrive in the connection's client encoding (UTF8: the walsender converts
+them); only a logical message's content is the bytes it was written as, in the database's
+encoding, converted here (encoding.py).
+
 Each message's WAL position (``data_start``) is the LSN of the record it came from, the change
 ``lsn`` wal2json prints. Protocol version 2 (streaming of in-progress transactions) is not used:
 see docs/performance.md ("pgoutput and protocol version 2").
@@ -237,19 +241,16 @@ class PgOutputDecoder:
 
     # ------------------------------------------------------------------ relations
 
-    def _text(self, raw: bytes) -> str:
-        return (raw if self._codec is None else self._codec.to_utf8(raw)).decode()
-
     def _relation(self, payload: bytes) -> None:
         r = _Reader(payload)
         relid = r.u32()
-        schema = self._text(r.string()) or "pg_catalog"
-        table = self._text(r.string())
+        schema = r.string().decode() or "pg_catalog"
+        table = r.string().decode()
         replident = chr(r.u8())
         names, oids, typmods, identity = [], [], [], []
         for _ in range(r.i16()):
             identity.append(bool(r.u8() & 1))
-            names.append(self._text(r.string()))
+            names.append(r.string().decode())
             oids.append(r.u32())
             typmods.append(r.i32())
         pairs = list(zip(oids, typmods, strict=True))
@@ -321,7 +322,6 @@ class PgOutputDecoder:
         pos += 2
         out: list[Any] = []
         oids = rel.oids
-        codec = self._codec
         for i in range(n):
             k = buf[pos]
             pos += 1
@@ -338,7 +338,7 @@ class PgOutputDecoder:
                 elif oid == _BYTEA:
                     out.append(raw[2:].decode())  # bare hex, as wal2json prints it
                 else:
-                    out.append(raw.decode() if codec is None else codec.to_utf8(raw).decode())
+                    out.append(raw.decode())
             elif k == 0x6E:  # 'n'
                 out.append(None)
             elif k == 0x75:  # 'u'
@@ -363,9 +363,11 @@ class PgOutputDecoder:
     def _message(self, payload: bytes) -> LogicalMessage:
         flags, lsn = _MESSAGE.unpack_from(payload, 1)
         r = _Reader(payload, 1 + _MESSAGE.size)
-        prefix = self._text(r.string())
-        content = self._text(r.take(r.i32()))
-        return LogicalMessage(bool(flags & 1), prefix, content, format_lsn(lsn))
+        prefix = r.string().decode()
+        content = r.take(r.i32())
+        if self._codec is not None:
+            content = self._codec.to_utf8(content)  # its bytes as written, in the database's
+        return LogicalMessage(bool(flags & 1), prefix, content.decode(), format_lsn(lsn))
 
 
 def _columns(

@@ -91,6 +91,9 @@ class Pipeline:
     procs: list[Proc] = field(default_factory=list)
     # How the test expects source tables to be named in the target (see applier/naming.py).
     naming: Naming = field(default_factory=Naming)
+    # source.decoder: with pgoutput, the publication is made by the superuser statement of
+    # sql/publication.sql (the extractor's role owns no table here).
+    decoder: str = "wal2json"
 
     # ------------------------------------------------------------ settings
 
@@ -110,6 +113,7 @@ class Pipeline:
             **keep,
             "CDC_SOURCE_DSN": pg.dsn(self.source_db, APP_USER, self.stack.app_password),
             "CDC_SLOT": self.name,
+            "CDC_SOURCE_DECODER": self.decoder,
             "CDC_BROKER_URL": rabbit.url(),
             "CDC_TARGET_URL": maria.url(self.target_db, APP_USER, self.stack.app_password),
             "CDC_LOG_LEVEL": "INFO",
@@ -142,6 +146,9 @@ class Pipeline:
         pg, maria = self.stack.postgres, self.stack.mariadb
         pg.psql(f"CREATE DATABASE {self.name}")
         pg.grant_source(APP_USER, self.stack.app_password, self.name, owner="postgres")
+        if self.decoder == "pgoutput":
+            script = (ROOT / "sql" / "publication.sql").read_text()
+            pg.psql(script, self.name, {"publication": f"cdc_{self.name}"})
         maria.sql(
             f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin;\n"
         )
@@ -286,7 +293,7 @@ class Pipeline:
             return int(ch.queue_declare(queue or self.queue, passive=True).method.message_count)
 
 
-def new_pipeline(stack: Servers, logdir: Path) -> Pipeline:
-    p = Pipeline(stack, f"t_{uuid.uuid4().hex[:10]}", logdir)
+def new_pipeline(stack: Servers, logdir: Path, decoder: str = "wal2json") -> Pipeline:
+    p = Pipeline(stack, f"t_{uuid.uuid4().hex[:10]}", logdir, decoder=decoder)
     p.create()
     return p

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from devstack.system import free_port, wait_until
 from harness.pipeline import Pipeline, Proc
 from tests.support.metrics import scrape, value
@@ -85,6 +87,7 @@ def backfill(pipeline: Pipeline, *tables: str) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.decoders
 def test_partitioned_root_is_one_table_that_follows_its_partitions(pipeline: Pipeline) -> None:
     pipeline.sql(*EVENTS, *FAMILY)
     env = {"CDC_TABLES": "public.events,public.parent,public.child"}
@@ -167,6 +170,7 @@ def _identity_errors(extractor: Proc, *tables: str) -> None:
         extractor.wait_for(f"table_without_identity table={t}")
 
 
+@pytest.mark.decoders
 def test_tables_postgres_cannot_identify_are_named(pipeline: Pipeline) -> None:
     port = free_port()
     pipeline.sql(
@@ -226,6 +230,7 @@ def test_tables_postgres_cannot_identify_are_named(pipeline: Pipeline) -> None:
     pipeline.wait_converged(["dk", "kl", "ri", "nt", "pt", "good"])
 
 
+@pytest.mark.decoders
 def test_a_captured_table_partitioned_while_running(pipeline: Pipeline) -> None:
     # At start the filter's one table does not exist: wal2json filters by its name, which
     # would drop every change of its partitions once it is created partitioned.

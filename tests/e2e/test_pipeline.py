@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from devstack.system import wait_until
 from harness.pipeline import Pipeline
 from harness.workload import TABLES
+
+pytestmark = pytest.mark.decoders  # each test runs with wal2json and with pgoutput
 
 
 def test_random_dml_converges_exactly(pipeline: Pipeline) -> None:

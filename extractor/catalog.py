@@ -100,6 +100,27 @@ def find_unidentified(conn: Any, tables: list[TableRef], layout: Layout) -> list
     return sorted(out)
 
 
+def find_generated(conn: Any, tables: list[TableRef]) -> dict[TableRef, list[str]]:
+    """The generated columns of the captured tables, if the server's pgoutput leaves them out
+    of its changes (before PostgreSQL 18)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT n.nspname, c.relname, a.attname"
+            " FROM unnest(%s::text[], %s::text[]) AS w(nspname, relname)"
+            " JOIN pg_namespace n ON n.nspname = w.nspname"
+            " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname"
+            " JOIN pg_attribute a ON a.attrelid = c.oid"
+            " WHERE a.attgenerated <> '' AND NOT a.attisdropped AND a.attnum > 0"
+            " AND current_setting('server_version_num')::int < 180000"
+            " ORDER BY 1, 2, a.attnum",
+            ([t.schema for t in tables], [t.table for t in tables]),
+        )
+        found: dict[TableRef, list[str]] = {}
+        for schema, table, column in cur.fetchall():
+            found.setdefault(TableRef(schema, table), []).append(column)
+    return found
+
+
 class _Identity(NamedTuple):
     kind: str  # relkind
     ident: str  # relreplident
@@ -190,8 +211,23 @@ class CatalogWatch:
             self.partitions.adopt(layout, conn)
             self.partitions.ddl_capture = capture_installed(conn)
             problems = find_unidentified(conn, tables, layout)
+            generated = find_generated(conn, tables) if self._plugin.name == "pgoutput" else {}
         except psycopg2.Error as e:
             raise SourceUnavailable(f"cannot read the catalog: {first_line(e)}") from e
+        for table, all_columns in generated.items():
+            columns = [c for c in all_columns if not self._cfg.capture.drops_column(table, c, [])]
+            if not columns:
+                continue  # left out of the capture: nothing goes stale
+            excluded = ",".join(f"{table}.{c}" for c in columns)
+            log.error(
+                "generated_columns_not_streamed table=%s columns=%s: pgoutput before "
+                "PostgreSQL 18 does not send generated columns, so the target's copies of them "
+                "go stale; fix: leave them out (source.exclude_columns=%s) or use "
+                "source.decoder=wal2json",
+                table,
+                ",".join(columns),
+                excluded,
+            )
         self.partitioned = any(t in layout.roots for t in tables)
         self._report(problems, tables, layout)
 

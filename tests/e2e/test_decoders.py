@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import closing
 
+import mariadb
 import pytest
 
 from devstack.stack import APP_USER
+from devstack.system import wait_until
 from harness.pipeline import ROOT, Pipeline
 
 
@@ -69,4 +72,45 @@ def test_switching_decoder_drops_the_slot_and_copies_again(pipeline: Pipeline) -
         "DELETE FROM t WHERE id > 190",
     )
     pipeline.wait_converged(["t"])
+    assert applier.alive()
+
+
+@pytest.mark.parametrize("decoder", ["pgoutput"], indirect=True)
+def test_generated_columns_pgoutput_does_not_send_are_named(pipeline: Pipeline) -> None:
+    """pgoutput before PostgreSQL 18 leaves generated columns out of its changes: named at
+    start with the fix, and left out of the capture the pipeline converges without them."""
+    pipeline.sql(
+        "CREATE TABLE gen (id int PRIMARY KEY, a int, b int GENERATED ALWAYS AS (a * 2) STORED)",
+        "INSERT INTO gen (id, a) SELECT g, g FROM generate_series(1, 20) g",
+    )
+    # No copy yet: the first one is made by the run that leaves the column out.
+    extractor = pipeline.start("extractor", CDC_SNAPSHOT="never")
+    extractor.wait_for("streaming slot=")
+    assert (
+        "generated_columns_not_streamed table=public.gen columns=b: pgoutput before "
+        "PostgreSQL 18 does not send generated columns"
+    ) in extractor.output()
+    assert "source.exclude_columns=public.gen.b" in extractor.output()
+    assert extractor.stop() == 0
+    extractor = pipeline.start("extractor", CDC_EXCLUDE_COLUMNS="public.gen.b")
+    applier = pipeline.start("applier", CDC_EXCLUDE_COLUMNS="public.gen.b")
+    extractor.wait_for("streaming slot=")
+    assert "generated_columns_not_streamed" not in extractor.output()
+    pipeline.sql(
+        "UPDATE gen SET a = a + 100 WHERE id <= 5", "INSERT INTO gen (id, a) VALUES (21, 7)"
+    )
+
+    expected = [(i, i + 100 if i <= 5 else i) for i in range(1, 21)] + [(21, 7)]
+
+    def streamed() -> bool:
+        with closing(pipeline.maria()) as maria:
+            cur = maria.cursor()
+            try:
+                cur.execute("SELECT * FROM gen ORDER BY id")
+            except mariadb.Error:  # not created yet
+                return False
+            rows: list[tuple[int, int]] = cur.fetchall()
+            return rows == expected
+
+    wait_until(streamed, "the rows without their generated column")
     assert applier.alive()

@@ -20,7 +20,10 @@ class ApplierMetrics:
             "cdc_applier_transactions", "Source transactions applied (heartbeats included)",
             registry=r,
         )  # fmt: skip
-        self.messages = Counter("cdc_applier_messages", "Messages applied", registry=r)
+        self.messages = Counter(
+            "cdc_applier_messages", "Envelopes applied (one per transaction or copy chunk)",
+            registry=r,
+        )  # fmt: skip
         self.rows = Counter(
             "cdc_applier_rows", "Row changes applied, by target table and operation",
             ["table", "op"], registry=r,

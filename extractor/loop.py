@@ -66,7 +66,13 @@ class Scheduler:
         self._loop.add_handler(fd, lambda _fd, _events: guarded(), PollEvents.READ)
 
     def unwatch(self, fd: int) -> None:
-        self._loop.remove_handler(fd)
+        try:
+            self._loop.remove_handler(fd)
+        except (KeyError, OSError, ValueError) as e:
+            # libpq closes the replication socket itself when the server goes away, and pika
+            # may already have dropped a closed descriptor (or the number is another's now):
+            # the watch is gone either way, which is all unwatch promises.
+            log.info("unwatch_gone fd=%d error=%r", fd, e)
 
     def threadsafe(self, callback: Callable[[], None]) -> None:
         """From any thread: run ``callback`` on the loop soon (dropped once it is closed)."""

@@ -466,7 +466,8 @@ def _run(r: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one check after 
         values = r.get("values", _EMPTY)
         if len(values) != len(columns):
             raise DecodeError("columns, types and values differ in length")
-        return [Change(op, lsns[0], schema, table, columns, types, values, key, None, 0, ddl)]
+        n = ns[0] if ns is not None else 0
+        return [Change(op, lsns[0], schema, table, columns, types, values, key, None, n, ddl)]
     rows: list[Any] = r.get("values") or []
     if op in (INSERT, UPDATE):
         if len(rows) != count or any(len(row) != len(columns) for row in rows):

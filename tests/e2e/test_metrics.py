@@ -41,8 +41,10 @@ def test_metrics_of_a_running_pipeline(pipeline: Pipeline) -> None:
     # slot not far behind the server.
     assert value(ex, "cdc_extractor_transactions_published_total") >= 11
     assert value(ex, "cdc_extractor_changes_published_total") == 61
+    # Small transactions that come while confirms are awaited travel together: at least the
+    # copy and one message, at most one message per transaction.
     messages = value(ex, "cdc_extractor_messages_published_total")
-    assert messages >= 11
+    assert 2 <= messages <= 12
     # (the state message that records the finished copy is confirmed too)
     assert value(ex, "cdc_extractor_confirm_seconds_count") >= messages
     assert 0 < value(ex, "cdc_extractor_confirm_seconds_sum") < messages * 5
@@ -54,10 +56,11 @@ def test_metrics_of_a_running_pipeline(pipeline: Pipeline) -> None:
     assert value(ap, "cdc_applier_rows_total", table="m", op="insert") == 50
     assert value(ap, "cdc_applier_rows_total", table="m", op="update") == 7
     assert value(ap, "cdc_applier_rows_total", table="m", op="delete") == 3
-    assert value(ap, "cdc_applier_messages_total") == messages
+    # The applier counts envelopes (one per transaction or copy chunk), however they travelled.
+    assert value(ap, "cdc_applier_messages_total") >= messages
     assert value(ap, "cdc_applier_transactions_total") >= 11
     batches = value(ap, "cdc_applier_apply_seconds_count")
-    assert 1 <= batches <= messages
+    assert 1 <= batches <= value(ap, "cdc_applier_messages_total")
     assert 0 < value(ap, "cdc_applier_apply_seconds_sum") < batches * 5
     delays = value(ap, "cdc_applier_replication_delay_seconds_count")
     assert delays >= 11

@@ -17,6 +17,7 @@ import pytest
 
 from devstack.system import wait_until
 from harness.pipeline import Pipeline
+from shared import envelope
 
 Rows = list[dict[str, Any]]
 
@@ -259,11 +260,13 @@ def dead_letters(pipeline: Pipeline) -> dict[tuple[str, Any], dict[str, Any]]:
             method, props, body = ch.basic_get(pipeline.queue + ".dead", auto_ack=True)
             if method is None:
                 return out
-            for change in json.loads(body)["changes"]:
-                row_id = change["values"][change["columns"].index(change["key"][0])]
-                if change["types"][change["columns"].index(change["key"][0])] == "bytea":
-                    row_id = bytes.fromhex(row_id.removeprefix("\\x"))
-                out[(change["table"], row_id)] = props.headers
+            for env in envelope.decode_all(body):
+                for change in env.changes:
+                    at = change.columns.index(change.key[0])
+                    row_id = change.values[at]
+                    if change.types[at] == "bytea":
+                        row_id = bytes.fromhex(row_id.removeprefix("\\x"))
+                    out[(change.table, row_id)] = props.headers
 
 
 @pytest.mark.decoders

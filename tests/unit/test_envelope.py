@@ -424,3 +424,18 @@ def test_changes_of_one_shape_travel_as_one_run() -> None:
 def test_a_run_keeps_no_ordinals_when_all_are_zero() -> None:
     wire = json.loads(body([INSERT, dict(INSERT, lsn="16/B374D001")]))["changes"]
     assert "n" not in wire[0] and wire[0]["lsn"] == ["16/B374D000", "16/B374D001"]
+
+
+def test_schema_changes_of_one_record_keep_their_ordinals() -> None:
+    # One ALTER of an inheritance parent is a change of each table, all in one WAL record:
+    # told apart only by n (a lost n made the applier wait for a change it had applied).
+    ddl = {"op": "ddl", "lsn": "16/B374D400", "schema": "public", "columns": [], "types": []}
+    changes = [
+        dict(ddl, table="parent", n=0, ddl={"kind": "add_column"}),
+        dict(ddl, table="child", n=1, ddl={"kind": "add_column"}),
+    ]
+    env = decode(body(changes))
+    assert [(c.table, c.ident) for c in env.changes] == [
+        ("parent", (parse_lsn("16/B374D400"), 0)),
+        ("child", (parse_lsn("16/B374D400"), 1)),
+    ]

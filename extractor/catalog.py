@@ -74,7 +74,15 @@ class Unidentified:
         return f"table={self.table} partition={self.relation}"
 
 
-def find_unidentified(conn: Any, tables: list[TableRef], layout: Layout) -> list[Unidentified]:
+# What happens to the updates and deletes of a table PostgreSQL cannot identify rows of: wal2json
+# sends nothing for them; a publication that publishes updates makes PostgreSQL refuse them.
+LOST = "its updates and deletes are lost"
+REFUSED = "PostgreSQL refuses its updates and deletes (the publication publishes them)"
+
+
+def find_unidentified(
+    conn: Any, tables: list[TableRef], layout: Layout, lost: str = LOST
+) -> list[Unidentified]:
     """The captured tables (a partitioned root: its partitions) PostgreSQL cannot identify
     rows of."""
     owner: dict[TableRef, TableRef] = {}
@@ -94,7 +102,7 @@ def find_unidentified(conn: Any, tables: list[TableRef], layout: Layout) -> list
         rel = TableRef(schema, name)
         table = owner[rel]
         root_key = layout.roots.get(table) if table != rel else None
-        why = _why(rel, table, _Identity(*facts), root_key)
+        why = _why(rel, table, _Identity(*facts), root_key, lost)
         if why is not None:
             out.append(Unidentified(table, rel, *why))
     return sorted(out)
@@ -131,13 +139,16 @@ class _Identity(NamedTuple):
 
 
 def _why(
-    rel: TableRef, table: TableRef, facts: _Identity, root_key: list[str] | None
+    rel: TableRef,
+    table: TableRef,
+    facts: _Identity,
+    root_key: list[str] | None,
+    lost: str = LOST,
 ) -> tuple[str, str] | None:
     """Why the rows of ``rel`` cannot be identified, and the fix; None if they can.
     ``root_key``: the primary key of the root, if ``rel`` is a partition of ``table``."""
     kind, ident, has_pk, pk_immediate, pk_usable, index_usable = facts
     full = f"ALTER TABLE {rel} REPLICA IDENTITY FULL"
-    lost = "its updates and deletes are lost"
     if kind == "f":
         return (
             "a foreign table: its changes never reach PostgreSQL's WAL, only its copy does",
@@ -179,6 +190,7 @@ class CatalogWatch:
     def __init__(self, cfg: SourceConfig, metrics: ExtractorMetrics, plugin: OutputPlugin) -> None:
         self._cfg = cfg
         self._plugin = plugin
+        self._lost = REFUSED if plugin.name == "pgoutput" else LOST
         self._gauge = metrics.unidentified_tables
         self._reported = metrics.identity_reported
         self.partitions = Partitions(cfg, self._connect)
@@ -210,7 +222,7 @@ class CatalogWatch:
             refuse_partition_names(self._cfg.capture, layout)
             self.partitions.adopt(layout, conn)
             self.partitions.ddl_capture = capture_installed(conn)
-            problems = find_unidentified(conn, tables, layout)
+            problems = find_unidentified(conn, tables, layout, self._lost)
             generated = find_generated(conn, tables) if self._plugin.name == "pgoutput" else {}
         except psycopg2.Error as e:
             raise SourceUnavailable(f"cannot read the catalog: {first_line(e)}") from e
@@ -242,7 +254,7 @@ class CatalogWatch:
                 tables = captured_tables(conn, self._cfg.capture)
                 layout = load_layout(conn)
                 self.partitions.adopt(layout, conn)
-                problems = find_unidentified(conn, tables, layout)
+                problems = find_unidentified(conn, tables, layout, self._lost)
                 added = self._plugin.publish(conn, tables, at_start=False)
             finally:
                 conn.close()

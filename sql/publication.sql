@@ -7,12 +7,13 @@
 --
 --   psql -d <source db> -v publication=cdc_<slot> -f sql/publication.sql
 --
--- FOR ALL TABLES covers tables created later too, with nothing more to do; the extractor still
--- captures only what source.tables says. To publish only some tables instead (and add each new
--- one by hand, which the extractor then copies), as their owner:
---
---   CREATE PUBLICATION cdc_<slot> FOR TABLE public.orders, public.lines
---       WITH (publish_via_partition_root = false);
+-- With -v tables='public.orders, public.lines' it publishes those tables (add each new one
+-- later with ALTER PUBLICATION cdc_<slot> ADD TABLE ...; the extractor then copies it). Without,
+-- FOR ALL TABLES: tables created later are covered with nothing more to do (the extractor still
+-- captures only what source.tables says), BUT PostgreSQL then refuses every UPDATE and DELETE
+-- on any table of the database that has neither a primary key nor a replica identity ("cannot
+-- update table ... because it does not have a replica identity and publishes updates"): give
+-- such tables REPLICA IDENTITY FULL first, or list the captured tables.
 --
 -- publish_via_partition_root stays false: with true, PostgreSQL publishes nothing for a
 -- TRUNCATE of a single partition (partitions.py renames partitions to their root itself).
@@ -22,4 +23,8 @@
 \echo 'set the publication name: -v publication=cdc_<slot>'
 \quit
 \endif
+\if :{?tables}
+CREATE PUBLICATION :"publication" FOR TABLE :tables WITH (publish_via_partition_root = false);
+\else
 CREATE PUBLICATION :"publication" FOR ALL TABLES WITH (publish_via_partition_root = false);
+\endif

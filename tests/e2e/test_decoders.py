@@ -8,6 +8,7 @@ import sys
 from contextlib import closing
 
 import mariadb
+import psycopg2
 import pytest
 
 from devstack.stack import APP_USER
@@ -114,3 +115,27 @@ def test_generated_columns_pgoutput_does_not_send_are_named(pipeline: Pipeline) 
 
     wait_until(streamed, "the rows without their generated column")
     assert applier.alive()
+
+
+@pytest.mark.parametrize("decoder", ["pgoutput"], indirect=True)
+def test_a_published_table_without_identity_refuses_updates(pipeline: Pipeline) -> None:
+    """Where wal2json silently sends nothing for the updates and deletes of a table without a
+    replica identity, a publication makes PostgreSQL refuse them: named at start, as such."""
+    pipeline.sql(
+        "CREATE TABLE nokey (a int, b text)",
+        "INSERT INTO nokey VALUES (1, 'a')",
+        "CREATE TABLE keyed (id int PRIMARY KEY, v text)",
+    )
+    extractor, _ = pipeline.start_pipeline()
+    assert (
+        "table_without_identity table=public.nokey: no primary key and no replica identity: "
+        "PostgreSQL refuses its updates and deletes"
+    ) in extractor.output()
+    with pytest.raises(psycopg2.Error, match="does not have a replica identity"):
+        pipeline.sql("UPDATE nokey SET b = 'x'")
+    pipeline.sql(
+        "ALTER TABLE nokey REPLICA IDENTITY FULL",
+        "UPDATE nokey SET b = 'x'",
+        "INSERT INTO keyed VALUES (1, 'k')",
+    )
+    pipeline.wait_converged(["nokey", "keyed"])

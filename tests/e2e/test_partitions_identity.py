@@ -170,7 +170,6 @@ def _identity_errors(extractor: Proc, *tables: str) -> None:
         extractor.wait_for(f"table_without_identity table={t}")
 
 
-@pytest.mark.decoders
 def test_tables_postgres_cannot_identify_are_named(pipeline: Pipeline) -> None:
     port = free_port()
     pipeline.sql(

@@ -241,7 +241,10 @@ def test_a_captured_table_partitioned_while_running(pipeline: Pipeline) -> None:
         "CREATE TABLE later_1 PARTITION OF later FOR VALUES FROM (0) TO (100)",
         "INSERT INTO later VALUES (1, 'a'), (2, 'b')",
     )
-    extractor.wait_for("partitioned_table_found table=public.later")
+    if pipeline.decoder == "wal2json":
+        extractor.wait_for("partitioned_table_found table=public.later")
+    # (pgoutput's publication sends the partitions' changes whatever the filter: no restart.)
     pipeline.sql("UPDATE later SET v = 'c' WHERE id = 2", "INSERT INTO later VALUES (3, 'd')")
     pipeline.wait_converged(["later"])
-    assert "copy_started tables=public.later" in extractor.output()
+    if pipeline.decoder == "wal2json":
+        assert "copy_started tables=public.later" in extractor.output()

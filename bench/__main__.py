@@ -9,7 +9,8 @@ single-row transactions (source commit to target commit, from the applier's hist
 a drain of single-row transactions queued in the slot, against the simplest pipeline in the
 field (bench/naive.py) on the same transactions;
 the stage limits (wal2json decoding alone with pg_recvlogical, RabbitMQ publishing with
-confirms alone, MariaDB batched upserts alone); peak resident memory of both processes.
+confirms alone, MariaDB batched upserts alone); wal2json and pgoutput side by side on the same
+WAL (bench/decoders.py); peak resident memory of both processes.
 Each part starts once the machine is quiet again after the part before (Bench.settle).
 """
 
@@ -19,12 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import report, stages
+from bench import decoders, report, stages
 from bench.parts import TINY, Bench, Sizes
 from devstack.stack import Stack, default_dir
 from harness.pipeline import new_pipeline
 
-PARTS = ("copy", "bulk", "oltp", "latency", "drain", "stages")
+PARTS = ("copy", "bulk", "oltp", "latency", "drain", "stages", "decoders")
 
 
 def run(bench: Bench, parts: list[str]) -> dict[str, float]:
@@ -52,6 +53,9 @@ def run(bench: Bench, parts: list[str]) -> dict[str, float]:
     if "stages" in parts:
         bench.settle("stage limits")
         results["slowest"] = stage_limits(bench, results)
+    if "decoders" in parts:
+        bench.settle("decoders")
+        decoders.compare(bench.p, bench.sizes.stage_rows, bench.figures.add)
     return results
 
 

@@ -147,12 +147,17 @@ class Pipeline:
         pg.psql(f"CREATE DATABASE {self.name}")
         pg.grant_source(APP_USER, self.stack.app_password, self.name, owner="postgres")
         if self.decoder == "pgoutput":
-            script = (ROOT / "sql" / "publication.sql").read_text()
-            pg.psql(script, self.name, {"publication": f"cdc_{self.name}"})
+            self.publish()
         maria.sql(
             f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin;\n"
         )
         maria.grant_target(APP_USER, self.stack.app_password, self.name)
+
+    def publish(self) -> None:
+        """pgoutput's publication, as a superuser makes it with sql/publication.sql (FOR ALL
+        TABLES): the extractor's role owns no table here, so it may not make it itself."""
+        script = (ROOT / "sql" / "publication.sql").read_text()
+        self.stack.postgres.psql(script, self.name, {"publication": f"cdc_{self.name}"})
 
     def grant_source(self, schema: str) -> None:
         """The extractor's privileges (sql/source-role.sql) in another source schema."""

@@ -63,8 +63,7 @@ def test_switching_decoder_drops_the_slot_and_copies_again(pipeline: Pipeline) -
         env=pipeline.env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert dropped.returncode == 0, dropped.stdout + dropped.stderr
-    script = (ROOT / "sql" / "publication.sql").read_text()
-    pipeline.stack.postgres.psql(script, pipeline.name, {"publication": f"cdc_{pipeline.name}"})
+    pipeline.publish()  # sql/publication.sql, as a superuser
     extractor = pipeline.start("extractor", CDC_SOURCE_DECODER="pgoutput")
     extractor.wait_for("streaming slot=")
     assert "publication=" in extractor.output()

@@ -336,7 +336,8 @@ class PgOutputDecoder:
                 elif oid == _BOOL:
                     out.append(raw == b"t")
                 elif oid == _BYTEA:
-                    out.append(raw[2:].decode())  # bare hex, as wal2json prints it
+                    # bare hex, as wal2json prints it (the session asks for bytea_output=hex)
+                    out.append((raw[2:] if raw[:2] == b"\\x" else raw).decode())
                 else:
                     out.append(raw.decode())
             elif k == 0x6E:  # 'n'

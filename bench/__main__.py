@@ -95,16 +95,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--bulk-rows", type=int)
     parser.add_argument("--report", type=Path, help="write the table here (markdown)")
+    parser.add_argument(
+        "--decoder",
+        default="wal2json",
+        choices=("wal2json", "pgoutput"),
+        help="source.decoder of the pipeline measured end to end",
+    )
+    parser.add_argument("--stack", type=Path, help="the servers' devstack folder")
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else Sizes()
     if args.bulk_rows:
         sizes.bulk_rows = args.bulk_rows
         sizes.stage_rows = min(sizes.stage_rows, args.bulk_rows)
-    stack = Stack.load(default_dir() / ("bench-tiny" if args.tiny else "bench"))
+    stack = Stack.load(args.stack or default_dir() / ("bench-tiny" if args.tiny else "bench"))
     stack.start()
     logdir = stack.root / "logs"
     logdir.mkdir(exist_ok=True)
-    pipeline = new_pipeline(stack, logdir)
+    pipeline = new_pipeline(stack, logdir, args.decoder)
     bench = Bench(stack, pipeline, sizes)
     try:
         results = run(bench, args.parts.split(","))
@@ -113,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.tiny:
             stack.stop()
     command = "python -m bench" + (" --tiny" if args.tiny else "")
+    if args.decoder != "wal2json":
+        command += f" --decoder {args.decoder}"
     if args.parts != ",".join(PARTS):
         command += f" --parts {args.parts}"
     text = report.markdown(bench.figures, results, command)

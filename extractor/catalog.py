@@ -183,6 +183,18 @@ def _why(
     return None
 
 
+def connect_briefly(cfg: SourceConfig) -> Any:
+    """A connection for a catalog read on the extractor's loop: short connect and statement
+    timeouts, so that it never holds the loop up for long (psycopg2 errors as they are)."""
+    params = connect_kwargs(cfg)
+    params["options"] += _BRIEF_OPTIONS
+    params["connect_timeout"] = "3"
+    params["tcp_user_timeout"] = "5000"
+    conn = psycopg2.connect(**params)
+    conn.autocommit = True
+    return conn
+
+
 class CatalogWatch:
     """The catalog checks of one extractor session (see the module's docstring); what was
     reported is remembered across the sessions of the process (in its metrics)."""
@@ -199,13 +211,7 @@ class CatalogWatch:
         self.partitioned = False
 
     def _connect(self) -> Any:
-        params = connect_kwargs(self._cfg)
-        params["options"] += _BRIEF_OPTIONS
-        params["connect_timeout"] = "3"
-        params["tcp_user_timeout"] = "5000"
-        conn = psycopg2.connect(**params)
-        conn.autocommit = True
-        return conn
+        return connect_briefly(self._cfg)
 
     def begin(self) -> list[TableRef]:
         """At the start of a session: the captured tables, checked (see start)."""

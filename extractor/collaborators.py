@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from pika.adapters.select_connection import IOLoop
 
 from extractor.basetypes import TypeResolver, catalog_lookup
-from extractor.catalog import CatalogWatch
+from extractor.catalog import CatalogWatch, connect_briefly
 from extractor.copying import CopierFactory
 from extractor.decode import Decoder, OutputPlugin
 from extractor.heartbeat import Heartbeat
@@ -32,7 +32,6 @@ from extractor.state import Stored, load_state
 from extractor.wal2json import Wal2Json
 from shared.config import ExtractorConfig
 from shared.errors import CdcError
-from shared.postgres import connect as connect_source
 from shared.tables import TableRef
 from shared.topology import topology_for
 
@@ -123,7 +122,8 @@ def connect(cfg: ExtractorConfig, metrics: ExtractorMetrics) -> Collaborators:
     """The real collaborators of one session (nothing is connected before it runs)."""
     loop = IOLoop()
     plugin: OutputPlugin = (
-        PgOutput(cfg.source.publication_name, lambda: connect_source(cfg.source))
+        # Relation messages ask the catalog on the loop: briefly, as the catalog check does.
+        PgOutput(cfg.source.publication_name, lambda: connect_briefly(cfg.source))
         if cfg.source.decoder == PLUGIN_PGOUTPUT
         else Wal2Json()
     )

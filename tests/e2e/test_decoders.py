@@ -138,3 +138,23 @@ def test_a_published_table_without_identity_refuses_updates(pipeline: Pipeline) 
         "INSERT INTO keyed VALUES (1, 'k')",
     )
     pipeline.wait_converged(["nokey", "keyed"])
+
+
+@pytest.mark.decoders
+def test_one_truncate_of_several_tables_among_other_changes(pipeline: Pipeline) -> None:
+    """pgoutput sends one Truncate message for all the tables of a TRUNCATE; wal2json one record
+    per table: the same changes either way."""
+    pipeline.sql(
+        "CREATE TABLE ta (id serial PRIMARY KEY, v text)",
+        "CREATE TABLE tb (id int PRIMARY KEY, v text)",
+        "INSERT INTO ta (v) SELECT 'a' FROM generate_series(1, 30)",
+        "INSERT INTO tb SELECT g, 'b' FROM generate_series(1, 30) g",
+    )
+    pipeline.start_pipeline()
+    pipeline.sql(
+        "BEGIN; INSERT INTO ta (v) VALUES ('before'); TRUNCATE ta, tb RESTART IDENTITY;"
+        " INSERT INTO ta (v) VALUES ('after'); INSERT INTO tb VALUES (1, 'after'); COMMIT",
+        "TRUNCATE tb",
+        "INSERT INTO tb VALUES (2, 'last')",
+    )
+    pipeline.wait_converged(["ta", "tb"])

@@ -49,7 +49,6 @@ def is_copy(body: bytes) -> bool:
     return bool(doc.get("copy", doc.get("snapshot")))
 
 
-@pytest.mark.decoders
 @pytest.mark.parametrize("how", ["kill", "sigterm"])
 def test_an_interrupted_backfill_is_finished_after_a_restart(pipeline: Pipeline, how: str) -> None:
     rows = 60000

@@ -22,7 +22,6 @@ def filled(pipeline: Pipeline, rows: int) -> None:
     )
 
 
-@pytest.mark.decoders
 def test_initial_snapshot_copies_existing_rows_exactly(pipeline: Pipeline) -> None:
     filled(pipeline, 5000)
     w = pipeline.workload(21)

@@ -469,7 +469,6 @@ REJECTED: dict[int, tuple[str, Any, tuple[str, ...], str]] = {
 }
 
 
-@pytest.mark.decoders
 def test_values_mariadb_cannot_hold_are_dead_lettered_with_the_reason(pipeline: Pipeline) -> None:
     pipeline.sql(
         "CREATE DOMAIN price AS numeric(10,3)",

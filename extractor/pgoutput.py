@@ -130,12 +130,12 @@ def catalog_lookups(connect: Callable[[], Any]) -> tuple[TypeLookup, KeyLookup]:
         return [r[0] for r in rows]
 
     def key(relid: int) -> list[str]:
-        # As wal2json's pk: the primary key PostgreSQL can use (not DEFERRABLE).
+        # As wal2json's pk: the primary key PostgreSQL can use (not DEFERRABLE), its columns
+        # in the table's order (wal2json reads them from a bitmap of attribute numbers).
         rows = query(
             "SELECT a.attname FROM pg_index i"
-            " JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true"
-            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
-            " WHERE i.indrelid = %s AND i.indisprimary AND i.indimmediate ORDER BY k.n",
+            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+            " WHERE i.indrelid = %s AND i.indisprimary AND i.indimmediate ORDER BY a.attnum",
             (relid,),
         )
         return [r[0] for r in rows]

@@ -93,3 +93,14 @@ def test_all_tables_needs_nothing_and_via_root_is_warned_of(
     assert any(
         "publication_via_root publication=cdc_root" in r.getMessage() for r in caplog.records
     )
+
+
+def test_a_publication_that_leaves_out_an_action_is_refused(pipeline: Pipeline) -> None:
+    pipeline.sql(
+        "CREATE TABLE t1 (id int PRIMARY KEY)",
+        "CREATE PUBLICATION cdc_part FOR TABLE t1 WITH (publish = 'insert, update, delete')",
+    )
+    with closing(extractor_role(pipeline)) as conn, pytest.raises(SetupError) as info:
+        Publication("cdc_part").ensure(conn, [T1], at_start=True)
+    assert "publication cdc_part does not publish every action" in str(info.value)
+    assert "SET (publish = 'insert, update, delete, truncate')" in str(info.value)

@@ -203,3 +203,8 @@ def test_start_options() -> None:
         "messages": "true",
     }
     assert plugin.fallback_options({}, "anything") is None
+
+
+def test_an_origin_message_is_the_decoders_own() -> None:
+    origin = b"O" + (0x1234).to_bytes(8, "big") + b"upstream\0"
+    assert decoder("keys").decode(origin, 0) is None

@@ -112,26 +112,18 @@ class Applier:
         except Exception as e:
             raise self._fault(e) from e
 
-    def apply(
-        self, batch: list[Envelope], expect: Position | None, *, replay: bool = False
-    ) -> BatchResult:
-        """All of ``batch`` in one MariaDB transaction, or nothing (an exception).
-
-        ``expect`` is the checkpoint the caller's ordering was based on; if the table says
-        otherwise (another applier was active meanwhile), CheckpointMoved is raised and nothing
-        is written. A replay (a dead letter sent back by ``applier dlq replay``) is applied
-        without checking or moving the checkpoint.
-        """
-        try:
-            prepared = self.prepare(batch)
-        except Exception as e:
-            raise self._fault(e) from e
-        return self.execute(prepared, expect, replay=replay)
-
     def prepare(self, batch: list[Envelope]) -> Prepared:
         """The batch's statements and rows: work without the target, so it can be done while
         the batch before is still being applied. Needs one connection made before (the
-        checkpoint read at start-up) for the dialect."""
+        checkpoint read at start-up) for the dialect. Its faults are classified as
+        ``execute``'s are, but drop nothing: it runs beside the batch in flight, and neither
+        reads the target nor the schema it caches."""
+        try:
+            return self._prepare(batch)
+        except Exception as e:
+            raise classify(e, self._where) from e
+
+    def _prepare(self, batch: list[Envelope]) -> Prepared:
         if self._statements is None:
             self._connect()
         assert self._statements is not None
@@ -147,8 +139,15 @@ class Applier:
     def execute(
         self, prepared: Prepared, expect: Position | None, *, replay: bool = False
     ) -> BatchResult:
-        """Apply a prepared batch: schema first (DDL commits on its own), then one transaction
-        with the checkpoint check, the statements and the new checkpoint."""
+        """Apply a prepared batch, all of it in one MariaDB transaction or nothing (an
+        exception): schema first (DDL commits on its own), then one transaction with the
+        checkpoint check, the statements and the new checkpoint.
+
+        ``expect`` is the checkpoint the caller's ordering was based on; if the table says
+        otherwise (another applier was active meanwhile), CheckpointMoved is raised and nothing
+        is written. A replay (a dead letter sent back by ``applier dlq replay``) is applied
+        without checking or moving the checkpoint.
+        """
         started = time.monotonic()
         engine = self._connect()
         batch, shapes, plan = prepared.batch, prepared.shapes, prepared.plan

@@ -8,7 +8,7 @@ partitions, type resolution, assembly, copies) knows which plugin ran. A decoder
   position of the transaction is built on it, shared/position.py), the commit time as
   PostgreSQL prints a timestamptz in UTC, and where the commit record ends if the plugin
   says so at the beginning (wal2json does);
-- ``RowChange``: one change in envelope form (shared/envelope.py): ``op``, ``lsn`` (the text
+- ``RowChange``: one change in envelope form (shared/wire.py): ``op``, ``lsn`` (the text
   LSN of its WAL record), ``schema``, ``table``, and except for a truncate ``columns``,
   ``types`` (format_type's text, typmod included), ``values`` (ints and bools as such, every
   other value as the text PostgreSQL's output function prints, never a binary float),

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from drill.run import KINDS, Drill, markdown
+from drill.report import KINDS, markdown
+from drill.run import Drill
 from harness.pipeline import Pipeline
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from devstack.system import wait_until
 from harness.pipeline import Pipeline
-from shared import envelope
+from shared import wire
 
 Rows = list[dict[str, Any]]
 
@@ -260,7 +260,7 @@ def dead_letters(pipeline: Pipeline) -> dict[tuple[str, Any], dict[str, Any]]:
             method, props, body = ch.basic_get(pipeline.queue + ".dead", auto_ack=True)
             if method is None:
                 return out
-            for env in envelope.decode_all(body):
+            for env in wire.decode_all(body):
                 for change in env.changes:
                     at = change.columns.index(change.key[0])
                     row_id = change.values[at]

@@ -38,7 +38,7 @@ from extractor.snapshot import BACKFILL_PREFIX, Done, Event, Ready, Rows
 from extractor.state import Stored, decode_state
 from extractor.stream import StreamSession
 from extractor.wal2json import Wal2Json
-from shared import envelope
+from shared import wire
 from shared.config import ExtractorConfig, SourceConfig, load_config
 from shared.envelope import Envelope
 from shared.errors import BrokerUnavailable, CdcError
@@ -304,7 +304,7 @@ class Published:
     @property
     def envelopes(self) -> list[Envelope]:
         """One, or several small transactions batched in one message."""
-        return envelope.decode_all(self.body)
+        return wire.decode_all(self.body)
 
 
 class StubBroker:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drill.run import FIGURES_BEGIN, FIGURES_END, write_report
+from drill.report import FIGURES_BEGIN, FIGURES_END, write_report
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -129,10 +129,6 @@ class ReplicationSource:
                 wal_level, can_replicate, user, database, sender_timeout = cur.fetchone()
             # wal2json writes in the database's encoding: refused here if not convertible.
             self.codec = source_codec(conn, database)
-            if wal_level == "logical" and can_replicate:
-                # Before the slot is made: pgoutput reads its publication as of each change.
-                tables = captured_tables(conn, self._cfg.capture)
-                self.republished = self._plugin.publish(conn, tables, at_start=True)
         except psycopg2.Error as e:
             raise self._classify(e, dsn) from e
         finally:
@@ -154,15 +150,29 @@ class ReplicationSource:
             if slot.plugin != self._plugin.name:
                 raise SetupError(
                     f"slot {self._cfg.slot} uses the plugin {slot.plugin!r}, "
-                    f"not {self._plugin.name}: "
-                    "choose another slot name (CDC_SLOT)"
+                    f"not {self._plugin.name} (source.decoder): set source.decoder to "
+                    f"{slot.plugin}, or choose another slot name (CDC_SLOT), or drop the slot "
+                    "to switch (python -m extractor drop-slot; every table is copied again)"
                 )
             if slot.database != database:
                 raise SetupError(
                     f"slot {self._cfg.slot} belongs to database {slot.database!r}, "
                     f"not {database!r}: choose another slot name (CDC_SLOT)"
                 )
+        self._publish(dsn)
         return slot
+
+    def _publish(self, dsn: str) -> None:
+        """What the plugin needs in the database before the slot is made or streamed
+        (pgoutput reads its publication as of each change)."""
+        conn = connect(self._cfg)
+        try:
+            tables = captured_tables(conn, self._cfg.capture)
+            self.republished = self._plugin.publish(conn, tables, at_start=True)
+        except psycopg2.Error as e:
+            raise self._classify(e, dsn) from e
+        finally:
+            conn.close()
 
     def _slot_info(self) -> SlotInfo | None:
         conn = connect(self._cfg)

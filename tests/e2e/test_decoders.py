@@ -58,6 +58,12 @@ def test_switching_decoder_drops_the_slot_and_copies_again(pipeline: Pipeline) -
     pipeline.wait_converged(["t"])
     assert extractor.stop() == 0
     pipeline.sql("UPDATE t SET v = 'between' WHERE id BETWEEN 11 AND 20")
+    refused = pipeline.start("extractor", CDC_SOURCE_DECODER="pgoutput")
+    assert refused.popen.wait(timeout=60) == 1
+    assert (
+        f"slot {pipeline.name} uses the plugin 'wal2json', not pgoutput (source.decoder): "
+        "set source.decoder to wal2json"
+    ) in refused.output()
     dropped = subprocess.run(
         [sys.executable, "-m", "extractor", "drop-slot", "--yes"],
         env=pipeline.env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,

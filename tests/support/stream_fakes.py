@@ -403,6 +403,8 @@ class FakeCatalog:
         self.partitions.adopt(layout, None)
         self.partitioned = False
         self.checks = 0
+        # Tables the next check finds newly published (pgoutput's publication gained them).
+        self.added: list[TableRef] = []
 
     def _connect(self) -> Any:
         raise AssertionError("a table the fake catalog does not know: add it to the layout")
@@ -415,7 +417,8 @@ class FakeCatalog:
 
     def check(self) -> list[TableRef]:
         self.checks += 1
-        return []
+        added, self.added = self.added, []
+        return added
 
 
 class FakeHeartbeat:

@@ -25,23 +25,22 @@ from applier.ddl import SchemaChanges
 from applier.packets import located, packets
 from applier.plan import Group, Plan, build_plan
 from applier.schema import TableShape, TargetSchema
-from applier.target import classify, create_target_engine, max_allowed_packet
+from applier.target import (
+    classify,
+    create_target_engine,
+    is_galera,
+    keyless_tables,
+    max_allowed_packet,
+    target_nodes,
+)
 from applier.upsert import Statements
 from shared.config import ApplierConfig
 from shared.envelope import Envelope
-from shared.errors import CdcError, RowTooLarge, SchemaMismatch, TargetUnavailable
+from shared.errors import CdcError, CheckpointMoved, RowTooLarge, SchemaMismatch, TargetUnavailable
 from shared.naming import Naming, TargetRef
 from shared.position import Position
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointMoved(CdcError):
-    """The checkpoint in MariaDB is not the one the batch was ordered against."""
-
-    def __init__(self, actual: Position | None) -> None:
-        super().__init__(f"checkpoint moved to {actual}")
-        self.actual = actual
 
 
 @dataclass
@@ -81,13 +80,33 @@ class Applier:
                     self._schema.ensure_catalog(conn)
                     self._max_packet = max_allowed_packet(conn)
                     relations.ensure_table(conn)
+                    self._schema.galera = is_galera(conn)
+                    if self._schema.galera:
+                        self._refuse_keyless(conn)
             except Exception as e:
                 engine.dispose()
-                raise classify(e, self._where) from e
+                fault = classify(e, self._where)
+                if isinstance(fault, TargetUnavailable):
+                    target_nodes(self._cfg.target).lost()
+                raise fault from e
             self._engine = engine
             self._statements = Statements(engine.dialect)
             log.info("target_ready target=%s", self._where)
         return self._engine
+
+    def _refuse_keyless(self, conn: Connection) -> None:
+        """Galera replicates rows by their primary key: a table without one is named at
+        start, with the fix (its changes are refused, applier/refusal.py)."""
+        home = str(conn.exec_driver_sql("SELECT DATABASE()").scalar() or "")
+        databases = sorted({home, *self._cfg.target.schemas.values()} - {""})
+        for table in keyless_tables(conn, databases):
+            log.error(
+                "galera_table_without_key table=%s: Galera needs a primary key on every "
+                "table; its changes are refused: fix: add a primary key to the table "
+                "(ALTER TABLE ... ADD PRIMARY KEY) or to its source table, then send its "
+                "dead letters back (applier dlq replay)",
+                table,
+            )
 
     def reset(self) -> None:
         """Drop the connections (after a transient fault) and forget cached schema."""
@@ -222,6 +241,10 @@ class Applier:
 
     def _fault(self, e: Exception) -> CdcError:
         fault = classify(e, self._where)
+        if isinstance(fault, TargetUnavailable):
+            # On a Galera cluster the next connection goes to another node (1047: this one
+            # left the primary component, or is still joining).
+            target_nodes(self._cfg.target).lost()
         if isinstance(fault, TargetUnavailable | RowTooLarge):
             # RowTooLarge: the limit may have been raised since; only new sessions see it.
             self.reset()

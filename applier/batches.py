@@ -22,7 +22,7 @@ import logging
 import threading
 
 from applier.acks import Acks
-from applier.apply import BatchResult, CheckpointMoved, Prepared, describe
+from applier.apply import BatchResult, Prepared, describe
 from applier.checkpoint_keeper import CheckpointKeeper
 from applier.collaborators import Broker, Target
 from applier.consumer import Delivery
@@ -32,7 +32,14 @@ from applier.progress import Progress
 from applier.sequence import Sequencer
 from shared import wire
 from shared.envelope import Envelope
-from shared.errors import CdcError, DecodeError, RowRejected, SchemaMismatch, TransientError
+from shared.errors import (
+    CdcError,
+    CheckpointMoved,
+    DecodeError,
+    RowRejected,
+    SchemaMismatch,
+    TransientError,
+)
 from shared.position import Position
 from shared.retry import retrying
 

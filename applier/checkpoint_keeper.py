@@ -21,10 +21,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
-from applier.apply import CheckpointMoved
 from applier.collaborators import Target
 from shared.envelope import Envelope
-from shared.errors import BrokerUnavailable
+from shared.errors import BrokerUnavailable, CheckpointMoved
 from shared.position import Position
 from shared.retry import retrying
 

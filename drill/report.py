@@ -64,7 +64,7 @@ def markdown(report: Report, command: str, seed: int) -> str:
         "composite key, one without any key, one with large TOASTed values) while it injects",
         "faults in random order, then compares the target with the source row by row.",
         f"Two more tables serve the faults in copies: `{COPIED}` (copied initially and by",
-        "backfills, which kill -9 or SIGTERM then cut short) and the key-less `{AUDIT}`, which large",
+        f"backfills, which kill -9 or SIGTERM then cut short) and the key-less `{AUDIT}`, which large",
         "transactions write together with it, row by row, before a restart with another table",
         "filter (a row applied twice or missed would show there).",
         "At the start it also commits one large transaction (`--big-rows`), which streams",
@@ -115,12 +115,14 @@ FIGURES_BEGIN = "<!-- drill figures: begin (written by python -m tests.drill) --
 FIGURES_END = "<!-- drill figures: end -->"
 
 
-def write_report(path: Path, figures: str) -> None:
-    block = f"{FIGURES_BEGIN}\n{figures.rstrip()}\n{FIGURES_END}"
+def write_report(
+    path: Path, figures: str, begin: str = FIGURES_BEGIN, end: str = FIGURES_END
+) -> None:
+    block = f"{begin}\n{figures.rstrip()}\n{end}"
     old = path.read_text() if path.exists() else ""
-    if FIGURES_BEGIN in old and FIGURES_END in old:
-        head, rest = old.split(FIGURES_BEGIN, 1)
-        tail = rest.split(FIGURES_END, 1)[1]
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         path.write_text(head + block + tail)
     else:
         path.write_text(block + "\n")

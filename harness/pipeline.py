@@ -16,6 +16,7 @@ from typing import Any
 
 import mariadb
 import pika
+import pika.exceptions
 import psycopg2
 from sqlalchemy.engine import make_url
 
@@ -26,6 +27,8 @@ from harness.servers import Servers
 from harness.workload import Workload
 from shared.config import DlqConfig, load_config
 from shared.naming import Naming
+from shared.parsers import target_hosts
+from shared.secret import split_urls
 from shared.topology import Topology, topology_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +97,8 @@ class Pipeline:
     # source.decoder: with pgoutput, the publication is made by the superuser statement of
     # sql/publication.sql (the extractor's role owns no table here).
     decoder: str = "wal2json"
+    # Settings of both processes beyond the stack's (e.g. CDC_BROKER_QUEUE_TYPE on a cluster).
+    settings: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------ settings
 
@@ -119,6 +124,7 @@ class Pipeline:
             "CDC_LOG_LEVEL": "INFO",
             "CDC_METRICS_HOST": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
+            **self.settings,
         }
 
     @property
@@ -210,25 +216,45 @@ class Pipeline:
         return conn
 
     def maria(self, database: str | None = None) -> Any:
-        """The test's target database (or ``database``), as MariaDB's administrator."""
-        url = make_url(self.stack.mariadb.url(database or self.target_db))
-        conn = mariadb.connect(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            password=url.password,
-            database=url.database,
-        )
-        conn.autocommit = True
-        return conn
+        """The test's target database (or ``database``), as MariaDB's administrator (on the
+        first node of a cluster that answers)."""
+        failure: mariadb.Error | None = None
+        for one in target_hosts(self.stack.mariadb.url(database or self.target_db)):
+            url = make_url(one)
+            try:
+                conn = mariadb.connect(
+                    host=url.host,
+                    port=url.port,
+                    user=url.username,
+                    password=url.password,
+                    database=url.database,
+                )
+            except mariadb.Error as e:
+                failure = e
+                continue
+            conn.autocommit = True
+            return conn
+        assert failure is not None
+        raise failure
 
     @contextmanager
     def channel(self) -> Iterator[Any]:
-        conn = pika.BlockingConnection(pika.URLParameters(self.stack.rabbitmq.url()))
-        try:
-            yield conn.channel()
-        finally:
-            conn.close()
+        """A channel on RabbitMQ (on the first node of a cluster that answers)."""
+        failure: Exception | None = None
+        for url in split_urls(self.stack.rabbitmq.url()):
+            try:
+                conn = pika.BlockingConnection(pika.URLParameters(url))
+            except pika.exceptions.AMQPError as e:
+                failure = e
+                continue
+            try:
+                yield conn.channel()
+            finally:
+                if conn.is_open:
+                    conn.close()
+            return
+        assert failure is not None
+        raise failure
 
     def workload(self, seed: int) -> Workload:
         """harness/workload.py's tables, created in the source database, and a workload on

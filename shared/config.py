@@ -26,13 +26,14 @@ from typing import ClassVar, TypeVar
 from shared import parsers as p
 from shared.errors import ConfigError
 from shared.loading import Catalog
-from shared.secret import Secret
+from shared.secret import Secret, split_urls
 from shared.settings import (
     TLS,
     Setting,
     Values,
     client_certificate_needs_its_key,
     flag,
+    items,
     pairs,
     section,
     setting,
@@ -51,11 +52,12 @@ from shared.tables import TableRef
 
 def _broker_tls_needs_amqps(v: Values) -> None:
     url = v["broker.url"]
-    if url is not None and not url.reveal().startswith("amqps://"):
+    if url is not None and not all(u.startswith("amqps://") for u in split_urls(url.reveal())):
         for name in ("broker.ca_file", "broker.cert_file", "broker.key_file"):
             if v[name] is not None:
                 raise ConfigError(
-                    f"{v.label(name)} is set but broker.url is not an amqps:// URL: "
+                    f"{v.label(name)} is set but broker.url is not an amqps:// URL (every "
+                    "node's): "
                     "use amqps:// (and the broker's TLS port) for TLS, or unset it"
                 )
 
@@ -89,8 +91,10 @@ class BrokerConfig:
 
     url: Secret = setting(
         "CDC_BROKER_URL",
-        p.broker_url,
-        doc="`amqp://` or `amqps://` URL, vhost included (`%2F` is `/`)",
+        items(p.broker_urls),
+        doc="`amqp://` or `amqps://` URL, vhost included (`%2F` is `/`); for a cluster, one "
+        "URL per node, comma-separated (YAML: a list): both processes connect to the first "
+        "that answers and move to the next when theirs is lost (docs/deployment.md)",
     )
     exchange: str = setting(
         "CDC_BROKER_EXCHANGE", p.exchange_name, default="cdc", doc="durable direct exchange"
@@ -106,7 +110,16 @@ class BrokerConfig:
         "CDC_BROKER_QUEUE_TYPE",
         p.queue_type,
         default="classic",
-        doc="`classic` or `quorum`, fixed when the queue is first declared",
+        doc="`classic` or `quorum` (replicated: the setting for a cluster, "
+        "docs/deployment.md), fixed when the queue is first declared",
+    )
+    delivery_limit: int = setting(
+        "CDC_BROKER_DELIVERY_LIMIT",
+        p.positive_int,
+        default=1000,
+        doc="quorum queues: deliveries of one message (every applier reconnect counts one) "
+        "after which RabbitMQ moves it to `<queue>.dead` itself; fixed when the queue is "
+        "first declared",
     )
     max_inflight: int = setting(
         "CDC_BROKER_MAX_INFLIGHT",
@@ -146,6 +159,15 @@ class BrokerConfig:
         doc="its private key (PEM)",
         page=TLS,
     )
+
+    @property
+    def urls(self) -> tuple[Secret, ...]:
+        """One URL per node of the broker (one for a single broker), in the order given."""
+        return self.split(self.url)
+
+    @staticmethod
+    def split(url: Secret) -> tuple[Secret, ...]:
+        return tuple(Secret(u) for u in split_urls(url.reveal()))
 
     @property
     def dead_letter_exchange(self) -> str:
@@ -189,8 +211,17 @@ class TargetConfig(NamingConfig):
     url: Secret = setting(
         "CDC_TARGET_URL",
         p.target_url,
-        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`",
+        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`; for a Galera cluster, its "
+        "nodes as `host:port` pairs, comma-separated, in the host part "
+        "(`...@10.0.0.1:3306,10.0.0.2:3306,10.0.0.3:3306/db`): the applier uses the first "
+        "that answers and moves to the next when it fails (docs/deployment.md)",
     )
+
+    @property
+    def urls(self) -> tuple[Secret, ...]:
+        """target.url once per host (one for a single server), in the order given."""
+        return tuple(Secret(u) for u in p.target_hosts(self.url.reveal()))
+
     max_batch_changes: int = setting(
         "CDC_TARGET_MAX_BATCH_CHANGES",
         p.positive_int,

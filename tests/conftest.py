@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.galera import Galera
+from devstack.rabbit_cluster import RabbitCluster
 from devstack.stack import Stack
+from harness.clusters import galera_of, rabbit_cluster_of, running
 from harness.containers import LocalOnly
 from harness.pipeline import Pipeline, new_pipeline
 from harness.servers import Servers, servers_for_tests
@@ -33,6 +36,26 @@ def local_stack(stack: Servers) -> Stack:
     if not isinstance(stack, Stack):
         raise LocalOnly("this test (it makes a PostgreSQL cluster of its own with devstack)")
     return stack
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster(stack: Servers) -> Iterator[RabbitCluster]:
+    """devstack's 3-node RabbitMQ cluster beside the stack (started once per session)."""
+    if not isinstance(stack, Stack):
+        raise LocalOnly("this test (it runs devstack's RabbitMQ cluster)")
+    cluster = rabbit_cluster_of(stack)
+    with running(cluster):
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def galera(stack: Servers) -> Iterator[Galera]:
+    """devstack's 3-node MariaDB Galera cluster beside the stack (started once per session)."""
+    if not isinstance(stack, Stack):
+        raise LocalOnly("this test (it runs devstack's Galera cluster)")
+    cluster = galera_of(stack)
+    with running(cluster):
+        yield cluster
 
 
 DECODERS = ("wal2json", "pgoutput")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from applier.apply import BatchResult, CheckpointMoved, Prepared
+from applier.apply import BatchResult, Prepared
 from applier.collaborators import Collaborators
 from applier.consumer import Delivery
 from applier.plan import Plan
@@ -31,7 +31,13 @@ from applier.service import ApplierService
 from shared import envelope, wire
 from shared.config import ApplierConfig, load_config
 from shared.envelope import Envelope
-from shared.errors import BrokerUnavailable, CdcError, RowRejected, TargetUnavailable
+from shared.errors import (
+    BrokerUnavailable,
+    CdcError,
+    CheckpointMoved,
+    RowRejected,
+    TargetUnavailable,
+)
 from shared.position import Position
 
 START_TIME = 1000.0

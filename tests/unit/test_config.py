@@ -665,6 +665,13 @@ def test_broker_tls_files_need_an_amqps_url(ca_file: Path) -> None:
     assert "rabbit-s3cret" not in text
 
 
+def test_broker_tls_files_need_every_node_on_amqps(ca_file: Path) -> None:
+    urls = [BROKER_URL.replace("amqp://", "amqps://"), BROKER_URL.replace("@", "@second")]
+    with pytest.raises(ConfigError, match="every node") as info:
+        read(environ=tls_env(ca_file, CDC_BROKER_URL=",".join(urls)))
+    assert "rabbit-s3cret" not in str(info.value)
+
+
 def test_target_tls_files_need_target_ssl(ca_file: Path) -> None:
     with pytest.raises(ConfigError, match=r"target\.ssl_ca .* target\.ssl is false"):
         read(environ=tls_env(ca_file, CDC_TARGET_SSL="false"))

@@ -318,13 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--copy-rows", type=int, default=100_000, help="rows of the table the backfills copy"
     )
+    parser.add_argument(
+        "--decoder", default="wal2json", choices=("wal2json", "pgoutput"), help="source.decoder"
+    )
     args = parser.parse_args(argv)
 
     stack = Stack.load(default_dir() / "drill")
     stack.start()
     logdir = stack.root / "logs"
     logdir.mkdir(exist_ok=True)
-    pipeline = new_pipeline(stack, logdir)
+    pipeline = new_pipeline(stack, logdir, args.decoder)
     try:
         report = Drill(
             pipeline,
@@ -340,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     command = (
         f"python -m drill --faults {args.faults} --seed {args.seed} --rate {args.rate:g}"
         f" --big-rows {args.big_rows} --copy-rows {args.copy_rows}"
+        + (f" --decoder {args.decoder}" if args.decoder != "wal2json" else "")
     )
     text = markdown(report, command, args.seed)
     print(text)

@@ -94,6 +94,9 @@ class Pipeline:
     procs: list[Proc] = field(default_factory=list)
     # How the test expects source tables to be named in the target (see applier/naming.py).
     naming: Naming = field(default_factory=Naming)
+    # source.decoder: with pgoutput, the publication is made by the superuser statement of
+    # sql/publication.sql (the extractor's role owns no table here).
+    decoder: str = "wal2json"
     # Settings of both processes beyond the stack's (e.g. CDC_BROKER_QUEUE_TYPE on a cluster).
     settings: dict[str, str] = field(default_factory=dict)
 
@@ -115,6 +118,7 @@ class Pipeline:
             **keep,
             "CDC_SOURCE_DSN": pg.dsn(self.source_db, APP_USER, self.stack.app_password),
             "CDC_SLOT": self.name,
+            "CDC_SOURCE_DECODER": self.decoder,
             "CDC_BROKER_URL": rabbit.url(),
             "CDC_TARGET_URL": maria.url(self.target_db, APP_USER, self.stack.app_password),
             "CDC_LOG_LEVEL": "INFO",
@@ -148,10 +152,18 @@ class Pipeline:
         pg, maria = self.stack.postgres, self.stack.mariadb
         pg.psql(f"CREATE DATABASE {self.name}")
         pg.grant_source(APP_USER, self.stack.app_password, self.name, owner="postgres")
+        if self.decoder == "pgoutput":
+            self.publish()
         maria.sql(
             f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin;\n"
         )
         maria.grant_target(APP_USER, self.stack.app_password, self.name)
+
+    def publish(self) -> None:
+        """pgoutput's publication, as a superuser makes it with sql/publication.sql (FOR ALL
+        TABLES): the extractor's role owns no table here, so it may not make it itself."""
+        script = (ROOT / "sql" / "publication.sql").read_text()
+        self.stack.postgres.psql(script, self.name, {"publication": f"cdc_{self.name}"})
 
     def grant_source(self, schema: str) -> None:
         """The extractor's privileges (sql/source-role.sql) in another source schema."""
@@ -312,7 +324,7 @@ class Pipeline:
             return int(ch.queue_declare(queue or self.queue, passive=True).method.message_count)
 
 
-def new_pipeline(stack: Servers, logdir: Path) -> Pipeline:
-    p = Pipeline(stack, f"t_{uuid.uuid4().hex[:10]}", logdir)
+def new_pipeline(stack: Servers, logdir: Path, decoder: str = "wal2json") -> Pipeline:
+    p = Pipeline(stack, f"t_{uuid.uuid4().hex[:10]}", logdir, decoder=decoder)
     p.create()
     return p

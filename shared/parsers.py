@@ -104,6 +104,21 @@ def slot(v: str) -> str:
     return v
 
 
+DECODERS = ("wal2json", "pgoutput")
+
+
+def decoder(v: str) -> str:
+    if v not in DECODERS:
+        raise ValueError(f"must be one of {', '.join(DECODERS)}")
+    return v
+
+
+def publication(v: str) -> str:
+    if v and not _SLOT_NAME.match(v):
+        raise ValueError("must be 1-63 characters of a-z, 0-9 and _")
+    return v
+
+
 def amqp_name(v: str) -> str:
     if v and not _AMQP_NAME.match(v):
         raise ValueError("must be letters, digits and _ . : - only")

@@ -15,6 +15,10 @@ from shared.settings import TLS, client_certificate_needs_its_key, items, sectio
 from shared.tables import Pattern, TableFilter
 
 
+def _publication_of(slot: str) -> str:
+    return f"cdc_{slot}"[:63]  # PostgreSQL truncates names to 63 bytes anyway
+
+
 @section("source")
 class SlotConfig:
     """The replication slot: all the applier needs of the source (it names the queue and the
@@ -67,6 +71,22 @@ class SourceConfig(SlotConfig):
         p.snapshot_mode,
         default="initial",
         doc="`initial`: copy each captured table once (below); `never`: changes only",
+    )
+    decoder: str = setting(
+        "CDC_SOURCE_DECODER",
+        p.decoder,
+        default="wal2json",
+        doc="output plugin the slot decodes with: `wal2json` or `pgoutput` (built into "
+        "PostgreSQL; see [Choosing the decoder](#choosing-the-decoder)); fixed when the slot "
+        "is created",
+    )
+    publication: str = setting(
+        "CDC_SOURCE_PUBLICATION",
+        p.publication,
+        default="",
+        shown="`cdc_<slot>`",
+        doc="with `pgoutput`: the publication the slot streams; created for the captured "
+        "tables when the role may, else it must exist",
     )
     max_chunk_changes: int = setting(
         "CDC_SOURCE_MAX_CHUNK_CHANGES",
@@ -129,6 +149,11 @@ class SourceConfig(SlotConfig):
         doc="its private key (PEM); libpq refuses a key file that others can read (use mode 0600)",
         page=TLS,
     )
+
+    @property
+    def publication_name(self) -> str:
+        """The publication pgoutput streams: the one set, else ``cdc_<slot>``."""
+        return self.publication or _publication_of(self.slot)
 
     @cached_property
     def capture(self) -> TableFilter:

@@ -58,12 +58,27 @@ def galera(stack: Servers) -> Iterator[Galera]:
         yield cluster
 
 
+DECODERS = ("wal2json", "pgoutput")
+
+
 @pytest.fixture
-def pipeline(stack: Servers, tmp_path: Path) -> Iterator[Pipeline]:
+def decoder(request: pytest.FixtureRequest) -> str:
+    """source.decoder of the test's pipeline: wal2json, or each in turn for a test marked
+    ``decoders`` (the core of the e2e suite, run with both)."""
+    return str(getattr(request, "param", "wal2json"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("decoders") and "decoder" in metafunc.fixturenames:
+        metafunc.parametrize("decoder", DECODERS, indirect=True)
+
+
+@pytest.fixture
+def pipeline(stack: Servers, tmp_path: Path, decoder: str) -> Iterator[Pipeline]:
     """A fresh source database, slot, queue and target database for one test."""
     for server in (stack.postgres, stack.mariadb, stack.rabbitmq):
         server.start()  # a previous test may have stopped one on purpose
-    p = new_pipeline(stack, tmp_path)
+    p = new_pipeline(stack, tmp_path, decoder)
     yield p
     p.destroy()
 

@@ -12,6 +12,7 @@ from drill.run import Drill
 from harness.pipeline import Pipeline
 
 
+@pytest.mark.decoders
 @pytest.mark.slow
 def test_short_fault_drill(pipeline: Pipeline) -> None:
     seed = int(os.environ.get("CDC_DRILL_SEED", time.time()))

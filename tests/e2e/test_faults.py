@@ -10,6 +10,7 @@ from typing import Any
 
 import mariadb
 import psycopg2
+import pytest
 
 from devstack.system import wait_until
 from harness.pipeline import Pipeline, Proc
@@ -217,6 +218,7 @@ def peak_rss_mb(proc: Proc) -> float:
     raise AssertionError("no VmHWM")
 
 
+@pytest.mark.decoders  # protocol 1 without streaming: memory bounded all the same
 def test_large_transaction_streams_with_bounded_memory(pipeline: Pipeline) -> None:
     rows = 200_000
     pipeline.sql("CREATE TABLE big (id bigint PRIMARY KEY, payload text, amount numeric(12,2))")

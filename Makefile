@@ -12,7 +12,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup test lint unit demo drill bench docs stack-start stack-stop stack-env clean
+.PHONY: setup test lint unit demo drill drill-cluster bench docs stack-start stack-stop stack-env clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,11 @@ DRILL_FAULTS ?= 160
 drill: setup
 	$(BIN)/python -m drill --faults $(DRILL_FAULTS) --report docs/reliability.md
 
+# Node kills on a 3-node RabbitMQ cluster and a 3-node Galera cluster under load (about 5
+# minutes); writes its figures into docs/deployment.md.
+drill-cluster: setup
+	$(BIN)/python -m drill --cluster --faults 12 --rate 60 --report docs/deployment.md
+
 # Throughput, latency, stage limits and memory; writes docs/performance.md.
 bench: setup
 	$(BIN)/python -m bench --report docs/performance.md
@@ -50,6 +55,8 @@ bench: setup
 docs: setup
 	$(BIN)/python -m harness.docs
 
+# CDC_STACK_RABBITMQ_NODES=3 / CDC_STACK_MARIADB_NODES=3: a RabbitMQ / Galera cluster beside
+# the single servers, named by `make stack-env` (docs/deployment.md).
 stack-start: setup
 	$(BIN)/python -m devstack start
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from applier import dlq, verify, verify_report
+from applier.collaborators import connect
 from applier.service import ApplierService
 from shared import cli
 from shared.config import ApplierConfig, DlqConfig, VerifyConfig
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             return cli.EXIT_FAULT
         return cli.EXIT_OK
 
-    service = ApplierService(cli.load_or_exit(PROG, args.config, ApplierConfig))
+    config = cli.load_or_exit(PROG, args.config, ApplierConfig)
+    service = ApplierService(config, connect(config))
     cli.on_stop_signals(service.request_stop)
     cli.tune_gc()
     try:

@@ -26,23 +26,23 @@ from applier.ddl import SchemaChanges
 from applier.packets import located, packets
 from applier.plan import Group, Plan, build_plan
 from applier.schema import TableShape, TargetSchema
-from applier.target import classify, create_target_engine, local_infile, max_allowed_packet
+from applier.target import (
+    classify,
+    create_target_engine,
+    is_galera,
+    keyless_tables,
+    local_infile,
+    max_allowed_packet,
+    target_nodes,
+)
 from applier.upsert import Statements, driver_safe
 from shared.config import ApplierConfig
 from shared.envelope import Envelope
-from shared.errors import CdcError, RowTooLarge, SchemaMismatch, TargetUnavailable
+from shared.errors import CdcError, CheckpointMoved, RowTooLarge, SchemaMismatch, TargetUnavailable
 from shared.naming import Naming, TargetRef
 from shared.position import Position
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointMoved(CdcError):
-    """The checkpoint in MariaDB is not the one the batch was ordered against."""
-
-    def __init__(self, actual: Position | None) -> None:
-        super().__init__(f"checkpoint moved to {actual}")
-        self.actual = actual
 
 
 @dataclass
@@ -84,17 +84,16 @@ class Applier:
                     self._schema.ensure_catalog(conn)
                     self._max_packet = max_allowed_packet(conn)
                     relations.ensure_table(conn)
-                    bulk_rows = self._cfg.target.bulk_rows
-                    if bulk_rows and not local_infile(conn):
-                        log.warning(
-                            "bulk_path_off reason=local_infile_off (the server refuses LOAD "
-                            "DATA LOCAL INFILE: every group goes by executemany; SET GLOBAL "
-                            "local_infile=ON to allow it)"
-                        )
-                        bulk_rows = 0
+                    self._schema.galera = is_galera(conn)
+                    if self._schema.galera:
+                        self._refuse_keyless(conn)
+                    bulk_rows = self._bulk_rows(conn)
             except Exception as e:
                 engine.dispose()
-                raise classify(e, self._where) from e
+                fault = classify(e, self._where)
+                if isinstance(fault, TargetUnavailable):
+                    target_nodes(self._cfg.target).lost()
+                raise fault from e
             self._engine = engine
             self._statements = Statements(engine.dialect)
             if self._bulk is not None:
@@ -102,6 +101,38 @@ class Applier:
             self._bulk = BulkPath(driver_safe(engine.dialect), bulk_rows, self._where)
             log.info("target_ready target=%s", self._where)
         return self._engine
+
+    def _refuse_keyless(self, conn: Connection) -> None:
+        """Galera replicates rows by their primary key: a table without one is named at
+        start, with the fix (its changes are refused, applier/refusal.py)."""
+        home = str(conn.exec_driver_sql("SELECT DATABASE()").scalar() or "")
+        databases = sorted({home, *self._cfg.target.schemas.values()} - {""})
+        for table in keyless_tables(conn, databases):
+            log.error(
+                "galera_table_without_key table=%s: Galera needs a primary key on every "
+                "table; its changes are refused: fix: add a primary key to the table "
+                "(ALTER TABLE ... ADD PRIMARY KEY) or to its source table, then send its "
+                "dead letters back (applier dlq replay)",
+                table,
+            )
+
+    def _bulk_rows(self, conn: Connection) -> int:
+        """target.bulk_rows, or 0 where the bulk path cannot or may not run."""
+        bulk_rows = self._cfg.target.bulk_rows
+        if not bulk_rows:
+            return 0
+        if self._schema.galera:
+            # Not yet tested on Galera (temporary tables are not replicated; the INSERT ...
+            # SELECT's rows are): executemany there until a cluster test says otherwise.
+            log.info("bulk_path_off reason=galera (every group goes by executemany)")
+            return 0
+        if not local_infile(conn):
+            log.warning(
+                "bulk_path_off reason=local_infile_off (the server refuses LOAD DATA LOCAL "
+                "INFILE: every group goes by executemany; SET GLOBAL local_infile=ON to allow it)"
+            )
+            return 0
+        return bulk_rows
 
     def reset(self) -> None:
         """Drop the connections (after a transient fault) and forget cached schema."""
@@ -128,26 +159,18 @@ class Applier:
         except Exception as e:
             raise self._fault(e) from e
 
-    def apply(
-        self, batch: list[Envelope], expect: Position | None, *, replay: bool = False
-    ) -> BatchResult:
-        """All of ``batch`` in one MariaDB transaction, or nothing (an exception).
-
-        ``expect`` is the checkpoint the caller's ordering was based on; if the table says
-        otherwise (another applier was active meanwhile), CheckpointMoved is raised and nothing
-        is written. A replay (a dead letter sent back by ``applier dlq replay``) is applied
-        without checking or moving the checkpoint.
-        """
-        try:
-            prepared = self.prepare(batch)
-        except Exception as e:
-            raise self._fault(e) from e
-        return self.execute(prepared, expect, replay=replay)
-
     def prepare(self, batch: list[Envelope]) -> Prepared:
         """The batch's statements and rows: work without the target, so it can be done while
         the batch before is still being applied. Needs one connection made before (the
-        checkpoint read at start-up) for the dialect."""
+        checkpoint read at start-up) for the dialect. Its faults are classified as
+        ``execute``'s are, but drop nothing: it runs beside the batch in flight, and neither
+        reads the target nor the schema it caches."""
+        try:
+            return self._prepare(batch)
+        except Exception as e:
+            raise classify(e, self._where) from e
+
+    def _prepare(self, batch: list[Envelope]) -> Prepared:
         if self._statements is None:
             self._connect()
         assert self._statements is not None
@@ -163,8 +186,15 @@ class Applier:
     def execute(
         self, prepared: Prepared, expect: Position | None, *, replay: bool = False
     ) -> BatchResult:
-        """Apply a prepared batch: schema first (DDL commits on its own), then one transaction
-        with the checkpoint check, the statements and the new checkpoint."""
+        """Apply a prepared batch, all of it in one MariaDB transaction or nothing (an
+        exception): schema first (DDL commits on its own), then one transaction with the
+        checkpoint check, the statements and the new checkpoint.
+
+        ``expect`` is the checkpoint the caller's ordering was based on; if the table says
+        otherwise (another applier was active meanwhile), CheckpointMoved is raised and nothing
+        is written. A replay (a dead letter sent back by ``applier dlq replay``) is applied
+        without checking or moving the checkpoint.
+        """
         started = time.monotonic()
         engine = self._connect()
         batch, shapes, plan = prepared.batch, prepared.shapes, prepared.plan
@@ -249,6 +279,10 @@ class Applier:
 
     def _fault(self, e: Exception) -> CdcError:
         fault = classify(e, self._where)
+        if isinstance(fault, TargetUnavailable):
+            # On a Galera cluster the next connection goes to another node (1047: this one
+            # left the primary component, or is still joining).
+            target_nodes(self._cfg.target).lost()
         if isinstance(fault, TargetUnavailable | RowTooLarge):
             # RowTooLarge: the limit may have been raised since; only new sessions see it.
             self.reset()

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pika
 import pika.exceptions
 
-from shared.amqp import classify_broker_error, connection_parameters
+from shared.amqp import classify_broker_error, connect_blocking, nodes_for
 from shared.config import BrokerConfig
 from shared.errors import BrokerUnavailable, CdcError, PermanentError
 from shared.topology import Topology
@@ -51,6 +51,7 @@ class Consumer:
         self._cfg = cfg
         self._topology = topology
         self._conn: Any = None
+        self._node: int | None = None  # which node of broker.url the connection is to
         self._channel: Any = None
         self._dlq_channel: Any = None
         self._pending: list[Delivery] = []
@@ -60,16 +61,29 @@ class Consumer:
 
     @property
     def where(self) -> str:
+        if self._node is not None:
+            return str(self._cfg.urls[self._node])
         return str(self._cfg.url)
 
     def _call(self, what: Callable[[], T], declaring: bool = False) -> T:
         """Run a pika call; its exceptions become ours."""
         try:
             return what()
+        except BrokerUnavailable:
+            self._lost()
+            raise
         except CdcError:
             raise
         except (pika.exceptions.AMQPError, OSError) as e:
-            raise classify_broker_error(e, self.where, declaring) from e
+            failure = classify_broker_error(e, self.where, declaring)
+            if isinstance(failure, BrokerUnavailable):
+                self._lost()
+            raise failure from e
+
+    def _lost(self) -> None:
+        """The connection's node failed us: the next connection starts with another node."""
+        if self._node is not None:
+            nodes_for(self._cfg.url).lost(self._node)
 
     def connect(self) -> None:
         self._call(self._connect, declaring=True)
@@ -83,7 +97,7 @@ class Consumer:
     def _connect(self) -> None:
         t = self._topology
         try:
-            self._conn = pika.BlockingConnection(connection_parameters(self._cfg, APP_ID))
+            self._conn, self._node = connect_blocking(self._cfg, APP_ID)
         except ValueError as e:
             # A certificate that does not verify is a ValueError too, and permanent.
             failure = classify_broker_error(e, self.where)
@@ -224,7 +238,10 @@ class Consumer:
         )
 
     def close(self) -> None:
+        # Dropped whole before any reconnect: its deliveries go back to the queue (in order,
+        # with the single active consumer passed on) before the next connection consumes.
         conn, self._conn = self._conn, None
+        self._node = None
         self._pending = []
         self._unacked = set()
         if conn is not None and conn.is_open:

@@ -20,7 +20,7 @@ import pika
 import pika.exceptions
 
 from applier.consumer import APP_ID, REPLAY_HEADER
-from shared.amqp import classify_broker_error, connection_parameters
+from shared.amqp import classify_broker_error, connect_blocking
 from shared.config import DlqConfig
 from shared.errors import BrokerUnavailable
 from shared.topology import Topology, topology_for
@@ -42,9 +42,10 @@ class Parked:
 def _channel(cfg: DlqConfig) -> Iterator[Any]:
     url = cfg.broker.url
     try:
-        conn = pika.BlockingConnection(connection_parameters(cfg.broker, APP_ID + "-dlq"))
+        conn, node = connect_blocking(cfg.broker, APP_ID + "-dlq")
     except (pika.exceptions.AMQPError, OSError) as e:
         raise classify_broker_error(e, str(url)) from e
+    url = cfg.broker.urls[node]  # errors from here on name the node
     try:
         yield conn.channel()
     except (pika.exceptions.AMQPError, OSError) as e:

@@ -6,6 +6,10 @@ one keeps every rule of the synchronous loop: a batch is submitted only after th
 it is finished (its outcome known, its messages acked), each batch is checked against the
 checkpoint the one before left, and nothing but building statements (which needs no
 connection) happens beside the batch in flight.
+
+Every batch goes the same way, whether pipelined or applied again after a fault: its plan is
+made on the caller's thread (``Target.prepare``), then executed here. A plan that could not be
+made is a batch that failed at once, with its fault, and is settled like any other.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from applier.apply import Applier, BatchResult, Prepared
+from applier.apply import BatchResult, Prepared
+from applier.collaborators import Target
 from shared.envelope import Envelope
 from shared.position import Position
 
@@ -40,8 +45,8 @@ class Done(Generic[T]):
 
 
 class InFlight(Generic[T]):
-    def __init__(self, applier: Applier) -> None:
-        self._applier = applier
+    def __init__(self, target: Target) -> None:
+        self._target = target
         self._pool: ThreadPoolExecutor | None = None
         self._items: list[tuple[Envelope, T]] = []
         self._expect: Position | None = None
@@ -54,21 +59,24 @@ class InFlight(Generic[T]):
     def submit(
         self,
         items: list[tuple[Envelope, T]],
-        prepared: Prepared | None,
+        prepared: Prepared | BaseException,
         expect: Position | None,
+        *,
+        replay: bool = False,
     ) -> None:
-        """Apply ``items`` on the worker; ``prepared`` is their plan if it was made already
-        (None: the worker makes it, and classifies whatever goes wrong doing so)."""
+        """Execute ``items``' plan on the worker, against the checkpoint ``expect``; a plan
+        that could not be made (its exception) makes a batch that failed already."""
         if self._future is not None:
             raise RuntimeError("a batch is already in flight; finish it first")
+        self._items, self._expect = items, expect
+        if isinstance(prepared, BaseException):
+            failed: Future[BatchResult] = Future()
+            failed.set_exception(prepared)
+            self._future = failed
+            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply")
-        self._items, self._expect = items, expect
-        if prepared is None:
-            envs = [env for env, _ in items]
-            self._future = self._pool.submit(self._applier.apply, envs, expect)
-        else:
-            self._future = self._pool.submit(self._applier.execute, prepared, expect)
+        self._future = self._pool.submit(self._target.execute, prepared, expect, replay=replay)
 
     def finish(self, service: Callable[[float], None]) -> Done[T] | None:
         """Wait for the batch in flight (None if there is none); ``service(seconds)`` keeps

@@ -9,6 +9,8 @@
   and one must be exactly the key (else an update adds a row). A source table without a key
   may hold equal rows: its target table may have no unique index at all.
 - No source table goes to one of the applier's own tables.
+- On a Galera cluster every table needs a primary key (Galera replicates rows by it; a
+  DELETE on a keyless table is not supported): a source table without one is refused.
 
 The caller keeps what the target says per table (``TargetFacts``) and reads it again after a
 schema error or a reconnect; a refused table's messages go to the dead-letter queue with the
@@ -61,7 +63,7 @@ class TargetFacts:
 @dataclass(frozen=True)
 class Refusal:
     source: TableRef  # the source table whose changes are refused
-    reason: str  # applier_table, shared_target, unique_index, no_unique_key
+    reason: str  # applier_table, shared_target, galera_needs_key, unique_index, no_unique_key
     text: str
 
 
@@ -102,6 +104,8 @@ def refusal(
     sources: list[TableRef],
     key: list[str] | None,
     facts: TargetFacts | None,
+    *,
+    galera: bool = False,
 ) -> Refusal | None:
     """Why ``target`` cannot take the changes of ``sources`` (the first is the one a batch
     met first; more than one is itself a refusal), or None. ``key`` is the source key (None:
@@ -128,6 +132,14 @@ def refusal(
             "(a TRUNCATE of one would empty the other, rows of one would overwrite the "
             f"other's): fix: give {other} a target table of its own with target.rename or "
             f"target.schemas, {replay}",
+        )
+    if galera and key is not None and not key:
+        return Refusal(
+            source,
+            "galera_needs_key",
+            f"target table {target} is on a Galera cluster, which needs a primary key on "
+            f"every table it replicates, and the source table {source} has none; fix: add "
+            f"a primary key to {source} (ALTER TABLE ... ADD PRIMARY KEY (...)), {replay}",
         )
     if key is None or facts is None or facts.uniques is None:
         return None

@@ -121,6 +121,7 @@ class TargetSchema:
         # TRUNCATE does not say it), and the refusals in force (metric; logged once).
         self._keys: dict[TargetRef, list[str]] = {}
         self.refused: dict[tuple[TargetRef, TableRef], Refusal] = {}
+        self.galera = False  # the target is a Galera node: every table needs a primary key
 
     def exists(self, target: TargetRef) -> bool:
         """Whether the table is known to exist (after ``ensure`` for this batch)."""
@@ -179,6 +180,7 @@ class TargetSchema:
                 facts = self._facts[shape.target] = read_facts(conn, shape.target, self._database)
             found = self._refusal(shape)
             if found is not None and found.reason != "no_unique_key":
+                # (galera_needs_key too: a table Galera cannot replicate is not created)
                 continue  # a table that is not written is not changed either
             known = self._known(conn, shape.target)
             if known is not None and found is not None:
@@ -238,7 +240,8 @@ class TargetSchema:
 
     def _refusal(self, shape: TableShape) -> Refusal | None:
         key = shape.key if shape.columns else self._keys.get(shape.target)
-        return refusal(shape.target, shape.sources, key, self._facts.get(shape.target))
+        facts = self._facts.get(shape.target)
+        return refusal(shape.target, shape.sources, key, facts, galera=self.galera)
 
     def _known(self, conn: Connection, target: TargetRef) -> dict[str, str | None] | None:
         if target in self._columns:

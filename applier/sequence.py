@@ -27,6 +27,9 @@ message published (the slot also moves past transactions with nothing captured),
 older message was delivered before it (RabbitMQ delivers requeued messages before new ones),
 and none of them is still waiting here. ``settled`` tells, for an item, whether everything
 older was delivered.
+
+The position the released messages continue from is not kept here: the caller passes it to
+``take`` (applier/checkpoint_keeper.py owns it).
 """
 
 from __future__ import annotations
@@ -60,10 +63,7 @@ class _Held(Generic[T]):
 class Sequencer(Generic[T]):
     """Holds ``(envelope, item)`` pairs and gives them back in order; ``item`` is opaque."""
 
-    def __init__(
-        self, checkpoint: Position | None, settled: Callable[[T], bool] = lambda _: False
-    ) -> None:
-        self.checkpoint = checkpoint
+    def __init__(self, settled: Callable[[T], bool] = lambda _: False) -> None:
         self._settled = settled
         self._heap: list[_Held[T]] = []
         self._seq = 0
@@ -75,15 +75,14 @@ class Sequencer(Generic[T]):
         self._seq += 1
         heapq.heappush(self._heap, _Held(env.sort_key, self._seq, env, item))
 
-    def take(self) -> tuple[list[tuple[Envelope, T]], list[T]]:
-        """(messages to apply now, in order; duplicates to acknowledge without applying).
-
-        The checkpoint moves past the released messages: the caller applies them or, if it
-        cannot, calls ``reset``.
+    def take(self, after: Position | None) -> tuple[list[tuple[Envelope, T]], list[T]]:
+        """(messages to apply now, in order; duplicates to acknowledge without applying), the
+        first continuing from ``after`` (the checkpoint, or the end of what was released
+        before). The caller applies them or, if it cannot, puts them back (``put_back``).
         """
         ready: list[tuple[Envelope, T]] = []
         duplicates: list[T] = []
-        ckpt = self.checkpoint
+        ckpt = after
         while self._heap:
             head = self._heap[0]
             env: Envelope | None = head.env
@@ -102,7 +101,6 @@ class Sequencer(Generic[T]):
             heapq.heappop(self._heap)
             ready.append((env, head.item))
             ckpt = env.end
-        self.checkpoint = ckpt
         return ready, duplicates
 
     @staticmethod
@@ -122,12 +120,10 @@ class Sequencer(Generic[T]):
             return "-"
         return f"position {self._heap[0].env.after}"
 
-    def reset(self, checkpoint: Position | None, items: list[tuple[Envelope, T]]) -> None:
-        """Start again from ``checkpoint`` with ``items`` (released but not applied) held again."""
-        self.checkpoint = checkpoint
+    def put_back(self, items: list[tuple[Envelope, T]]) -> None:
+        """Hold again ``items``, released but not applied, to be ordered afresh."""
         for env, item in items:
             self.add(env, item)
 
-    def clear(self, checkpoint: Position | None) -> None:
-        self.checkpoint = checkpoint
+    def clear(self) -> None:
         self._heap = []

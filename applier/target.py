@@ -7,11 +7,12 @@ TargetConflict (transient), or RowRejected / RowTooLarge / SchemaMismatch / Setu
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from shared.config import TargetConfig
 from shared.errors import (
@@ -23,6 +24,9 @@ from shared.errors import (
     TargetConflict,
     TargetUnavailable,
 )
+from shared.nodes import Nodes, nodes_for
+
+log = logging.getLogger(__name__)
 
 # Strict: a value MariaDB cannot store is an error, never a silent truncation or a zero date.
 SQL_MODE = (
@@ -164,9 +168,15 @@ def tls_connect_args(target: TargetConfig) -> dict[str, Any]:
     return args
 
 
+def target_nodes(target: TargetConfig) -> Nodes:
+    """The order in which this process tries the hosts of target.url (a Galera cluster's
+    nodes); ``lost()`` after a fault moves it to the next."""
+    return nodes_for("target", target.urls)
+
+
 def create_target_engine(target: TargetConfig) -> Engine:
     engine = sa.create_engine(
-        target.url.reveal(),
+        target.urls[0].reveal(),
         # No ping before each use: it was a round trip per batch (a tenth of the applier's
         # time). A connection that died idle fails its batch's first statement instead, as a
         # transient fault: the batch is rolled back, the pool emptied, and the batch retried.
@@ -193,9 +203,71 @@ def create_target_engine(target: TargetConfig) -> Engine:
         cursor.execute("SET NAMES utf8mb4 COLLATE utf8mb4_nopad_bin")
         cursor.execute("SET time_zone = '+00:00'")
         cursor.execute("SET sql_mode = ?", (SQL_MODE,))
+        cursor.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+        row = cursor.fetchone()
+        if row is not None and str(row[1]).upper() == "ON":
+            # A Galera node applies the other nodes' commits a moment after they returned:
+            # a read waits until this node has applied everything committed before it, so
+            # the checkpoint read after a failover is never older than the last commit.
+            cursor.execute("SET SESSION wsrep_sync_wait = 1")
         cursor.close()
 
+    if len(target.urls) > 1:
+        _connect_to_any_node(engine, target)
     return engine
+
+
+def _connect_to_any_node(engine: Engine, target: TargetConfig) -> None:
+    """Each new connection goes to the first host of target.url that answers, starting with
+    the one that worked last (or the next, after ``target_nodes(...).lost()``)."""
+    nodes = target_nodes(target)
+    places = [(u.host, u.port or 3306) for u in (make_url(s.reveal()) for s in target.urls)]
+
+    @event.listens_for(engine, "do_connect")
+    def _any_node(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        failure: BaseException | None = None
+        for index in nodes.order():
+            host, port = places[index]
+            try:
+                conn = dialect.loaded_dbapi.connect(
+                    *cargs, **{**cparams, "host": host, "port": port}
+                )
+            except dialect.loaded_dbapi.Error as e:
+                where = str(target.urls[index])
+                if not isinstance(classify(e, where), TargetUnavailable):
+                    raise  # a refusal (login, database) is the same on every node
+                log.warning("target_node_unreachable node=%s error=%s", where, _first_line(e))
+                failure = e
+                continue
+            if index != nodes.order()[0]:
+                log.warning("target_node_changed node=%s", str(target.urls[index]))
+            nodes.worked(index)
+            return conn
+        assert failure is not None  # target.url names at least two hosts here
+        raise failure
+
+
+def is_galera(conn: Connection) -> bool:
+    row = conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").first()
+    return row is not None and str(row[1]).upper() == "ON"
+
+
+_KEYLESS = sa.text(
+    "SELECT t.table_schema, t.table_name FROM information_schema.tables t"
+    " WHERE t.table_schema = :db AND t.table_type = 'BASE TABLE' AND NOT EXISTS ("
+    " SELECT 1 FROM information_schema.table_constraints c"
+    " WHERE c.table_schema = t.table_schema AND c.table_name = t.table_name"
+    " AND c.constraint_type = 'PRIMARY KEY') ORDER BY t.table_name"
+)
+
+
+def keyless_tables(conn: Connection, databases: list[str]) -> list[str]:
+    """`db`.`table` of each base table without a primary key in these databases."""
+    found = []
+    for db in databases:
+        found += [f"{row[0]}.{row[1]}" for row in conn.execute(_KEYLESS, {"db": db})]
+    conn.commit()
+    return found
 
 
 def max_allowed_packet(conn: Connection) -> int:

@@ -1,12 +1,13 @@
 """``python -m applier verify``: compare each captured table with its copy in MariaDB.
 
 Each table is cut into chunks of its primary key, in an order both databases share
-(applier/checksums.py). For every chunk each database counts the rows and sums a 60-bit
-prefix of the MD5 of each row's canonical text, so only two numbers per chunk travel. Only a
-chunk whose numbers differ is read row by row (applier/compare.py) to name the rows that
-differ, after being checked again a few times (the pipeline may be applying it). Each column
-is compared by how the target stores it (applier/verify_columns.py); real and double have no
-common text (1e-05 and 0.00001) and are compared by value for every chunk.
+(applier/verify_chunks.py, applier/checksums.py). For every chunk each database counts the
+rows and sums a 60-bit prefix of the MD5 of each row's canonical text, so only two numbers
+per chunk travel. Only a chunk whose numbers differ is read row by row (applier/compare.py)
+to name the rows that differ, after being checked again a few times (the pipeline may be
+applying it). Each column is compared by how the target stores it
+(applier/verify_columns.py); real and double have no common text (1e-05 and 0.00001) and are
+compared by value for every chunk.
 
 A partitioned table is one table (all its partitions' rows); a plain table is read without
 the rows of its inheritance children. What cannot be verified raises one of shared/errors;
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +28,12 @@ import psycopg2.errorcodes
 import psycopg2.extensions
 import sqlalchemy as sa
 from psycopg2 import sql
-from sqlalchemy.dialects import mysql
 
 from applier import checksums, compare, verify_columns
-from applier.checksums import Key, Name
+from applier.checksums import Key
 from applier.target import classify, create_target_engine
-from applier.verify_columns import TEXT, Column, compile_for_target, target_table
+from applier.verify_chunks import Table, chunks, pg_one, source_sums, target_sums
+from applier.verify_columns import Column
 from shared.config import VerifyConfig
 from shared.errors import CdcError, SchemaMismatch, SetupError, SourceUnavailable
 from shared.naming import Naming, TargetRef
@@ -43,7 +44,6 @@ CHUNK_ROWS = 10_000
 # A chunk that differs is looked at again this many times, a second apart, before its rows
 # are reported: the pipeline may have been applying it.
 RECHECKS = 3
-_NULL = "~"
 _MISSING = "missing in the target"
 
 Progress = Callable[[str], None]
@@ -70,39 +70,6 @@ class TableResult:
     @property
     def differing(self) -> bool:
         return bool(self.note or self.missing or self.extra or self.different)
-
-
-@dataclass
-class _Table:
-    ref: TableRef
-    target: TargetRef
-    partitioned: bool
-    columns: list[Column]
-    key: list[Column]
-
-    def named(self, names: Sequence[str]) -> list[Column]:
-        by_name = {c.name: c for c in self.columns}
-        return [by_name[n] for n in names]
-
-    @property
-    def source(self) -> sql.Composable:
-        # ONLY: an inheritance parent's own rows; a partitioned table has none of its own.
-        only = sql.SQL("") if self.partitioned else sql.SQL("ONLY ")
-        return sql.Composed([only, Name(self.ref.schema, self.ref.table)])
-
-    @property
-    def chunkable(self) -> bool:
-        return bool(self.key) and all(c.compared.ordered for c in self.key)
-
-    @property
-    def indexed(self) -> bool:
-        """The key's order is its index's: each boundary is found by a short index scan."""
-        return not any(c.kind == TEXT and (c.as_output or not c.c_ordered) for c in self.key)
-
-    @property
-    def floats(self) -> list[Column]:
-        """The columns without a canonical text (floats), compared by value."""
-        return [c for c in self.columns if c.compared.pg_text is None]
 
 
 class Verifier:
@@ -148,6 +115,11 @@ class Verifier:
                     close()
         self._pg = self._maria = self._engine = None
 
+    @property
+    def _source(self) -> psycopg2.extensions.connection:
+        assert self._pg is not None, "used outside its with block"
+        return self._pg
+
     # ------------------------------------------------------------ tables
 
     def tables(self, only: Sequence[TableRef] = ()) -> list[TableRef]:
@@ -176,19 +148,19 @@ class Verifier:
         result = TableResult(ref, table.target, note=note)
         if note == _MISSING:
             result.rows = int(
-                self._pg_one(sql.SQL("SELECT count(*) FROM {}").format(table.source), [])[0]
+                pg_one(self._source, sql.SQL("SELECT count(*) FROM {}").format(table.source), [])[0]
             )
         if note is not None:
             return result
         estimate = self._estimate(table)
-        for lo, hi in self._chunks(table):
+        for lo, hi in chunks(self._source, table, self._chunk_rows):
             self._check_chunk(table, lo, hi, result)
             self._progress(
                 f"verify {ref}: {result.rows:,} rows" + (f" of ~{estimate:,}" if estimate else "")
             )
         return result
 
-    def _describe(self, ref: TableRef) -> tuple[_Table, str | None]:
+    def _describe(self, ref: TableRef) -> tuple[Table, str | None]:
         """The table to compare, and the note of a difference of the whole table if any."""
         assert self._pg is not None
         source = verify_columns.source_table(self._pg, ref)
@@ -202,7 +174,7 @@ class Verifier:
         if source.relkind not in ("r", "p"):
             raise SetupError(f"{ref} is not a table")
         target = self._naming.target(ref.schema, ref.table)
-        table = _Table(ref, target, source.relkind == "p", [], [])
+        table = Table(ref, target, source.relkind == "p", [], [])
         storage = verify_columns.target_storage(self._maria, target)
         if storage is None:
             return table, _MISSING
@@ -217,7 +189,7 @@ class Verifier:
         table.key = table.named(source.key)
         return table, None
 
-    def _estimate(self, table: _Table) -> int:
+    def _estimate(self, table: Table) -> int:
         query = (
             "SELECT COALESCE(sum(c.reltuples) FILTER (WHERE c.reltuples > 0), 0)::bigint"
             " FROM pg_class c WHERE c.oid IN"
@@ -227,58 +199,17 @@ class Verifier:
         )
         assert self._pg is not None
         name = sql.Identifier(table.ref.schema, table.ref.table).as_string(self._pg)
-        row = self._pg_one(sql.SQL(query), [name])
+        row = pg_one(self._source, sql.SQL(query), [name])
         return int(row[0])
 
     # ------------------------------------------------------------ chunks
 
-    def _chunks(self, table: _Table) -> Iterator[tuple[Key | None, Key | None]]:
-        """(lo, hi] ranges of the key, the last one open; one open range without an order."""
-        if not table.chunkable:
-            yield None, None
-            return
-        lo: Key | None = None
-        bounds = None if table.indexed else iter(self._all_boundaries(table))
-        while True:
-            hi = self._next_boundary(table, lo) if bounds is None else next(bounds, None)
-            yield lo, hi
-            if hi is None:
-                return
-            lo = hi
-
-    def _next_boundary(self, table: _Table, lo: Key | None) -> Key | None:
-        """The last key of the chunk after ``lo``; None if that chunk is the last one."""
-        where, params = checksums.pg_range(table.key, lo, None)
-        query = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT 1 OFFSET %s").format(
-            sql.SQL(", ").join(checksums.pg_key_text(c) for c in table.key),
-            table.source,
-            where,
-            sql.SQL(", ").join(checksums.pg_order(c) for c in table.key),
-        )
-        rows = self._pg_all(query, [*params, self._chunk_rows - 1])
-        return tuple(rows[0]) if rows else None
-
-    def _all_boundaries(self, table: _Table) -> list[Key]:
-        """Every chunk's last key at once, in one sorted pass: the order (text as bytes) is
-        not the one the key's index serves, so looking for each boundary would sort the
-        table again each time."""
-        query = sql.SQL(
-            "SELECT {} FROM (SELECT {}, row_number() OVER (ORDER BY {}) AS n FROM {}) AS s"
-            " WHERE n %% %s = 0 ORDER BY n"
-        ).format(
-            sql.SQL(", ").join(checksums.pg_key_text(c) for c in table.key),
-            sql.SQL(", ").join(Name(c.name) for c in table.key),
-            sql.SQL(", ").join(checksums.pg_order(c) for c in table.key),
-            table.source,
-        )
-        return [tuple(r) for r in self._pg_all(query, [self._chunk_rows])]
-
-    def _check_chunk(self, table: _Table, lo: Key | None, hi: Key | None, out: TableResult) -> None:
+    def _check_chunk(self, table: Table, lo: Key | None, hi: Key | None, out: TableResult) -> None:
         out.chunks += 1
         key_index = [table.columns.index(c) for c in table.key]
         for attempt in range(self._rechecks + 1):
-            src_count, src_sum = self._source_sums(table, lo, hi)
-            dst_count, dst_sum = self._target_sums(table, lo, hi)
+            src_count, src_sum = source_sums(self._source, table, lo, hi)
+            dst_count, dst_sum = target_sums(self._maria, table, lo, hi)
             same = (src_count, src_sum) == (dst_count, dst_sum)
             if same and table.floats:
                 same = compare.compare_rows(
@@ -302,57 +233,8 @@ class Verifier:
         out.extra += [tuple(r[i] for i in keyed) for r in diff.extra]
         out.different += _in_order([tuple(s[i] for i in keyed) for s, _ in diff.different])
 
-    def _source_sums(self, table: _Table, lo: Key | None, hi: Key | None) -> tuple[int, int]:
-        where, params = checksums.pg_range(table.key, lo, hi)
-        pieces = [
-            sql.SQL("COALESCE(length({e}) || ':' || {e}, {null})").format(
-                e=expr, null=sql.Literal(_NULL)
-            )
-            for expr in map(checksums.pg_canonical, table.columns)
-            if expr is not None
-        ]
-        row_text = (
-            sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(pieces))
-            if pieces
-            else sql.Literal("")
-        )
-        query = sql.SQL(
-            "SELECT count(*), COALESCE(sum(('x' || substr(md5({}), 1, 15))::bit(60)::bigint), 0)"
-            " FROM {}{}"
-        ).format(row_text, table.source, where)
-        row = self._pg_one(query, params)
-        return int(row[0]), int(row[1])
-
-    def _target_sums(self, table: _Table, lo: Key | None, hi: Key | None) -> tuple[int, int]:
-        t = target_table(table.target.table, [c.name for c in table.columns], table.target.database)
-        # One collation for every piece: concat_ws refuses to mix a JSON column's utf8mb4_bin
-        # with the other columns' utf8mb4_nopad_bin. The bytes, which MD5 reads, are the same.
-        pieces = [
-            sa.collate(
-                sa.func.coalesce(sa.func.concat(sa.func.char_length(e), ":", e), _NULL),
-                "utf8mb4_bin",
-            )
-            for e in (checksums.target_canonical(t, c) for c in table.columns)
-            if e is not None
-        ]
-        row_text = sa.func.concat_ws(",", *pieces) if pieces else sa.literal("")
-        digest = sa.func.conv(sa.func.substring(sa.func.md5(row_text), 1, 15), 16, 10)
-        stmt = sa.select(
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(sa.cast(digest, mysql.BIGINT(unsigned=True))), 0),
-        ).select_from(t)
-        stmt = stmt.where(checksums.target_range(t, table.key, lo, hi))
-        text, params = compile_for_target(stmt)
-        cur = self._maria.cursor()
-        try:
-            cur.execute(text, params)
-            count, total = cur.fetchone()
-        finally:
-            cur.close()
-        return int(count), int(total)
-
     def _rows(
-        self, table: _Table, lo: Key | None, hi: Key | None, columns: list[Column]
+        self, table: Table, lo: Key | None, hi: Key | None, columns: list[Column]
     ) -> tuple[list[compare.Row], list[compare.Row]]:
         where, params = checksums.pg_range(table.key, lo, hi, keyword=False)
         names, kinds, source = compare.read_source(
@@ -373,19 +255,6 @@ class Verifier:
             where=lambda t: checksums.target_range(t, table.key, lo, hi),
         )
         return source, target
-
-    # ------------------------------------------------------------ PostgreSQL
-
-    def _pg_all(self, query: sql.Composable, params: list[Any]) -> list[tuple[Any, ...]]:
-        assert self._pg is not None
-        with self._pg.cursor() as cur:
-            cur.execute(query, params)
-            return cur.fetchall()
-
-    def _pg_one(self, query: sql.Composable, params: list[Any]) -> tuple[Any, ...]:
-        rows = self._pg_all(query, params)
-        assert rows  # an aggregate always returns a row
-        return tuple(rows[0])
 
 
 def _source_error(e: psycopg2.Error) -> CdcError:

@@ -7,9 +7,11 @@ Parts: bulk (rows in 1,000-row transactions, first source commit to last target 
 initial snapshot copy; OLTP (pgbench's TPC-B-like workload); latency at a steady rate of
 single-row transactions (source commit to target commit, from the applier's histogram);
 a drain of single-row transactions queued in the slot, against the simplest pipeline in the
-field (bench/naive.py) on the same transactions;
+field (bench/naive.py) on the same transactions; the applier draining a backlog with MariaDB
+direct and 2 ms away (bench/roundtrips.py);
 the stage limits (wal2json decoding alone with pg_recvlogical, RabbitMQ publishing with
-confirms alone, MariaDB batched upserts alone); peak resident memory of both processes.
+confirms alone, MariaDB batched upserts alone); wal2json and pgoutput side by side on the same
+WAL (bench/decoders.py); peak resident memory of both processes.
 Each part starts once the machine is quiet again after the part before (Bench.settle).
 """
 
@@ -19,12 +21,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import report, stages
+from bench import decoders, report, stages
 from bench.parts import TINY, Bench, Sizes
+from bench.roundtrips import roundtrips
 from devstack.stack import Stack, default_dir
 from harness.pipeline import new_pipeline
 
-PARTS = ("copy", "bulk", "oltp", "latency", "drain", "stages")
+PARTS = ("copy", "bulk", "oltp", "latency", "drain", "roundtrips", "stages", "decoders")
 
 
 def run(bench: Bench, parts: list[str]) -> dict[str, float]:
@@ -50,9 +53,16 @@ def run(bench: Bench, parts: list[str]) -> dict[str, float]:
         bench.settle("drain")
         ours, naive = bench.drain()
         results["drain_ratio"] = ours / naive
+    if "roundtrips" in parts:
+        bench.settle("round trips")
+        direct, delayed = roundtrips(bench)
+        results["roundtrips_ratio"] = delayed / direct
     if "stages" in parts:
         bench.settle("stage limits")
         results["slowest"] = stage_limits(bench, results)
+    if "decoders" in parts:
+        bench.settle("decoders")
+        decoders.compare(bench.p, bench.sizes.stage_rows, bench.figures.add)
     return results
 
 
@@ -108,17 +118,24 @@ def main(argv: list[str] | None = None) -> int:
         help="the applier's target.bulk_rows (0: executemany only, to compare the bulk path)",
     )
     parser.add_argument("--report", type=Path, help="write the table here (markdown)")
+    parser.add_argument(
+        "--decoder",
+        default="wal2json",
+        choices=("wal2json", "pgoutput"),
+        help="source.decoder of the pipeline measured end to end",
+    )
+    parser.add_argument("--stack", type=Path, help="the servers' devstack folder")
     args = parser.parse_args(argv)
     sizes = TINY if args.tiny else Sizes()
     if args.bulk_rows:
         sizes.bulk_rows = args.bulk_rows
         sizes.stage_rows = min(sizes.stage_rows, args.bulk_rows)
     sizes.apply_bulk_rows = args.apply_bulk_rows
-    stack = Stack.load(default_dir() / ("bench-tiny" if args.tiny else "bench"))
+    stack = Stack.load(args.stack or default_dir() / ("bench-tiny" if args.tiny else "bench"))
     stack.start()
     logdir = stack.root / "logs"
     logdir.mkdir(exist_ok=True)
-    pipeline = new_pipeline(stack, logdir)
+    pipeline = new_pipeline(stack, logdir, args.decoder)
     bench = Bench(stack, pipeline, sizes)
     try:
         results = run(bench, args.parts.split(","))
@@ -127,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.tiny:
             stack.stop()
     command = "python -m bench" + (" --tiny" if args.tiny else "")
+    if args.decoder != "wal2json":
+        command += f" --decoder {args.decoder}"
     if args.parts != ",".join(PARTS):
         command += f" --parts {args.parts}"
     if args.bulk_rows:

@@ -32,7 +32,7 @@ from extractor.decode import Begin, RowChange
 from extractor.filtering import keep_change
 from extractor.partitions import Layout, Partitions
 from extractor.wal2json import decode_record
-from shared import envelope
+from shared import wire
 from shared.cli import tune_gc
 from shared.tables import TableFilter, TableRef
 
@@ -90,7 +90,7 @@ def apply(bodies: list[bytes], statements: Statements) -> int:
     """The applier's per-row path: bodies -> plans -> the bulk path's files. Bytes written."""
     written = 0
     for body in bodies:
-        changes = [c for env in envelope.decode_all(body) for c in env.changes]
+        changes = [c for env in wire.decode_all(body) for c in env.changes]
         plan = build_plan(changes, statements, set())
         for group in plan.groups:
             data, _ = tsv_encode(group.rows, len(group.statement.names))

@@ -22,7 +22,7 @@ from bench.parts import BULK_ROW
 from devstack.postgres import BIN
 from extractor.publisher import Publisher
 from harness.pipeline import Pipeline
-from shared import envelope
+from shared import wire
 from shared.config import BrokerConfig, TargetConfig
 from shared.errors import CdcError
 from shared.naming import TargetRef
@@ -166,7 +166,7 @@ def sample_body() -> bytes:
         }
         for g in range(1000)
     ]  # fmt: skip
-    return envelope.encode(
+    return wire.encode(
         slot="s", xid=1, commit_lsn=1, commit_time="", copy=False, after=None,
         resumed=False, chunk=0, last=True, changes=changes,
     )  # fmt: skip

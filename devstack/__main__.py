@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -19,7 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="stack folder (default .stack/)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("install-packages", help="install the Debian packages the stack needs")
-    sub.add_parser("start", help="create (first time) and start the servers, print settings")
+    start = sub.add_parser(
+        "start", help="create (first time) and start the servers, print settings"
+    )
+    for server, variable in (("rabbitmq", NODES_RABBITMQ), ("mariadb", NODES_MARIADB)):
+        start.add_argument(
+            f"--{server}-nodes",
+            type=int,
+            default=None,
+            help=f"a {server} cluster of this many nodes beside the single server, named by "
+            f"the settings printed (default: ${variable}, else as the stack was; 1: none)",
+        )
     sub.add_parser("stop", help="stop the servers cleanly (data stays in the folder)")
     sub.add_parser("status", help="which servers run")
     env = sub.add_parser("env", help="print the settings as shell exports")
@@ -37,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "install-packages":
             install_packages()
             return 0
-        stack = Stack.load(args.dir)
+        if args.command == "start":
+            stack = Stack.load(
+                args.dir,
+                rabbitmq_nodes=nodes(args.rabbitmq_nodes, NODES_RABBITMQ),
+                mariadb_nodes=nodes(args.mariadb_nodes, NODES_MARIADB),
+            )
+        else:
+            stack = Stack.load(args.dir)
         if args.command == "start":
             stack.start()
             print(f"devstack: started in {stack.root}", file=sys.stderr)
@@ -58,6 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devstack: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+NODES_RABBITMQ = "CDC_STACK_RABBITMQ_NODES"
+NODES_MARIADB = "CDC_STACK_MARIADB_NODES"
+
+
+def nodes(given: int | None, variable: str) -> int | None:
+    """How many nodes were asked for: the option, else the variable, else None (as before)."""
+    text = str(given) if given is not None else os.environ.get(variable, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 9:
+        raise StackError(f"{variable}={text!r}: expected a number of nodes from 1 to 9")
+    return int(text)
 
 
 def print_env(stack: Stack, tls: bool = False) -> None:

@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.system import (
@@ -56,6 +56,9 @@ class MariaDB:
     root: Path
     port: int
     password: str
+    # Options a node of a cluster adds (devstack/galera.py), and those of its next start only.
+    extra_args: list[str] = field(default_factory=list)
+    once_args: list[str] = field(default_factory=list)
 
     @property
     def user(self) -> str | None:
@@ -143,7 +146,10 @@ class MariaDB:
             f"--log-error={self.log}",
             *SERVER_OPTIONS,
             *self.tls_args(),
+            *self.extra_args,
+            *self.once_args,
         ]
+        self.once_args = []
         if self.user:
             argv.append(f"--user={self.user}")
         # Detached (setsid -f): not our child, so stopping it never touches us and we never
@@ -164,6 +170,14 @@ class MariaDB:
         assert pid is not None
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not pid_alive(pid), "MariaDB to stop", timeout=90)
+
+    def kill(self) -> None:
+        """Stop abruptly, as a crash would."""
+        pid = read_pid(self.pid_file)
+        if pid_alive(pid):
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not pid_alive(pid), "MariaDB to die", timeout=30)
 
     def sql(self, statements: str, database: str = "") -> str:
         """Run SQL as root over the private socket."""
@@ -187,6 +201,21 @@ class MariaDB:
         for name in (app_user, database):
             if not name.isidentifier():
                 raise StackError("devstack names must be plain identifiers")
+        self.provision_root()
+        self.sql(
+            f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4 "
+            "COLLATE utf8mb4_nopad_bin;\n"
+        )
+        # Stacks made before had granted ALL: start again from nothing.
+        held = self.sql(
+            f"SELECT COUNT(*) FROM mysql.db WHERE Db = '{database}' AND User = '{app_user}'"
+        )
+        if held.strip() not in ("", "0"):
+            self.sql(f"REVOKE ALL PRIVILEGES ON `{database}`.* FROM '{app_user}'@'127.0.0.1';")
+        self.grant_target(app_user, app_password, database)
+
+    def provision_root(self) -> None:
+        """Root gets its password (once)."""
         marker = self.root / "root-password-set"
         if not marker.exists():
             # mariadb-install-db leaves root without a password on every loopback name.
@@ -200,17 +229,6 @@ class MariaDB:
                 + f"DROP USER IF EXISTS 'root'@'{socket.gethostname()}';\n"
             )
             marker.write_text("")
-        self.sql(
-            f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4 "
-            "COLLATE utf8mb4_nopad_bin;\n"
-        )
-        # Stacks made before had granted ALL: start again from nothing.
-        held = self.sql(
-            f"SELECT COUNT(*) FROM mysql.db WHERE Db = '{database}' AND User = '{app_user}'"
-        )
-        if held.strip() not in ("", "0"):
-            self.sql(f"REVOKE ALL PRIVILEGES ON `{database}`.* FROM '{app_user}'@'127.0.0.1';")
-        self.grant_target(app_user, app_password, database)
 
     def grant_target(self, user: str, password: str, database: str) -> None:
         """sql/target-user.sql for ``database``, the user connecting from 127.0.0.1."""

@@ -40,6 +40,10 @@ class RabbitMQ:
     password: str
     tls_port: int = 0  # 0: no TLS listener (a stack.json from before TLS, until Stack.load)
     app_user: str = "cdc"
+    # A node of a cluster (devstack/rabbit_cluster.py): the cluster's Erlang cookie, and a
+    # port mapper shared with the other nodes, which must outlive any one of them.
+    cookie: str = ""
+    shared_epmd: bool = False
 
     @property
     def user(self) -> str | None:
@@ -93,7 +97,7 @@ class RabbitMQ:
         for sub in ("home", "mnesia", "log", "run"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         cookie = self.root / "home" / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16))
+        cookie.write_text(self.cookie or secrets.token_hex(16))
         cookie.chmod(0o400)
         (self.root / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
@@ -102,6 +106,8 @@ class RabbitMQ:
             "default_vhost = /\n"
             "loopback_users = none\n"
             "disk_free_limit.absolute = 50MB\n"
+            # A node cut off from the majority stops serving rather than diverging.
+            + ("cluster_partition_handling = pause_minority\n" if self.shared_epmd else "")
         )
         (self.root / "advanced.config").write_text("[].\n")
         (self.root / "enabled_plugins").write_text("[].\n")
@@ -182,7 +188,8 @@ class RabbitMQ:
             except StackError:
                 os.kill(pid, signal.SIGTERM)
             wait_until(lambda: not pid_alive(pid), "RabbitMQ to stop", timeout=120)
-        self.stop_epmd()
+        if not self.shared_epmd:
+            self.stop_epmd()
 
     def kill(self) -> None:
         """Stop abruptly, as a crash would (the port mapper stays)."""

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.galera import Galera
 from devstack.mariadb import MariaDB
 from devstack.postgres import OWNER_ROLE, Postgres
+from devstack.rabbit_cluster import RabbitCluster
 from devstack.rabbitmq import RabbitMQ
 from devstack.system import StackError, free_port, install_packages
 from devstack.tls import Certificates, ensure_certificates
@@ -49,10 +51,22 @@ class Stack:
     mariadb: MariaDB
     rabbitmq: RabbitMQ
     app_password: str
+    # On request, clusters beside the single servers; the pipeline's settings (env()) then
+    # name them. The single servers stay: the demo and the tests' administration use them.
+    rabbit_cluster: RabbitCluster | None = None
+    galera: Galera | None = None
 
     @classmethod
-    def load(cls, root: Path | None = None) -> Stack:
-        """The stack described in root/stack.json, created (ports, passwords) if missing."""
+    def load(
+        cls,
+        root: Path | None = None,
+        *,
+        rabbitmq_nodes: int | None = None,
+        mariadb_nodes: int | None = None,
+    ) -> Stack:
+        """The stack described in root/stack.json, created (ports, passwords) if missing.
+        ``rabbitmq_nodes`` / ``mariadb_nodes`` above 1 add a RabbitMQ cluster / a Galera
+        cluster of that many nodes (kept in stack.json: later commands find them)."""
         root = (root or default_dir()).resolve()
         if root.exists() and root.stat().st_uid != os.geteuid():
             raise StackError(f"{root} belongs to another user; set CDC_STACK_DIR elsewhere")
@@ -80,13 +94,24 @@ class Stack:
             }
             state_file.write_text(json.dumps(state, indent=2))
             state_file.chmod(0o600)
+        for key, wanted in (("rabbitmq_nodes", rabbitmq_nodes), ("mariadb_nodes", mariadb_nodes)):
+            if wanted is not None and wanted != state.get(key, 1):
+                state[key] = wanted
+                state_file.write_text(json.dumps(state, indent=2))
         app_password = state["app_password"]
+        rabbits, marias = state.get("rabbitmq_nodes", 1), state.get("mariadb_nodes", 1)
         return cls(
             root=root,
             postgres=Postgres(root / "postgres", **state["postgres"]),
             mariadb=MariaDB(root / "mariadb", **state["mariadb"]),
             rabbitmq=RabbitMQ(root / "rabbitmq", password=app_password, **state["rabbitmq"]),
             app_password=app_password,
+            rabbit_cluster=(
+                RabbitCluster.load(root / "rabbitmq-cluster", rabbits, app_password)
+                if rabbits > 1
+                else None
+            ),
+            galera=Galera.load(root / "galera", marias) if marias > 1 else None,
         )
 
     @property
@@ -117,6 +142,10 @@ class Stack:
             return runner
 
         steps = [self._start_postgres, self._start_mariadb, self._start_rabbitmq]
+        if self.rabbit_cluster is not None:
+            steps.append(self.rabbit_cluster.start)
+        if self.galera is not None:
+            steps.append(self._start_galera)
         threads = [threading.Thread(target=guarded(s)) for s in steps]
         for t in threads:
             t.start()
@@ -137,6 +166,15 @@ class Stack:
         self.mariadb.start()
         self.mariadb.provision(APP_USER, self.app_password, TARGET_DB)
 
+    def _start_galera(self) -> None:
+        assert self.galera is not None
+        self.galera.start()
+        self.galera.sql(
+            f"CREATE DATABASE IF NOT EXISTS `{TARGET_DB}` CHARACTER SET utf8mb4 "
+            "COLLATE utf8mb4_nopad_bin;\n"
+        )
+        self.galera.grant_target(APP_USER, self.app_password, TARGET_DB)
+
     def _start_rabbitmq(self) -> None:
         self.rabbitmq.init()
         self.rabbitmq.enable_tls(self.certificates)
@@ -144,7 +182,10 @@ class Stack:
 
     def stop(self) -> None:
         failures = []
-        for server in (self.rabbitmq, self.mariadb, self.postgres):
+        clusters: list[RabbitCluster | Galera] = [
+            c for c in (self.rabbit_cluster, self.galera) if c is not None
+        ]
+        for server in (*clusters, self.rabbitmq, self.mariadb, self.postgres):
             try:
                 server.stop()
             except StackError as e:
@@ -153,11 +194,16 @@ class Stack:
             raise StackError("; ".join(failures))
 
     def running(self) -> dict[str, bool]:
-        return {
+        up = {
             "postgres": self.postgres.running(),
             "mariadb": self.mariadb.running(),
             "rabbitmq": self.rabbitmq.running(),
         }
+        if self.rabbit_cluster is not None:
+            up["rabbitmq-cluster"] = self.rabbit_cluster.running()
+        if self.galera is not None:
+            up["galera"] = self.galera.running()
+        return up
 
     def tls_env(self) -> dict[str, str]:
         """Settings that make the pipeline use TLS on all three connections, every server
@@ -174,6 +220,12 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         """The pipeline's settings for this stack (CDC_*), and the admin ones tests use."""
+        clustered: dict[str, str] = {}
+        if self.rabbit_cluster is not None:
+            clustered["CDC_BROKER_URL"] = self.rabbit_cluster.url()
+            clustered["CDC_BROKER_QUEUE_TYPE"] = "quorum"
+        if self.galera is not None:
+            clustered["CDC_TARGET_URL"] = self.galera.url(TARGET_DB, APP_USER, self.app_password)
         return {
             "CDC_SOURCE_DSN": self.postgres.dsn(SOURCE_DB, APP_USER, self.app_password),
             "CDC_SLOT": SLOT,
@@ -184,4 +236,5 @@ class Stack:
             "DEVSTACK_SOURCE_APP_DSN": self.postgres.dsn(SOURCE_DB, OWNER_ROLE, self.app_password),
             "DEVSTACK_PG_ADMIN_DSN": self.postgres.dsn("postgres"),
             "DEVSTACK_MARIADB_ADMIN_URL": self.mariadb.url(""),
+            **clustered,
         }

@@ -20,6 +20,9 @@ REQUIRED_FILES: dict[str, str] = {
     "/usr/bin/mariadb": "mariadb-client",
     "/usr/bin/mariadb_config": "libmariadb-dev",
     "/usr/lib/rabbitmq/bin/rabbitmq-server": "rabbitmq-server",
+    # The Galera cluster (CDC_STACK_MARIADB_NODES): the provider, and its state transfer.
+    "/usr/lib/galera/libgalera_smm.so": "galera-4",
+    "/usr/bin/rsync": "rsync",
     # Checks compose.yaml (docker-compose config); no container engine is needed for that.
     "/usr/bin/docker-compose": "docker-compose",
 }

@@ -19,64 +19,20 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from devstack.stack import Stack, default_dir
 from devstack.system import wait_until
+from drill.report import AUDIT, COPIED, KINDS, Report, markdown, write_report
 from harness.pipeline import Pipeline, Proc, new_pipeline
 from harness.proxy import Proxy
 from harness.workload import TABLES, Workload
-
-KINDS = (
-    "kill_extractor",
-    "kill_applier",
-    "kill_both",
-    "sigterm_extractor",
-    "sigterm_applier",
-    "restart_rabbitmq",
-    "mariadb_down",
-    "restart_postgres",
-    "tcp_cut",
-    "backfill_kill_extractor",
-    "backfill_sigterm_extractor",
-    "backfill_kill_applier",
-    "filter_change_in_large_transaction",
-)
-# The drill's own tables beside the workload's: one that copies take a while to read, and one
-# without a key (a row applied twice would show) that large transactions write with it.
-COPIED, AUDIT = "copied", "audit"
-
-
-@dataclass
-class Report:
-    faults: Counter[str] = field(default_factory=Counter)
-    cuts: Counter[str] = field(default_factory=Counter)
-    transactions: int = 0
-    changes: int = 0
-    rows: dict[str, int] = field(default_factory=dict)
-    differences: dict[str, str] = field(default_factory=dict)
-    unexpected_exits: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    converge_seconds: float = 0.0
-    dead_letters: int = 0
-    big_rows: int = 0
-    copies_cut: int = 0
-    peak_rss_mb: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return (
-            all(d.startswith("0 missing, 0 extra, 0 different") for d in self.differences.values())
-            and not self.unexpected_exits
-            and self.dead_letters == 0
-        )
 
 
 def _via(url: str, port: int) -> str:
@@ -175,7 +131,11 @@ class Drill:
         self._sample_memory()
         proc = self.procs[module]
         code = proc.stop(timeout=90)
-        if code != 0:
+        # -15 is a death by the signal's default action: the process was still starting (its
+        # handler not yet installed), had taken nothing on, and stopped as a supervisor's
+        # SIGTERM would stop it. With the handler in place a stop exits 0 (or 143 on a second
+        # signal), so -15 cannot hide a graceful stop gone wrong.
+        if code not in (0, -signal.SIGTERM):
             self.report.unexpected_exits.append(
                 f"{module} exited with {code} after SIGTERM: {proc.output()[-1500:]}"
             )
@@ -346,77 +306,6 @@ class Drill:
         return self.report
 
 
-def markdown(report: Report, command: str, seed: int) -> str:
-    lines = [
-        "# Reliability",
-        "",
-        "Figures of the last full fault drill (`make drill`), on one 2-core machine that also ran",
-        "PostgreSQL, RabbitMQ and MariaDB. The drill writes random DML on four tables (one with a",
-        "composite key, one without any key, one with large TOASTed values) while it injects",
-        "faults in random order, then compares the target with the source row by row.",
-        f"Two more tables serve the faults in copies: `{COPIED}` (copied initially and by",
-        "backfills, which kill -9 or SIGTERM then cut short) and the key-less `{AUDIT}`, which large",
-        "transactions write together with it, row by row, before a restart with another table",
-        "filter (a row applied twice or missed would show there).",
-        "At the start it also commits one large transaction (`--big-rows`), which streams",
-        "through while the first faults hit; the peak memory of the two processes is sampled",
-        "throughout. Such a transaction is applied chunk by chunk (1,000 changes a message),",
-        "exactly once but not atomically: see the README's Guarantees.",
-        "",
-        f"Command: `{command}` (seed {seed}).",
-        "",
-        "| fault | count |",
-        "| --- | --- |",
-    ]
-    for kind in KINDS:
-        lines.append(f"| {kind} | {report.faults[kind]} |")
-    lines.append(f"| **total** | **{sum(report.faults.values())}** |")
-    lines += [
-        "",
-        "TCP cuts by path: " + ", ".join(f"{k} {v}" for k, v in sorted(report.cuts.items())),
-        "",
-    ]
-    lines += [
-        "| figure | value |",
-        "| --- | --- |",
-        f"| source transactions committed | {report.transactions} |",
-        f"| source row changes | {report.changes} |",
-        f"| rows compared at the end | {sum(report.rows.values())} |",
-        f"| time to converge after the last fault | {report.converge_seconds:.1f} s |",
-        f"| drill duration | {report.seconds / 60:.1f} min |",
-        f"| processes that exited by themselves | {len(report.unexpected_exits)} |",
-        f"| messages dead-lettered | {report.dead_letters} |",
-        f"| one transaction of (rows) | {report.big_rows or '-'} |",
-        f"| copies cut short by a fault | {report.copies_cut} |",
-        f"| peak resident memory, extractor | {report.peak_rss_mb.get('extractor', 0):.0f} MB |",
-        f"| peak resident memory, applier | {report.peak_rss_mb.get('applier', 0):.0f} MB |",
-        "",
-        "| table | rows | missing, extra, different |",
-        "| --- | --- | --- |",
-    ]
-    for table in report.differences:
-        lines.append(f"| {table} | {report.rows.get(table, 0)} | {report.differences[table]} |")
-    lines += ["", f"Result: **{'passed' if report.passed else 'FAILED'}**.", ""]
-    return "\n".join(lines)
-
-
-# The drill's figures go between these markers; the rest of the report file (sections written
-# by hand, e.g. the MariaDB error classes) is kept as it is.
-FIGURES_BEGIN = "<!-- drill figures: begin (written by python -m tests.drill) -->"
-FIGURES_END = "<!-- drill figures: end -->"
-
-
-def write_report(path: Path, figures: str) -> None:
-    block = f"{FIGURES_BEGIN}\n{figures.rstrip()}\n{FIGURES_END}"
-    old = path.read_text() if path.exists() else ""
-    if FIGURES_BEGIN in old and FIGURES_END in old:
-        head, rest = old.split(FIGURES_BEGIN, 1)
-        tail = rest.split(FIGURES_END, 1)[1]
-        path.write_text(head + block + tail)
-    else:
-        path.write_text(block + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drill", description=__doc__.splitlines()[0])
     parser.add_argument("--faults", type=int, default=120)
@@ -429,13 +318,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--copy-rows", type=int, default=100_000, help="rows of the table the backfills copy"
     )
+    parser.add_argument(
+        "--decoder", default="wal2json", choices=("wal2json", "pgoutput"), help="source.decoder"
+    )
     args = parser.parse_args(argv)
 
     stack = Stack.load(default_dir() / "drill")
     stack.start()
     logdir = stack.root / "logs"
     logdir.mkdir(exist_ok=True)
-    pipeline = new_pipeline(stack, logdir)
+    pipeline = new_pipeline(stack, logdir, args.decoder)
     try:
         report = Drill(
             pipeline,
@@ -451,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     command = (
         f"python -m drill --faults {args.faults} --seed {args.seed} --rate {args.rate:g}"
         f" --big-rows {args.big_rows} --copy-rows {args.copy_rows}"
+        + (f" --decoder {args.decoder}" if args.decoder != "wal2json" else "")
     )
     text = markdown(report, command, args.seed)
     print(text)

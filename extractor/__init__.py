@@ -1,1 +1,1 @@
-"""The extractor: PostgreSQL logical replication slot (wal2json) -> RabbitMQ."""
+"""The extractor: PostgreSQL logical replication slot (wal2json or pgoutput) -> RabbitMQ."""

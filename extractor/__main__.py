@@ -20,7 +20,7 @@ PROG = "extractor"
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(
-        PROG, "Stream a PostgreSQL logical replication slot (wal2json) into RabbitMQ."
+        PROG, "Stream a PostgreSQL logical replication slot (wal2json or pgoutput) into RabbitMQ."
     )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="stream until stopped (the default)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from extractor.decode import Begin
-from shared import envelope
+from shared import envelope, wire
 from shared.errors import DecodeError
 from shared.lsn import parse_lsn
 from shared.position import Position
@@ -141,7 +141,7 @@ class Assembler:
             tail = pending[-1]
             end = Position(txn.commit_lsn, copy, (parse_lsn(tail["lsn"]), tail.get("n", 0)))
         after = self._chunk_after
-        body = envelope.encode(
+        body = wire.encode(
             slot=self._slot,
             xid=txn.xid,
             commit_lsn=txn.commit_lsn,

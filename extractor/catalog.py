@@ -8,6 +8,8 @@
   or detached are reported there.
 - A captured table that became partitioned while wal2json filters by table name (which drops
   its partitions' changes): the session is restarted without that filter.
+- With pgoutput, captured tables its publication lacks (a new table a wildcard matches): added
+  to it (publication.py), and returned to be copied.
 
 The periodic check runs on the extractor's I/O loop, on a short connection of its own with
 short timeouts, so it never holds the loop up for long.
@@ -72,7 +74,15 @@ class Unidentified:
         return f"table={self.table} partition={self.relation}"
 
 
-def find_unidentified(conn: Any, tables: list[TableRef], layout: Layout) -> list[Unidentified]:
+# What happens to the updates and deletes of a table PostgreSQL cannot identify rows of: wal2json
+# sends nothing for them; a publication that publishes updates makes PostgreSQL refuse them.
+LOST = "its updates and deletes are lost"
+REFUSED = "PostgreSQL refuses its updates and deletes (the publication publishes them)"
+
+
+def find_unidentified(
+    conn: Any, tables: list[TableRef], layout: Layout, lost: str = LOST
+) -> list[Unidentified]:
     """The captured tables (a partitioned root: its partitions) PostgreSQL cannot identify
     rows of."""
     owner: dict[TableRef, TableRef] = {}
@@ -92,10 +102,31 @@ def find_unidentified(conn: Any, tables: list[TableRef], layout: Layout) -> list
         rel = TableRef(schema, name)
         table = owner[rel]
         root_key = layout.roots.get(table) if table != rel else None
-        why = _why(rel, table, _Identity(*facts), root_key)
+        why = _why(rel, table, _Identity(*facts), root_key, lost)
         if why is not None:
             out.append(Unidentified(table, rel, *why))
     return sorted(out)
+
+
+def find_generated(conn: Any, tables: list[TableRef]) -> dict[TableRef, list[str]]:
+    """The generated columns of the captured tables, if the server's pgoutput leaves them out
+    of its changes (before PostgreSQL 18)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT n.nspname, c.relname, a.attname"
+            " FROM unnest(%s::text[], %s::text[]) AS w(nspname, relname)"
+            " JOIN pg_namespace n ON n.nspname = w.nspname"
+            " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname"
+            " JOIN pg_attribute a ON a.attrelid = c.oid"
+            " WHERE a.attgenerated <> '' AND NOT a.attisdropped AND a.attnum > 0"
+            " AND current_setting('server_version_num')::int < 180000"
+            " ORDER BY 1, 2, a.attnum",
+            ([t.schema for t in tables], [t.table for t in tables]),
+        )
+        found: dict[TableRef, list[str]] = {}
+        for schema, table, column in cur.fetchall():
+            found.setdefault(TableRef(schema, table), []).append(column)
+    return found
 
 
 class _Identity(NamedTuple):
@@ -108,13 +139,16 @@ class _Identity(NamedTuple):
 
 
 def _why(
-    rel: TableRef, table: TableRef, facts: _Identity, root_key: list[str] | None
+    rel: TableRef,
+    table: TableRef,
+    facts: _Identity,
+    root_key: list[str] | None,
+    lost: str = LOST,
 ) -> tuple[str, str] | None:
     """Why the rows of ``rel`` cannot be identified, and the fix; None if they can.
     ``root_key``: the primary key of the root, if ``rel`` is a partition of ``table``."""
     kind, ident, has_pk, pk_immediate, pk_usable, index_usable = facts
     full = f"ALTER TABLE {rel} REPLICA IDENTITY FULL"
-    lost = "its updates and deletes are lost"
     if kind == "f":
         return (
             "a foreign table: its changes never reach PostgreSQL's WAL, only its copy does",
@@ -149,6 +183,18 @@ def _why(
     return None
 
 
+def connect_briefly(cfg: SourceConfig) -> Any:
+    """A connection for a catalog read on the extractor's loop: short connect and statement
+    timeouts, so that it never holds the loop up for long (psycopg2 errors as they are)."""
+    params = connect_kwargs(cfg)
+    params["options"] += _BRIEF_OPTIONS
+    params["connect_timeout"] = "3"
+    params["tcp_user_timeout"] = "5000"
+    conn = psycopg2.connect(**params)
+    conn.autocommit = True
+    return conn
+
+
 class CatalogWatch:
     """The catalog checks of one extractor session (see the module's docstring); what was
     reported is remembered across the sessions of the process (in its metrics)."""
@@ -156,6 +202,7 @@ class CatalogWatch:
     def __init__(self, cfg: SourceConfig, metrics: ExtractorMetrics, plugin: OutputPlugin) -> None:
         self._cfg = cfg
         self._plugin = plugin
+        self._lost = REFUSED if plugin.name == "pgoutput" else LOST
         self._gauge = metrics.unidentified_tables
         self._reported = metrics.identity_reported
         self.partitions = Partitions(cfg, self._connect)
@@ -164,13 +211,7 @@ class CatalogWatch:
         self.partitioned = False
 
     def _connect(self) -> Any:
-        params = connect_kwargs(self._cfg)
-        params["options"] += _BRIEF_OPTIONS
-        params["connect_timeout"] = "3"
-        params["tcp_user_timeout"] = "5000"
-        conn = psycopg2.connect(**params)
-        conn.autocommit = True
-        return conn
+        return connect_briefly(self._cfg)
 
     def begin(self) -> list[TableRef]:
         """At the start of a session: the captured tables, checked (see start)."""
@@ -187,31 +228,48 @@ class CatalogWatch:
             refuse_partition_names(self._cfg.capture, layout)
             self.partitions.adopt(layout, conn)
             self.partitions.ddl_capture = capture_installed(conn)
-            problems = find_unidentified(conn, tables, layout)
+            problems = find_unidentified(conn, tables, layout, self._lost)
+            generated = find_generated(conn, tables) if self._plugin.name == "pgoutput" else {}
         except psycopg2.Error as e:
             raise SourceUnavailable(f"cannot read the catalog: {first_line(e)}") from e
+        for table, all_columns in generated.items():
+            columns = [c for c in all_columns if not self._cfg.capture.drops_column(table, c, [])]
+            if not columns:
+                continue  # left out of the capture: nothing goes stale
+            excluded = ",".join(f"{table}.{c}" for c in columns)
+            log.error(
+                "generated_columns_not_streamed table=%s columns=%s: pgoutput before "
+                "PostgreSQL 18 does not send generated columns, so the target's copies of them "
+                "go stale; fix: leave them out (source.exclude_columns=%s) or use "
+                "source.decoder=wal2json",
+                table,
+                ",".join(columns),
+                excluded,
+            )
         self.partitioned = any(t in layout.roots for t in tables)
         self._report(problems, tables, layout)
 
-    def check(self) -> None:
-        """The periodic check. A failed query is logged and skipped (the next one comes);
-        raises SourceUnavailable only to restart the session without wal2json's table
-        filter."""
+    def check(self) -> list[TableRef]:
+        """The periodic check; returns the captured tables the plugin was not streaming until
+        now (pgoutput's publication lacked them: to be copied). A failed query is logged and
+        skipped (the next one comes); raises SourceUnavailable only to restart the session
+        without wal2json's table filter."""
         try:
             conn = self._connect()
             try:
                 tables = captured_tables(conn, self._cfg.capture)
                 layout = load_layout(conn)
                 self.partitions.adopt(layout, conn)
-                problems = find_unidentified(conn, tables, layout)
+                problems = find_unidentified(conn, tables, layout, self._lost)
+                added = self._plugin.publish(conn, tables, at_start=False)
             finally:
                 conn.close()
         except psycopg2.Error as e:
             log.warning("catalog_check_failed error=%s", first_line(e))
-            return
+            return []
         self._report(problems, tables, layout)
         if self.partitioned or not self._filters_by_name():
-            return
+            return added
         became = [t for t in tables if t in layout.roots]
         if became:
             log.warning(
@@ -223,6 +281,7 @@ class CatalogWatch:
                 " ".join(str(t) for t in became),
             )
             raise SourceUnavailable(f"captured table {became[0]} is partitioned")
+        return added
 
     def _filters_by_name(self) -> bool:
         """Whether the plugin was started with a filter by table name, which it leaves out

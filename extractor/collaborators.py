@@ -16,13 +16,15 @@ from typing import Any, Protocol
 from pika.adapters.select_connection import IOLoop
 
 from extractor.basetypes import TypeResolver, catalog_lookup
-from extractor.catalog import CatalogWatch
+from extractor.catalog import CatalogWatch, connect_briefly
 from extractor.copying import CopierFactory
-from extractor.decode import Decoder
+from extractor.decode import Decoder, OutputPlugin
 from extractor.heartbeat import Heartbeat
 from extractor.loop import Loop
 from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Partitions
+from extractor.pgoutput import PLUGIN as PLUGIN_PGOUTPUT
+from extractor.pgoutput import PgOutput
 from extractor.publisher import Publisher
 from extractor.replication import Exported, ReplicationSource
 from extractor.snapshot import Copier
@@ -39,6 +41,7 @@ class Source(Protocol):
 
     resume_lsn: int  # the slot's confirmed position when the session opened it
     created: bool  # this session made the slot
+    republished: list[TableRef]  # captured tables the plugin streams from this session on
     wal_sender_timeout: float  # seconds; 0: none
 
     def open(self, export_snapshot: bool) -> Exported | None: ...
@@ -89,7 +92,7 @@ class Catalog(Protocol):
         """At the session's start: the captured tables, checked and reported."""
         ...
 
-    def check(self) -> None: ...
+    def check(self) -> list[TableRef]: ...
 
 
 class HeartbeatWriter(Protocol):
@@ -118,7 +121,12 @@ class Collaborators:
 def connect(cfg: ExtractorConfig, metrics: ExtractorMetrics) -> Collaborators:
     """The real collaborators of one session (nothing is connected before it runs)."""
     loop = IOLoop()
-    plugin = Wal2Json()
+    plugin: OutputPlugin = (
+        # Relation messages ask the catalog on the loop: briefly, as the catalog check does.
+        PgOutput(cfg.source.publication_name, lambda: connect_briefly(cfg.source))
+        if cfg.source.decoder == PLUGIN_PGOUTPUT
+        else Wal2Json()
+    )
     source = ReplicationSource(cfg.source, plugin)
 
     def copier(

@@ -10,7 +10,7 @@ partitions the command attached or detached. What a change of name means is left
 the previous shape at that point of the stream: the applier, by attnum and OID (the catalog
 this process could read is the present one, possibly ahead of the stream).
 
-- A command on a captured table becomes one change of op ``ddl`` (shared/envelope.py), which
+- A command on a captured table becomes one change of op ``ddl`` (shared/wire.py), which
   travels in a message of its own: the applier mirrors it in MariaDB as a unit of its own.
 - Where PostgreSQL changed rows in a way DDL cannot mirror -- a table rewrite (a volatile
   default, a type change or USING, timestamp to timestamptz outside UTC), partitions with rows

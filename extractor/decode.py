@@ -1,14 +1,14 @@
 """The decoder boundary: what every output plugin's decoder yields, and what it must provide.
 
-PostgreSQL decodes the WAL through an output plugin (wal2json today, pgoutput next); a decoder
-turns the plugin's bytes into the records below, and nothing after it (the filter, partitions,
-type resolution, assembly, copies) knows which plugin ran. A decoder must give:
+PostgreSQL decodes the WAL through an output plugin (wal2json or pgoutput: source.decoder); a
+decoder turns the plugin's bytes into the records below, and nothing after it (the filter,
+partitions, type resolution, assembly, copies) knows which plugin ran. A decoder must give:
 
 - ``Begin``: the transaction's xid, its commit LSN (where the commit record *begins*: every
   position of the transaction is built on it, shared/position.py), the commit time as
   PostgreSQL prints a timestamptz in UTC, and where the commit record ends if the plugin
   says so at the beginning (wal2json does);
-- ``RowChange``: one change in envelope form (shared/envelope.py): ``op``, ``lsn`` (the text
+- ``RowChange``: one change in envelope form (shared/wire.py): ``op``, ``lsn`` (the text
   LSN of its WAL record), ``schema``, ``table``, and except for a truncate ``columns``,
   ``types`` (format_type's text, typmod included), ``values`` (ints and bools as such, every
   other value as the text PostgreSQL's output function prints, never a binary float),
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from extractor.encoding import SourceCodec
-from shared.tables import TableFilter
+from shared.tables import TableFilter, TableRef
 
 
 @dataclass(slots=True)
@@ -66,9 +66,11 @@ Record = Begin | RowChange | Commit | LogicalMessage
 
 
 class Decoder(Protocol):
-    def decode(self, payload: bytes, wal_start: int) -> Record:
+    def decode(self, payload: bytes, wal_start: int) -> Record | list[RowChange] | None:
         """One replication message's bytes, and the WAL position the server sent it at
-        (``data_start``), as a record. Raises DecodeError when it cannot be read."""
+        (``data_start``), as a record; several changes when one message holds several (a
+        pgoutput TRUNCATE of many tables), None when it is the decoder's own (pgoutput's
+        Relation). Raises DecodeError when it cannot be read."""
         ...
 
 
@@ -78,6 +80,13 @@ class OutputPlugin(Protocol):
     @property
     def name(self) -> str:
         """As CREATE_REPLICATION_SLOT and pg_replication_slots name it."""
+        ...
+
+    def publish(self, conn: Any, tables: list[TableRef], at_start: bool) -> list[TableRef]:
+        """What the plugin needs in the database for ``tables`` to be streamed (pgoutput: its
+        publication), made on ``conn`` at each start before the slot is made, and by every
+        catalog check; returns the tables that were not streamed until now (to be copied).
+        At start, raises SetupError when it cannot be done."""
         ...
 
     def start_options(self, capture: TableFilter, partitioned: bool) -> dict[str, str]:

@@ -70,6 +70,9 @@ class Dispatcher:
             act = self._messages.get(record.prefix)
             if act is not None:
                 act(record)
+        elif isinstance(record, list):
+            for change in record:
+                self._change(change)
 
     def _change(self, record: RowChange) -> None:
         change = keep_change(record.change, self._capture, self._partitions)

@@ -20,10 +20,10 @@ import pika
 import pika.exceptions
 from pika.adapters.select_connection import IOLoop, SelectConnection
 
-from shared.amqp import classify_broker_error, connection_parameters
+from shared.amqp import classify_broker_error, connection_parameters, nodes_for
 from shared.config import BrokerConfig
 from shared.envelope import CONTENT_TYPE, MESSAGE_TYPE
-from shared.errors import BrokerUnavailable, CdcError
+from shared.errors import BrokerUnavailable, CdcError, PermanentError
 from shared.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,15 @@ class Publisher:
         self._seq = 0
         self._closing = False
         self._declaring = True
+        self._nodes = nodes_for(cfg.url)
+        self._untried: list[int] = []  # nodes of broker.url still to try in this session
+        self._node: int | None = None  # the node of the connection being opened or open
         self.closed = False
 
     @property
     def where(self) -> str:
+        if self._node is not None:
+            return str(self._cfg.urls[self._node])
         return str(self._cfg.url)
 
     def connect(
@@ -74,8 +79,14 @@ class Publisher:
         self._on_ready = on_ready
         self._on_confirm = on_confirm
         self._on_failure = on_failure
+        self._untried = self._nodes.order()
+        self._open_next()
+
+    def _open_next(self) -> None:
+        """Open a connection to the next node of broker.url not yet tried in this session."""
+        self._node = self._untried.pop(0)
         self._connection = SelectConnection(
-            parameters=connection_parameters(self._cfg, APP_ID),
+            parameters=connection_parameters(self._cfg, APP_ID, self._node),
             on_open_callback=self._on_connection_open,
             on_open_error_callback=self._on_connection_error,
             on_close_callback=self._on_connection_closed,
@@ -85,18 +96,32 @@ class Publisher:
     # ------------------------------------------------------------ set-up chain
 
     def _on_connection_open(self, connection: Any) -> None:
+        if self._node is not None:
+            self._nodes.worked(self._node)
         connection.add_on_connection_blocked_callback(self._on_blocked)
         connection.add_on_connection_unblocked_callback(self._on_unblocked)
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_connection_error(self, _connection: Any, exc: BaseException) -> None:
+        failure = classify_broker_error(exc, self.where)
+        if self._untried and not self._closing and not isinstance(failure, PermanentError):
+            # A cluster's node that does not answer: the next one may.
+            log.warning("broker_node_unreachable node=%s error=%s", self.where, failure)
+            self._open_next()
+            return
         self.closed = True
-        self._on_failure(classify_broker_error(exc, self.where))
+        self._on_failure(failure)
 
     def _on_connection_closed(self, _connection: Any, exc: BaseException) -> None:
         self.closed = True
         if not self._closing:
+            self._lost()
             self._on_failure(classify_broker_error(exc, self.where))
+
+    def _lost(self) -> None:
+        """This node failed us: the next session starts with another one."""
+        if self._node is not None:
+            self._nodes.lost(self._node)
 
     def _on_blocked(self, _connection: Any, frame: Any) -> None:
         log.warning("broker_blocked reason=%s", getattr(frame.method, "reason", "?"))
@@ -132,7 +157,10 @@ class Publisher:
     def _on_channel_closed(self, _channel: Any, exc: BaseException) -> None:
         if self._closing:
             return
-        self._on_failure(classify_broker_error(exc, self.where, self._declaring))
+        failure = classify_broker_error(exc, self.where, self._declaring)
+        if isinstance(failure, BrokerUnavailable):
+            self._lost()
+        self._on_failure(failure)
         if self._connection is not None and self._connection.is_open:
             self._connection.close()
 

@@ -21,7 +21,14 @@ from extractor.encoding import SourceCodec, source_codec
 from shared.config import SourceConfig
 from shared.errors import SetupError, SlotBusy, SourceUnavailable
 from shared.lsn import format_lsn, parse_lsn
-from shared.postgres import classify_connect_error, connect, connect_kwargs, first_line
+from shared.postgres import (
+    captured_tables,
+    classify_connect_error,
+    connect,
+    connect_kwargs,
+    first_line,
+)
+from shared.tables import TableRef
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,8 @@ class ReplicationSource:
         self.created = False  # this session made the slot
         self.wal_sender_timeout = 0.0
         self.codec: SourceCodec | None = None
+        # Captured tables the plugin was not streaming before this session (to be copied).
+        self.republished: list[TableRef] = []
 
     # ------------------------------------------------------------------ set-up
 
@@ -141,15 +150,29 @@ class ReplicationSource:
             if slot.plugin != self._plugin.name:
                 raise SetupError(
                     f"slot {self._cfg.slot} uses the plugin {slot.plugin!r}, "
-                    f"not {self._plugin.name}: "
-                    "choose another slot name (CDC_SLOT)"
+                    f"not {self._plugin.name} (source.decoder): set source.decoder to "
+                    f"{slot.plugin}, or choose another slot name (CDC_SLOT), or drop the slot "
+                    "to switch (python -m extractor drop-slot; every table is copied again)"
                 )
             if slot.database != database:
                 raise SetupError(
                     f"slot {self._cfg.slot} belongs to database {slot.database!r}, "
                     f"not {database!r}: choose another slot name (CDC_SLOT)"
                 )
+        self._publish(dsn)
         return slot
+
+    def _publish(self, dsn: str) -> None:
+        """What the plugin needs in the database before the slot is made or streamed
+        (pgoutput reads its publication as of each change)."""
+        conn = connect(self._cfg)
+        try:
+            tables = captured_tables(conn, self._cfg.capture)
+            self.republished = self._plugin.publish(conn, tables, at_start=True)
+        except psycopg2.Error as e:
+            raise self._classify(e, dsn) from e
+        finally:
+            conn.close()
 
     def _slot_info(self) -> SlotInfo | None:
         conn = connect(self._cfg)
@@ -221,15 +244,24 @@ class ReplicationSource:
             return SlotBusy(f"slot {self._cfg.slot} is in use by another process: {text}")
         if code == psycopg2.errorcodes.UNDEFINED_FILE or "could not access file" in text:
             return SetupError(
-                f"the wal2json output plugin is not installed on the PostgreSQL server ({text}): "
-                "install postgresql-15-wal2json (or your version's package)"
+                f"the {self._plugin.name} output plugin is not installed on the PostgreSQL "
+                f"server ({text}): install postgresql-15-wal2json (or your version's package), "
+                "or use source.decoder=pgoutput (built in)"
             )
         if "may not be used as an output plugin" in text:
             # PostgreSQL 15.19+ only loads the output plugins its administrator allows.
             return SetupError(
-                "PostgreSQL does not allow wal2json as an output plugin: add it to "
+                f"PostgreSQL does not allow {self._plugin.name} as an output plugin: add it to "
                 "output_plugin_libraries in postgresql.conf (e.g. output_plugin_libraries = "
-                "'pgoutput, wal2json') and reload PostgreSQL"
+                "'pgoutput, wal2json') and reload PostgreSQL, or use source.decoder=pgoutput "
+                "(always allowed)"
+            )
+        if code == psycopg2.errorcodes.UNDEFINED_OBJECT and "publication" in text:
+            # pgoutput reads its publication as of each change: one made after the slot is
+            # unknown to the changes before it.
+            return SetupError(
+                f"PostgreSQL: {text}: the publication must exist before the slot is made; "
+                f"drop the slot (python -m extractor drop-slot) and start again"
             )
         if code in (
             psycopg2.errorcodes.INSUFFICIENT_PRIVILEGE,

@@ -18,7 +18,7 @@ import pika.exceptions
 import psycopg2
 import psycopg2.extensions
 
-from shared.amqp import connection_parameters
+from shared.amqp import connect_blocking
 from shared.config import StatusConfig
 from shared.errors import SetupError
 from shared.postgres import connect
@@ -92,9 +92,7 @@ def _queue_depths(cfg: StatusConfig, status: SlotStatus) -> None:
     topology = topology_for(cfg.broker, cfg.source.slot)
     status.queue, status.dead_letter_queue = topology.queue, topology.dead_letter_queue
     try:
-        conn = pika.BlockingConnection(
-            connection_parameters(cfg.broker, "pg2maria-extractor-status")
-        )
+        conn, _node = connect_blocking(cfg.broker, "pg2maria-extractor-status")
     except (pika.exceptions.AMQPError, OSError, ValueError) as e:
         status.broker_error = f"cannot reach RabbitMQ ({cfg.broker.url}): {type(e).__name__}"
         return

@@ -17,7 +17,7 @@ import pika
 import pika.exceptions
 
 from extractor.shapes import Shape
-from shared.amqp import classify_broker_error, connection_parameters
+from shared.amqp import classify_broker_error, connect_blocking
 from shared.config import ExtractorConfig
 from shared.tables import TableRef
 from shared.topology import topology_for
@@ -36,11 +36,10 @@ def load_state(cfg: ExtractorConfig) -> Stored:
     topology = topology_for(cfg.broker, cfg.source.slot)
     url = cfg.broker.url
     try:
-        conn = pika.BlockingConnection(
-            connection_parameters(cfg.broker, "pg2maria-extractor-state")
-        )
+        conn, node = connect_blocking(cfg.broker, "pg2maria-extractor-state")
     except (pika.exceptions.AMQPError, OSError, ValueError) as e:
         raise classify_broker_error(e, str(url)) from e
+    url = cfg.broker.urls[node]  # errors from here on name the node
     try:
         ch = conn.channel()
         ch.queue_declare(topology.state_queue, durable=True, arguments=topology.state_arguments)

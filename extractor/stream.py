@@ -187,6 +187,9 @@ class StreamSession:
         copied = stored.copied if copying else set()
         watch = ShapeWatch(stored.shapes)
         exported = self._source.open(export_snapshot=copying)
+        # Tables the plugin did not stream until now (added to pgoutput's publication) are
+        # copied again: their changes before it were never sent.
+        copied = copied - set(self._source.republished)
         tables = self._catalog.begin()
         refuse_shared_targets(tables, self._cfg.target)
         decoder = self._source.decoder()
@@ -352,7 +355,18 @@ class StreamSession:
         """Identities and partitions that changed while running (catalog.py)."""
         if self._failure is not None or self._done:
             return
-        self._catalog.check()
+        added = self._catalog.check()
+        if added and self._parts is not None:
+            if self._cfg.source.snapshot == "initial":
+                # Their changes before they joined the publication were never sent.
+                self._parts.copies.request_tables(added)
+            else:
+                log.warning(
+                    "tables_not_copied tables=%s: they joined the publication just now and "
+                    "source.snapshot=never; fix: python -m extractor backfill %s",
+                    ",".join(map(str, added)),
+                    " ".join(map(str, added)),
+                )
         self._timers.later("catalog", CHECK_SECONDS, self._check_catalog)
 
     def _maybe_finish_stop(self) -> None:

@@ -86,6 +86,9 @@ class Wal2Json:
 
     name = PLUGIN
 
+    def publish(self, conn: Any, tables: list[TableRef], at_start: bool) -> list[TableRef]:
+        return []  # wal2json streams every table; add-tables only narrows it
+
     def start_options(self, capture: TableFilter, partitioned: bool) -> dict[str, str]:
         return {**wal2json_options(capture, partitioned), NUMERIC_AS_STRING: "1"}
 

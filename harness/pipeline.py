@@ -16,6 +16,7 @@ from typing import Any
 
 import mariadb
 import pika
+import pika.exceptions
 import psycopg2
 from sqlalchemy.engine import make_url
 
@@ -26,6 +27,8 @@ from harness.servers import Servers
 from harness.workload import Workload
 from shared.config import DlqConfig, load_config
 from shared.naming import Naming
+from shared.parsers import target_hosts
+from shared.secret import split_urls
 from shared.topology import Topology, topology_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +94,11 @@ class Pipeline:
     procs: list[Proc] = field(default_factory=list)
     # How the test expects source tables to be named in the target (see applier/naming.py).
     naming: Naming = field(default_factory=Naming)
+    # source.decoder: with pgoutput, the publication is made by the superuser statement of
+    # sql/publication.sql (the extractor's role owns no table here).
+    decoder: str = "wal2json"
+    # Settings of both processes beyond the stack's (e.g. CDC_BROKER_QUEUE_TYPE on a cluster).
+    settings: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------ settings
 
@@ -110,11 +118,13 @@ class Pipeline:
             **keep,
             "CDC_SOURCE_DSN": pg.dsn(self.source_db, APP_USER, self.stack.app_password),
             "CDC_SLOT": self.name,
+            "CDC_SOURCE_DECODER": self.decoder,
             "CDC_BROKER_URL": rabbit.url(),
             "CDC_TARGET_URL": maria.url(self.target_db, APP_USER, self.stack.app_password),
             "CDC_LOG_LEVEL": "INFO",
             "CDC_METRICS_HOST": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
+            **self.settings,
         }
 
     @property
@@ -142,10 +152,18 @@ class Pipeline:
         pg, maria = self.stack.postgres, self.stack.mariadb
         pg.psql(f"CREATE DATABASE {self.name}")
         pg.grant_source(APP_USER, self.stack.app_password, self.name, owner="postgres")
+        if self.decoder == "pgoutput":
+            self.publish()
         maria.sql(
             f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin;\n"
         )
         maria.grant_target(APP_USER, self.stack.app_password, self.name)
+
+    def publish(self) -> None:
+        """pgoutput's publication, as a superuser makes it with sql/publication.sql (FOR ALL
+        TABLES): the extractor's role owns no table here, so it may not make it itself."""
+        script = (ROOT / "sql" / "publication.sql").read_text()
+        self.stack.postgres.psql(script, self.name, {"publication": f"cdc_{self.name}"})
 
     def grant_source(self, schema: str) -> None:
         """The extractor's privileges (sql/source-role.sql) in another source schema."""
@@ -198,25 +216,45 @@ class Pipeline:
         return conn
 
     def maria(self, database: str | None = None) -> Any:
-        """The test's target database (or ``database``), as MariaDB's administrator."""
-        url = make_url(self.stack.mariadb.url(database or self.target_db))
-        conn = mariadb.connect(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            password=url.password,
-            database=url.database,
-        )
-        conn.autocommit = True
-        return conn
+        """The test's target database (or ``database``), as MariaDB's administrator (on the
+        first node of a cluster that answers)."""
+        failure: mariadb.Error | None = None
+        for one in target_hosts(self.stack.mariadb.url(database or self.target_db)):
+            url = make_url(one)
+            try:
+                conn = mariadb.connect(
+                    host=url.host,
+                    port=url.port,
+                    user=url.username,
+                    password=url.password,
+                    database=url.database,
+                )
+            except mariadb.Error as e:
+                failure = e
+                continue
+            conn.autocommit = True
+            return conn
+        assert failure is not None
+        raise failure
 
     @contextmanager
     def channel(self) -> Iterator[Any]:
-        conn = pika.BlockingConnection(pika.URLParameters(self.stack.rabbitmq.url()))
-        try:
-            yield conn.channel()
-        finally:
-            conn.close()
+        """A channel on RabbitMQ (on the first node of a cluster that answers)."""
+        failure: Exception | None = None
+        for url in split_urls(self.stack.rabbitmq.url()):
+            try:
+                conn = pika.BlockingConnection(pika.URLParameters(url))
+            except pika.exceptions.AMQPError as e:
+                failure = e
+                continue
+            try:
+                yield conn.channel()
+            finally:
+                if conn.is_open:
+                    conn.close()
+            return
+        assert failure is not None
+        raise failure
 
     def workload(self, seed: int) -> Workload:
         """harness/workload.py's tables, created in the source database, and a workload on
@@ -286,7 +324,7 @@ class Pipeline:
             return int(ch.queue_declare(queue or self.queue, passive=True).method.message_count)
 
 
-def new_pipeline(stack: Servers, logdir: Path) -> Pipeline:
-    p = Pipeline(stack, f"t_{uuid.uuid4().hex[:10]}", logdir)
+def new_pipeline(stack: Servers, logdir: Path, decoder: str = "wal2json") -> Pipeline:
+    p = Pipeline(stack, f"t_{uuid.uuid4().hex[:10]}", logdir, decoder=decoder)
     p.create()
     return p

@@ -1,21 +1,27 @@
 """A loopback TCP proxy that a test can sever: every open connection is reset at once.
 
 The processes under test connect to the proxy's port instead of the server's, so a "network
-cut" between one process and one server is ``proxy.sever()``.
+cut" between one process and one server is ``proxy.sever()``. With ``delay`` it also holds
+each reply for that long before passing it on, so every round trip takes that much longer —
+a server on another machine, for the benchmark — without cutting the bandwidth: replies are
+delayed, not spaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import select
 import socket
 import struct
 import threading
+import time
 
 
 class Proxy:
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, delay: float = 0.0) -> None:
         self.target_port = target_port
+        self.delay = delay  # seconds added to each reply (so to each round trip)
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -47,6 +53,10 @@ class Proxy:
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         peers = {a: b, b: a}
+        replies: queue.SimpleQueue[tuple[float, bytes] | None] | None = None
+        if self.delay > 0:
+            replies = queue.SimpleQueue()
+            threading.Thread(target=_deliver_late, args=(replies, a), daemon=True).start()
         try:
             while True:
                 readable, _, _ = select.select([a, b], [], [], 1.0)
@@ -54,10 +64,15 @@ class Proxy:
                     data = s.recv(65536)
                     if not data:
                         return
-                    peers[s].sendall(data)
+                    if s is b and replies is not None:
+                        replies.put((time.monotonic() + self.delay, data))
+                    else:
+                        peers[s].sendall(data)
         except (OSError, ValueError):  # ValueError: severed under our feet (fd -1)
             return
         finally:
+            if replies is not None:
+                replies.put(None)
             _reset(a)
             _reset(b)
             with self._lock:
@@ -77,6 +92,19 @@ class Proxy:
         self._closed = True
         self._listener.close()
         self.sever()
+
+
+def _deliver_late(
+    replies: queue.SimpleQueue[tuple[float, bytes] | None], to: socket.socket
+) -> None:
+    """Each reply sent once its time has come, in order (they are queued in time order)."""
+    with contextlib.suppress(OSError, ValueError):
+        while (item := replies.get()) is not None:
+            due, data = item
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            to.sendall(data)
 
 
 def _reset(s: socket.socket) -> None:

@@ -1,20 +1,57 @@
-"""RabbitMQ connection settings and error mapping shared by the extractor and the applier."""
+"""RabbitMQ connection settings, the choice of a cluster's node, and error mapping, shared by
+the extractor and the applier."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 
 import pika
 import pika.exceptions
 
 from shared.config import BrokerConfig
-from shared.errors import BrokerUnavailable, CdcError, SetupError
+from shared.errors import BrokerUnavailable, CdcError, PermanentError, SetupError
+from shared.nodes import Nodes
+from shared.nodes import nodes_for as shared_nodes
+from shared.secret import Secret
+
+log = logging.getLogger(__name__)
 
 
-def connection_parameters(cfg: BrokerConfig, name: str) -> pika.URLParameters:
-    """pika's parameters for every RabbitMQ connection of both processes: the URL's, our
-    timeouts where it is silent, and for amqps:// our TLS settings."""
-    url = cfg.url.reveal()
+def nodes_for(url: Secret) -> Nodes:
+    """The one Nodes of this process for broker.url (shared by all its connections)."""
+    return shared_nodes("broker", BrokerConfig.split(url))
+
+
+def connect_blocking(cfg: BrokerConfig, name: str) -> tuple[pika.BlockingConnection, int]:
+    """A blocking connection to the first node of broker.url that answers, and that node's
+    index (for ``Nodes.lost``). Raises what pika raised for the last node tried; a refusal
+    that no other node would answer differently (login, TLS verification) at once."""
+    nodes = nodes_for(cfg.url)
+    failure: BaseException | None = None
+    for index in nodes.order():
+        try:
+            conn = pika.BlockingConnection(connection_parameters(cfg, name, index))
+        except (pika.exceptions.AMQPError, OSError, ValueError) as e:
+            where = str(nodes.urls[index])
+            if isinstance(classify_broker_error(e, where), PermanentError):
+                raise
+            if len(nodes.urls) > 1:
+                log.warning("broker_node_unreachable node=%s error=%r", where, e)
+            failure = e
+            continue
+        nodes.worked(index)
+        return conn, index
+    if failure is None:
+        raise BrokerUnavailable("broker.url names no node")
+    raise failure
+
+
+def connection_parameters(cfg: BrokerConfig, name: str, node: int = 0) -> pika.URLParameters:
+    """pika's parameters for every RabbitMQ connection of both processes: the URL's (of the
+    ``node``-th URL of broker.url), our timeouts where it is silent, and for amqps:// our TLS
+    settings."""
+    url = cfg.urls[node].reveal()
     params = pika.URLParameters(url)
     if params.ssl_options is not None and (
         cfg.ca_file or cfg.cert_file or "ssl_options=" not in url

@@ -10,27 +10,39 @@ source). shared/settings.py says how they are declared, shared/loading.py how th
 bad or missing value is one ConfigError naming the setting, which the CLI turns into one line
 and exit code 2.
 
-To add a setting: one ``setting()`` field in the section class that holds it, here (with a
-parser in shared/parsers.py if none fits; a rule between settings, if it needs one, in that
-section's ``rules``); then ``make docs`` writes its row in the documentation. Every command
-whose config holds the section has it; a section a new command needs in part is a new class.
+To add a setting: one ``setting()`` field in the section class that holds it, here or, for
+the source, in shared/source_config.py (with a parser in shared/parsers.py if none fits; a
+rule between settings, if it needs one, in that section's ``rules``); then ``make docs``
+writes its row in the documentation. Every command whose config holds the section has it; a
+section a new command needs in part is a new class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cached_property
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from shared import parsers as p
 from shared.errors import ConfigError
 from shared.loading import Catalog
-from shared.secret import Secret
-from shared.settings import Rule, Setting, Values, flag, items, pairs, section, setting
-from shared.tables import Pattern, TableFilter, TableRef
+from shared.secret import Secret, split_urls
+from shared.settings import (
+    TLS,
+    Setting,
+    Values,
+    client_certificate_needs_its_key,
+    flag,
+    items,
+    pairs,
+    section,
+    setting,
+)
 
-TLS = "docs/tls.md"
+# The source's sections live in shared/source_config.py; named here too, as every section is.
+from shared.source_config import SlotConfig as SlotConfig  # noqa: PLC0414
+from shared.source_config import SourceConfig as SourceConfig  # noqa: PLC0414
+from shared.tables import TableRef
 
 # ---------------------------------------------------------------- rules between settings
 # TLS settings that only make sense together: said at start, not found out in production by a
@@ -38,27 +50,27 @@ TLS = "docs/tls.md"
 # checks them all, as it checks every setting given.
 
 
-def _client_certificate_needs_its_key(cert: str, key: str) -> Rule:
-    def check(v: Values) -> None:
-        for given, missing in ((cert, key), (key, cert)):
-            if v[given] is not None and v[missing] is None:
-                raise ConfigError(
-                    f"{v.label(given)} is set but {v.label(missing)} is not: "
-                    "a client certificate needs its key"
-                )
-
-    return check
-
-
 def _broker_tls_needs_amqps(v: Values) -> None:
     url = v["broker.url"]
-    if url is not None and not url.reveal().startswith("amqps://"):
+    if url is not None and not all(u.startswith("amqps://") for u in split_urls(url.reveal())):
         for name in ("broker.ca_file", "broker.cert_file", "broker.key_file"):
             if v[name] is not None:
                 raise ConfigError(
-                    f"{v.label(name)} is set but broker.url is not an amqps:// URL: "
+                    f"{v.label(name)} is set but broker.url is not an amqps:// URL (every "
+                    "node's): "
                     "use amqps:// (and the broker's TLS port) for TLS, or unset it"
                 )
+
+
+def _partitions_not_built_yet(v: Values) -> None:
+    # The routing by key is in shared/partitioning.py, the design in ARCHITECTURE.md
+    # ("Parallel apply"); until both processes and the barriers are built, N > 1 is refused
+    # at start rather than run half-done (issue 14, part 2).
+    if v["target.partitions"] != 1:
+        raise ConfigError(
+            f"{v.label('target.partitions')} is {v['target.partitions']}: parallel apply "
+            "is not built yet, only 1 is supported (issue 14)"
+        )
 
 
 def _target_tls_needs_ssl(v: Values) -> None:
@@ -74,137 +86,6 @@ def _target_tls_needs_ssl(v: Values) -> None:
 # ---------------------------------------------------------------- sections
 
 
-@section("source")
-class SlotConfig:
-    """The replication slot: all the applier needs of the source (it names the queue and the
-    applier's checkpoints)."""
-
-    slot: str = setting(
-        "CDC_SLOT",
-        p.slot,
-        doc="logical replication slot; created if missing, never dropped; also names the "
-        "queue and the applier's checkpoint",
-    )
-
-
-@section(
-    "source",
-    rules=[_client_certificate_needs_its_key("source.sslcert", "source.sslkey")],
-)
-class SourceConfig(SlotConfig):
-    """The source database: how to reach it, what to capture, how to stream it."""
-
-    dsn: Secret = setting(
-        "CDC_SOURCE_DSN",
-        p.source_dsn,
-        doc="libpq URI of the source database; the role needs LOGIN and REPLICATION",
-    )
-    tables: tuple[Pattern, ...] = setting(
-        "CDC_TABLES",
-        items(p.table_patterns),
-        default=(),
-        shown="every table",
-        doc="comma-separated `schema.table` list (YAML: a list); a name without schema is in "
-        '`public`; unquoted names fold to lower case, `"Quoted"` ones keep their case; `*` '
-        "and `?` are wildcards in unquoted names (`sales.*`, `public.order_*`); a partitioned "
-        "table is named by its root (its partitions come with it)",
-    )
-    exclude_tables: tuple[Pattern, ...] = setting(
-        "CDC_EXCLUDE_TABLES",
-        items(p.table_patterns),
-        default=(),
-        doc="tables (wildcards allowed) left out even when `tables` includes them",
-    )
-    exclude_columns: tuple[Pattern, ...] = setting(
-        "CDC_EXCLUDE_COLUMNS",
-        items(p.column_patterns),
-        default=(),
-        doc="`schema.table.column` list (wildcards allowed) never carried; key columns always are",
-    )
-    snapshot: str = setting(
-        "CDC_SNAPSHOT",
-        p.snapshot_mode,
-        default="initial",
-        doc="`initial`: copy each captured table once (below); `never`: changes only",
-    )
-    max_chunk_changes: int = setting(
-        "CDC_SOURCE_MAX_CHUNK_CHANGES",
-        p.positive_int,
-        default=1000,
-        doc="most changes in one message; larger transactions are split",
-    )
-    max_chunk_bytes: int = setting(
-        "CDC_SOURCE_MAX_CHUNK_BYTES",
-        p.positive_int,
-        default=4194304,
-        doc="most bytes of change data in one message",
-    )
-    feedback_interval: float = setting(
-        "CDC_SOURCE_FEEDBACK_INTERVAL",
-        p.positive_float,
-        default=1.0,
-        doc="seconds between status updates to PostgreSQL (at most a quarter of its "
-        "`wal_sender_timeout`)",
-    )
-    heartbeat_interval: float = setting(
-        "CDC_SOURCE_HEARTBEAT_INTERVAL",
-        p.seconds_or_off,
-        default=10.0,
-        shown="10",
-        doc="seconds between heartbeats written to the source (`pg_logical_emit_message`); "
-        "0 turns them off",
-    )
-    # TLS: None leaves it to the DSN and libpq; a value here wins over the DSN's.
-    sslmode: str | None = setting(
-        "CDC_SOURCE_SSLMODE",
-        p.sslmode,
-        default=None,
-        shown="empty: the DSN's `sslmode`, else libpq's default (`prefer`)",
-        doc="`disable`, `allow`, `prefer`, `require`, `verify-ca` or `verify-full` "
-        "([libpq](https://www.postgresql.org/docs/15/libpq-ssl.html#LIBPQ-SSL-PROTECTION)); "
-        "use `verify-full`",
-        page=TLS,
-    )
-    sslrootcert: str | None = setting(
-        "CDC_SOURCE_SSLROOTCERT",
-        p.sslrootcert,
-        default=None,
-        shown="empty: the DSN's, else libpq's (`~/.postgresql/root.crt`)",
-        doc="PEM file of the CA certificates PostgreSQL's server certificate is checked "
-        "against, or `system` for the system's CA certificates (with `verify-full` only)",
-        page=TLS,
-    )
-    sslcert: str | None = setting(
-        "CDC_SOURCE_SSLCERT",
-        p.readable_file,
-        default=None,
-        doc="client certificate (PEM) for PostgreSQL; needs `source.sslkey`",
-        page=TLS,
-    )
-    sslkey: str | None = setting(
-        "CDC_SOURCE_SSLKEY",
-        p.readable_file,
-        default=None,
-        doc="its private key (PEM); libpq refuses a key file that others can read (use mode 0600)",
-        page=TLS,
-    )
-
-    @cached_property
-    def capture(self) -> TableFilter:
-        """Which tables and columns are carried."""
-        return TableFilter(self.tables, self.exclude_tables, self.exclude_columns)
-
-    def tls_params(self) -> dict[str, str]:
-        """The libpq TLS parameters that were set, to lay over every connection's DSN."""
-        given = {
-            "sslmode": self.sslmode,
-            "sslrootcert": self.sslrootcert,
-            "sslcert": self.sslcert,
-            "sslkey": self.sslkey,
-        }
-        return {k: v for k, v in given.items() if v is not None}
-
-
 def _queue_of(slot: str) -> str:
     return f"cdc.{slot}"
 
@@ -212,7 +93,7 @@ def _queue_of(slot: str) -> str:
 @section(
     "broker",
     rules=[
-        _client_certificate_needs_its_key("broker.cert_file", "broker.key_file"),
+        client_certificate_needs_its_key("broker.cert_file", "broker.key_file"),
         _broker_tls_needs_amqps,
     ],
 )
@@ -221,8 +102,10 @@ class BrokerConfig:
 
     url: Secret = setting(
         "CDC_BROKER_URL",
-        p.broker_url,
-        doc="`amqp://` or `amqps://` URL, vhost included (`%2F` is `/`)",
+        items(p.broker_urls),
+        doc="`amqp://` or `amqps://` URL, vhost included (`%2F` is `/`); for a cluster, one "
+        "URL per node, comma-separated (YAML: a list): both processes connect to the first "
+        "that answers and move to the next when theirs is lost (docs/deployment.md)",
     )
     exchange: str = setting(
         "CDC_BROKER_EXCHANGE", p.exchange_name, default="cdc", doc="durable direct exchange"
@@ -238,7 +121,16 @@ class BrokerConfig:
         "CDC_BROKER_QUEUE_TYPE",
         p.queue_type,
         default="classic",
-        doc="`classic` or `quorum`, fixed when the queue is first declared",
+        doc="`classic` or `quorum` (replicated: the setting for a cluster, "
+        "docs/deployment.md), fixed when the queue is first declared",
+    )
+    delivery_limit: int = setting(
+        "CDC_BROKER_DELIVERY_LIMIT",
+        p.positive_int,
+        default=1000,
+        doc="quorum queues: deliveries of one message (every applier reconnect counts one) "
+        "after which RabbitMQ moves it to `<queue>.dead` itself; fixed when the queue is "
+        "first declared",
     )
     max_inflight: int = setting(
         "CDC_BROKER_MAX_INFLIGHT",
@@ -280,6 +172,15 @@ class BrokerConfig:
     )
 
     @property
+    def urls(self) -> tuple[Secret, ...]:
+        """One URL per node of the broker (one for a single broker), in the order given."""
+        return self.split(self.url)
+
+    @staticmethod
+    def split(url: Secret) -> tuple[Secret, ...]:
+        return tuple(Secret(u) for u in split_urls(url.reveal()))
+
+    @property
     def dead_letter_exchange(self) -> str:
         return f"{self.exchange}.dlx"
 
@@ -288,10 +189,21 @@ class BrokerConfig:
         return f"{self.queue}.dead"
 
 
-@section("target")
+@section("target", rules=[_partitions_not_built_yet])
 class NamingConfig:
     """What the target's tables are called: the applier names them, and the extractor checks
-    at start that no two captured tables would share one."""
+    at start that no two captured tables would share one. And into how many partitions the
+    changes are split: the extractor routes them, the applier consumes them (both must agree).
+    """
+
+    partitions: int = setting(
+        "CDC_TARGET_PARTITIONS",
+        p.positive_int,
+        default=1,
+        doc="partitions the changes are split into by key, applied in parallel (ARCHITECTURE.md, "
+        "Parallel apply); `1`: one queue, one chain, each source transaction atomic. Only `1` "
+        "is supported yet",
+    )
 
     rename: dict[TableRef, str] = setting(
         "CDC_TARGET_RENAME",
@@ -311,7 +223,7 @@ class NamingConfig:
 @section(
     "target",
     rules=[
-        _client_certificate_needs_its_key("target.ssl_cert", "target.ssl_key"),
+        client_certificate_needs_its_key("target.ssl_cert", "target.ssl_key"),
         _target_tls_needs_ssl,
     ],
 )
@@ -321,8 +233,17 @@ class TargetConfig(NamingConfig):
     url: Secret = setting(
         "CDC_TARGET_URL",
         p.target_url,
-        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`",
+        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`; for a Galera cluster, its "
+        "nodes as `host:port` pairs, comma-separated, in the host part "
+        "(`...@10.0.0.1:3306,10.0.0.2:3306,10.0.0.3:3306/db`): the applier uses the first "
+        "that answers and moves to the next when it fails (docs/deployment.md)",
     )
+
+    @property
+    def urls(self) -> tuple[Secret, ...]:
+        """target.url once per host (one for a single server), in the order given."""
+        return tuple(Secret(u) for u in p.target_hosts(self.url.reveal()))
+
     max_batch_changes: int = setting(
         "CDC_TARGET_MAX_BATCH_CHANGES",
         p.positive_int,

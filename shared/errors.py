@@ -8,6 +8,11 @@ with one clear line. Driver exceptions are wrapped at the module boundary with `
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.position import Position
+
 
 class CdcError(Exception):
     """Root of the pipeline's own exceptions."""
@@ -78,3 +83,12 @@ class RowRejected(PermanentError):
 class RowTooLarge(RowRejected):
     """A row larger than MariaDB's max_allowed_packet: it can be sent only once the server's
     limit is raised."""
+
+
+class CheckpointMoved(CdcError):
+    """Not a fault: the checkpoint in MariaDB is not the one a batch was ordered against
+    (another applier was active meanwhile); the batch is ordered again from ``actual``."""
+
+    def __init__(self, actual: Position | None) -> None:
+        super().__init__(f"checkpoint moved to {actual}")
+        self.actual = actual

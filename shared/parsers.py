@@ -16,7 +16,7 @@ from psycopg2.extensions import parse_dsn
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from shared.secret import Secret
+from shared.secret import Secret, split_urls
 from shared.tables import Pattern, TableRef, parse_patterns
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -111,6 +111,21 @@ def slot(v: str) -> str:
     return v
 
 
+DECODERS = ("wal2json", "pgoutput")
+
+
+def decoder(v: str) -> str:
+    if v not in DECODERS:
+        raise ValueError(f"must be one of {', '.join(DECODERS)}")
+    return v
+
+
+def publication(v: str) -> str:
+    if v and not _SLOT_NAME.match(v):
+        raise ValueError("must be 1-63 characters of a-z, 0-9 and _")
+    return v
+
+
 def amqp_name(v: str) -> str:
     if v and not _AMQP_NAME.match(v):
         raise ValueError("must be letters, digits and _ . : - only")
@@ -133,26 +148,55 @@ def source_dsn(v: str) -> Secret:
     return Secret(v)
 
 
-def broker_url(v: str) -> Secret:
-    if not v.startswith(("amqp://", "amqps://")):
+def broker_urls(items: list[str], _setting: str) -> Secret:
+    """One node's URL, or several (a cluster's nodes, comma-separated or a YAML list), kept
+    as one Secret of comma-separated URLs (BrokerConfig.urls splits them)."""
+    urls = [url for item in items for url in split_urls(item)]
+    if not urls:
         raise ValueError("must be an amqp:// or amqps:// URL")
-    try:
-        pika.URLParameters(v)
-    except Exception as e:
-        raise ValueError(f"is not a valid AMQP URL ({type(e).__name__})") from e
-    return Secret(v)
+    for n, url in enumerate(urls, 1):
+        # Which URL of a list is wrong, by its place: its text may hold a password.
+        which = f"(URL {n} of {len(urls)}) " if len(urls) > 1 else ""
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(f"{which}must be an amqp:// or amqps:// URL")
+        try:
+            pika.URLParameters(url)
+        except Exception as e:
+            raise ValueError(f"{which}is not a valid AMQP URL ({type(e).__name__})") from e
+    return Secret(",".join(urls))
 
 
 def target_url(v: str) -> Secret:
-    try:
-        url = make_url(v)
-    except ArgumentError as e:
-        raise ValueError("is not a SQLAlchemy URL") from e
-    if url.drivername not in ("mariadb+mariadbconnector", "mysql+mariadbconnector"):
-        raise ValueError("must use the driver mariadb+mariadbconnector://")
-    if not url.database:
-        raise ValueError("must name a database (mariadb+mariadbconnector://u:pw@host:3306/db)")
+    hosts = target_hosts(v)
+    for n, one in enumerate(hosts, 1):
+        which = f"(host {n} of {len(hosts)}) " if len(hosts) > 1 else ""
+        try:
+            url = make_url(one)
+        except (ArgumentError, ValueError) as e:
+            raise ValueError(f"{which}is not a SQLAlchemy URL") from e
+        if url.drivername not in ("mariadb+mariadbconnector", "mysql+mariadbconnector"):
+            raise ValueError("must use the driver mariadb+mariadbconnector://")
+        if not url.database:
+            raise ValueError("must name a database (mariadb+mariadbconnector://u:pw@host:3306/db)")
     return Secret(v)
+
+
+def target_hosts(v: str) -> list[str]:
+    """target.url once per host: ``scheme://user:pw@h1:3306,h2:3306/db`` (the multi-host form
+    of libpq and Connector/J, a Galera cluster's nodes) gives one URL for each ``host:port``
+    pair, in the order given; a URL of one host gives itself."""
+    scheme, sep, rest = v.partition("://")
+    if not sep:
+        return [v]
+    before_query, q, query = rest.partition("?")
+    userinfo, at, location = before_query.rpartition("@")
+    hosts, slash, path = location.partition("/")
+    names = [h.strip() for h in hosts.split(",")]
+    if len(names) == 1:
+        return [v]
+    if not all(names):
+        raise ValueError("has an empty host in its list of hosts")
+    return [f"{scheme}://{userinfo}{at}{h}{slash}{path}{q}{query}" for h in names]
 
 
 def sslmode(v: str) -> str | None:

@@ -6,10 +6,26 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# Where a comma-separated list of URLs (broker.url naming a cluster's nodes) starts its next
+# URL: a comma followed by a scheme. A comma in a URL's host part (target.url's host:port
+# pairs) is not followed by one, so such a URL stays whole.
+_NEXT_URL = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def split_urls(text: str) -> list[str]:
+    """A comma-separated list of URLs, each stripped (one URL gives a list of one)."""
+    return [part.strip() for part in _NEXT_URL.split(text) if part.strip()]
 
 
 def redact(dsn: str) -> str:
-    """The DSN or URL with its password replaced by ``***``."""
+    """The DSN or URL (or comma-separated list of URLs) with every password replaced by
+    ``***``."""
+    if dsn.count("://") > 1:
+        return ",".join(_redact_one(part) for part in split_urls(dsn))
+    return _redact_one(dsn)
+
+
+def _redact_one(dsn: str) -> str:
     if "://" in dsn:
         try:
             parts = urlsplit(dsn)

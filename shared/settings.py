@@ -23,6 +23,7 @@ T = TypeVar("T")
 C = TypeVar("C")
 
 README = "README.md"
+TLS = "docs/tls.md"
 _META = "setting"  # the key of a setting's declaration in its dataclass field's metadata
 _SECTION = "__cdc_section__"  # a config class's YAML section ("" for the top level)
 _RULES = "__cdc_rules__"  # the rules between settings that a config class declares
@@ -245,6 +246,20 @@ class Values:
 
 
 Rule = Callable[[Values], None]
+
+
+def client_certificate_needs_its_key(cert: str, key: str) -> Rule:
+    """A rule several sections share: a client certificate and its key, both or neither."""
+
+    def check(v: Values) -> None:
+        for given, missing in ((cert, key), (key, cert)):
+            if v[given] is not None and v[missing] is None:
+                raise ConfigError(
+                    f"{v.label(given)} is set but {v.label(missing)} is not: "
+                    "a client certificate needs its key"
+                )
+
+    return check
 
 
 @dataclass_transform(

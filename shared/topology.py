@@ -2,7 +2,9 @@
 
 A change message goes to a durable direct exchange, routed by the slot name to one durable
 queue with a single active consumer (so the applier sees the source's commit order). What the
-applier cannot apply goes to a dead-letter exchange and queue beside them.
+applier cannot apply goes to a dead-letter exchange and queue beside them. On a cluster the
+queues are quorum queues (broker.queue_type): replicated, a confirm meaning a majority of the
+nodes has the message.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Topology:
     dead_letter_exchange: str
     dead_letter_queue: str
     queue_type: str
+    delivery_limit: int = 1000
 
     @property
     def queue_arguments(self) -> dict[str, Any]:
@@ -31,9 +34,17 @@ class Topology:
             "x-dead-letter-routing-key": self.routing_key,
         }
         if self.queue_type == "quorum":
-            # RabbitMQ 4 would dead-letter a message redelivered 20 times (e.g. an applier
-            # restarting in a loop) by itself, out of order; only the applier decides that.
-            args["x-delivery-limit"] = 1_000_000
+            # RabbitMQ 3.10 has no default limit and RabbitMQ 4 sets 20, and a message
+            # redelivered that often (an applier restarting in a loop) would be dead-lettered
+            # by RabbitMQ itself, out of order; a limit no healthy pipeline reaches (every
+            # reconnect of the applier counts one) but that still ends a true poison loop.
+            args["x-delivery-limit"] = self.delivery_limit
+            # What RabbitMQ dead-letters itself is moved at least once (3.10+): kept in this
+            # queue until the dead-letter queue confirms it, never dropped. It needs
+            # reject-publish: a full queue refuses a publish (the extractor's confirm fails
+            # and it publishes again) rather than dropping the oldest message.
+            args["x-overflow"] = "reject-publish"
+            args["x-dead-letter-strategy"] = "at-least-once"
         return args
 
     @property
@@ -47,7 +58,15 @@ class Topology:
 
     @property
     def state_arguments(self) -> dict[str, Any]:
-        return {"x-queue-type": "classic", "x-max-length": 1, "x-overflow": "drop-head"}
+        args: dict[str, Any] = {"x-queue-type": "classic", "x-max-length": 1}
+        if self.queue_type == "quorum":
+            # On a cluster the state must survive the loss of a node like the changes do (a
+            # classic queue lives on one node: while that node is down no session could
+            # start). It is read by a get and a requeue at every start, each counting as a
+            # delivery: a limit no run reaches (RabbitMQ 4 would drop it after 20).
+            args.update({"x-queue-type": "quorum", "x-delivery-limit": 1_000_000})
+        args["x-overflow"] = "drop-head"
+        return args
 
     def declarations(self, with_state: bool = False) -> list[tuple[str, dict[str, Any]]]:
         """The channel calls, in order, that declare it all: (pika method, its arguments).
@@ -93,4 +112,5 @@ def topology_for(broker: BrokerConfig, slot: str) -> Topology:
         dead_letter_exchange=broker.dead_letter_exchange,
         dead_letter_queue=broker.dead_letter_queue,
         queue_type=broker.queue_type,
+        delivery_limit=broker.delivery_limit,
     )

@@ -1,6 +1,6 @@
 """The value conversions into MariaDB: the envelope's value -> the value to bind.
 
-Values arrive as the text PostgreSQL printed (see shared/envelope.py). Most are bound as they
+Values arrive as the text PostgreSQL printed (see shared/wire.py). Most are bound as they
 are and MariaDB parses them exactly (a DECIMAL from its decimal text, a DATE from ISO text);
 only a few need work here: timestamptz is moved to UTC, bytea from hex to bytes, arrays to JSON.
 Which type gets which conversion is the registry's (shared/types/registry.py).

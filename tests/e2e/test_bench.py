@@ -34,5 +34,6 @@ def test_bench_runs_every_part() -> None:
         "1,000-row batches by LOAD DATA (bulk path)",
         "1,000-row batches by multi-row statement",
         "CPU per row µs (extractor + applier = total)",
+        "2 ms away / direct",
     ):
         assert figure in proc.stdout, figure

@@ -7,10 +7,12 @@ import time
 
 import pytest
 
-from drill.run import KINDS, Drill, markdown
+from drill.report import KINDS, markdown
+from drill.run import Drill
 from harness.pipeline import Pipeline
 
 
+@pytest.mark.decoders
 @pytest.mark.slow
 def test_short_fault_drill(pipeline: Pipeline) -> None:
     seed = int(os.environ.get("CDC_DRILL_SEED", time.time()))

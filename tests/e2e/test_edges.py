@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from devstack.system import wait_until
 from harness.pipeline import Pipeline
 
 
+@pytest.mark.decoders
 def test_numbers_of_both_kinds_in_one_batch(pipeline: Pipeline) -> None:
     # Whole values arrive as JSON integers, others as text; one executemany binds both.
     pipeline.sql(
@@ -19,6 +22,7 @@ def test_numbers_of_both_kinds_in_one_batch(pipeline: Pipeline) -> None:
     pipeline.wait_converged(["m"])
 
 
+@pytest.mark.decoders
 def test_keyless_table_with_a_real_column(pipeline: Pipeline) -> None:
     pipeline.sql("CREATE TABLE k (a int, r real, s text)", "ALTER TABLE k REPLICA IDENTITY FULL")
     pipeline.start_pipeline()
@@ -28,6 +32,7 @@ def test_keyless_table_with_a_real_column(pipeline: Pipeline) -> None:
     pipeline.wait_converged(["k"])
 
 
+@pytest.mark.decoders
 def test_bytea_whatever_the_source_output_setting(pipeline: Pipeline) -> None:
     pipeline.stack.postgres.psql(f"ALTER DATABASE {pipeline.source_db} SET bytea_output = 'escape'")
     pipeline.sql("CREATE TABLE b (id int PRIMARY KEY, v bytea)")
@@ -36,6 +41,7 @@ def test_bytea_whatever_the_source_output_setting(pipeline: Pipeline) -> None:
     pipeline.wait_converged(["b"])
 
 
+@pytest.mark.decoders
 def test_replica_identity_using_another_unique_index(pipeline: Pipeline) -> None:
     pipeline.sql(
         "CREATE TABLE u (id int PRIMARY KEY, code text NOT NULL UNIQUE, v int)",

@@ -39,6 +39,8 @@ def recreate_source(pipeline: Pipeline, encoding: str) -> None:
         " TEMPLATE template0;"
     )
     pg.grant_source(APP_USER, pipeline.stack.app_password, pipeline.name, owner="postgres")
+    if pipeline.decoder == "pgoutput":
+        pipeline.publish()
 
 
 @pytest.fixture
@@ -81,6 +83,7 @@ def insert(pipeline: Pipeline, values: list[tuple[Any, ...]]) -> None:
     conn.close()
 
 
+@pytest.mark.decoders
 @pytest.mark.parametrize("encoding", sorted(TEXTS))
 @pytest.mark.usefixtures("utf8_client")
 def test_a_source_that_is_not_utf8_replicates_exactly(pipeline: Pipeline, encoding: str) -> None:

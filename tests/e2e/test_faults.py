@@ -10,11 +10,12 @@ from typing import Any
 
 import mariadb
 import psycopg2
+import pytest
 
 from devstack.system import wait_until
 from harness.pipeline import Pipeline, Proc
 from harness.workload import TABLES
-from shared import envelope
+from shared import wire
 from shared.position import Position
 
 
@@ -114,13 +115,13 @@ def captured_messages(pipeline: Pipeline, transactions: int, seed: int) -> list[
 
     def all_there() -> bool:
         messages.extend(pipeline.drain())
-        ends = sum(1 for _, b in messages for e in envelope.decode_all(b) if e.last)
+        ends = sum(1 for _, b in messages for e in wire.decode_all(b) if e.last)
         return ends >= transactions
 
     wait_until(all_there, "every transaction in the queue")
     assert extractor.stop() == 0
     messages.extend(pipeline.drain())
-    envs = [e for _, b in messages for e in envelope.decode_all(b)]
+    envs = [e for _, b in messages for e in wire.decode_all(b)]
     assert any(e.chunk > 0 for e in envs)  # some split transactions
     return messages
 
@@ -144,7 +145,7 @@ def test_a_predecessor_behind_the_prefetch_window_is_reached(pipeline: Pipeline)
     messages = captured_messages(pipeline, 40, seed=19)
     pipeline.republish(messages[:10])
     applier = pipeline.start("applier", CDC_BROKER_PREFETCH="8")
-    tenth = envelope.decode_all(messages[9][1])[-1].end
+    tenth = wire.decode_all(messages[9][1])[-1].end
     wait_until(lambda: checkpoint(pipeline) == tenth, "the first ten messages applied")
     # The eleventh behind nineteen of its successors: more than twice the window of 8.
     pipeline.republish(messages[11:30] + messages[10:11] + messages[30:])
@@ -162,7 +163,7 @@ def test_a_missing_message_is_reported_not_passed_over(pipeline: Pipeline) -> No
     applier.wait_for("ordering_gap", timeout=60)
     assert "ordering_gap" in applier.output()
     # Nothing after the gap was applied: the target is still at the state before it.
-    assert checkpoint(pipeline) == envelope.decode_all(messages[29][1])[-1].end
+    assert checkpoint(pipeline) == wire.decode_all(messages[29][1])[-1].end
     pipeline.republish([missing])
     pipeline.wait_converged(TABLES)
     assert applier.alive()
@@ -217,6 +218,7 @@ def peak_rss_mb(proc: Proc) -> float:
     raise AssertionError("no VmHWM")
 
 
+@pytest.mark.decoders  # protocol 1 without streaming: memory bounded all the same
 def test_large_transaction_streams_with_bounded_memory(pipeline: Pipeline) -> None:
     rows = 200_000
     pipeline.sql("CREATE TABLE big (id bigint PRIMARY KEY, payload text, amount numeric(12,2))")

@@ -143,6 +143,7 @@ def run_big_transaction(pipeline: Pipeline, rows: int) -> None:
     )
 
 
+@pytest.mark.decoders
 @pytest.mark.parametrize(
     ("before", "after"),
     [

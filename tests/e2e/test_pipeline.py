@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from devstack.system import wait_until
 from harness.pipeline import Pipeline
 from harness.workload import TABLES
 
 
+@pytest.mark.decoders
 def test_random_dml_converges_exactly(pipeline: Pipeline) -> None:
     w = pipeline.workload(1)
     pipeline.start_pipeline()
@@ -36,6 +39,7 @@ def test_replay_after_target_outage(pipeline: Pipeline) -> None:
     assert pipeline.queue_depth() == 0
 
 
+@pytest.mark.decoders
 def test_kill_extractor_mid_stream(pipeline: Pipeline) -> None:
     w = pipeline.workload(3)
     extractor, _ = pipeline.start_pipeline()
@@ -60,6 +64,7 @@ def test_kill_applier_mid_stream(pipeline: Pipeline) -> None:
     pipeline.wait_converged(TABLES)
 
 
+@pytest.mark.decoders
 def test_kill_both_repeatedly(pipeline: Pipeline) -> None:
     w = pipeline.workload(5)
     extractor, applier = pipeline.start_pipeline()
@@ -76,6 +81,7 @@ def test_kill_both_repeatedly(pipeline: Pipeline) -> None:
     pipeline.wait_converged(TABLES)
 
 
+@pytest.mark.decoders
 def test_server_restarts_are_ridden_through(pipeline: Pipeline) -> None:
     w = pipeline.workload(6)
     extractor, applier = pipeline.start_pipeline()

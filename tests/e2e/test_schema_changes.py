@@ -59,6 +59,7 @@ def started(pipeline: Pipeline, *tables: str, **env: str) -> tuple[Any, Any]:
     return extractor, applier
 
 
+@pytest.mark.decoders
 def test_add_column_with_a_constant_default_fills_the_rows_there(pipeline: Pipeline) -> None:
     pipeline.sql(
         "CREATE TABLE acc (id int PRIMARY KEY, v text)",
@@ -164,6 +165,7 @@ def test_a_dropped_table_is_kept_or_dropped(pipeline: Pipeline, dropped: str) ->
     assert bool(target_columns(pipeline, "gone")) == (dropped == "keep")
 
 
+@pytest.mark.decoders
 def test_a_key_column_renamed_then_updates_and_deletes(pipeline: Pipeline) -> None:
     pipeline.sql(
         "CREATE TABLE kr (a int PRIMARY KEY, v text)",
@@ -206,6 +208,7 @@ def test_a_table_created_empty_is_created(pipeline: Pipeline) -> None:
     pipeline.wait_converged(["empty_one"])
 
 
+@pytest.mark.decoders
 def test_schema_changes_between_row_changes_of_one_transaction(pipeline: Pipeline) -> None:
     pipeline.sql(
         "CREATE TABLE mix (id int PRIMARY KEY, v text)",
@@ -241,6 +244,7 @@ EVENTS = (
 )
 
 
+@pytest.mark.decoders
 def test_partitions_attached_and_detached_are_copied(pipeline: Pipeline) -> None:
     pipeline.sql(*EVENTS)
     extractor, _ = started(pipeline, "events", CDC_TABLES="public.events")
@@ -300,6 +304,7 @@ def test_applier_killed_right_after_a_schema_change(pipeline: Pipeline) -> None:
     assert target_rows(pipeline, "SELECT count(*) FROM k9 WHERE c = 7") == [(10,)]
 
 
+@pytest.mark.decoders
 def test_without_the_capture_a_changed_table_is_copied_again(pipeline: Pipeline) -> None:
     port = free_port()
     pipeline.sql(

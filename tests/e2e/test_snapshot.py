@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from devstack.system import wait_until
 from harness.pipeline import Pipeline
 from harness.workload import TABLES
@@ -31,6 +33,7 @@ def test_initial_snapshot_copies_existing_rows_exactly(pipeline: Pipeline) -> No
     assert "copy_table_done table=public.items rows=5000" in extractor.output()
 
 
+@pytest.mark.decoders
 def test_writes_during_the_copy_are_neither_lost_nor_doubled(pipeline: Pipeline) -> None:
     filled(pipeline, 20000)
     w = pipeline.workload(22)
@@ -60,6 +63,7 @@ def test_a_restart_during_the_copy_copies_again_cleanly(pipeline: Pipeline) -> N
     assert applier.alive()
 
 
+@pytest.mark.decoders
 def test_backfill_repairs_a_table_while_changes_flow(pipeline: Pipeline) -> None:
     w = pipeline.workload(24)
     extractor, _ = pipeline.start_pipeline()
@@ -89,6 +93,7 @@ def test_backfill_repairs_a_table_while_changes_flow(pipeline: Pipeline) -> None
     assert "backfill_requested tables=public.accounts,public.order_lines" in extractor.output()
 
 
+@pytest.mark.decoders
 def test_a_table_added_to_the_filter_is_copied(pipeline: Pipeline) -> None:
     pipeline.sql(
         "CREATE TABLE first (id int PRIMARY KEY, v text)",

@@ -12,7 +12,7 @@ import pika
 from devstack.system import wait_until
 from extractor.snapshot import request_backfill
 from harness.pipeline import Pipeline
-from shared import envelope
+from shared import envelope, wire
 from shared.config import BackfillConfig, load_config
 from shared.lsn import parse_lsn
 from shared.position import Position
@@ -98,7 +98,7 @@ def test_messages_are_persistent_json_envelopes(pipeline: Pipeline) -> None:
     with pipeline.channel() as ch:
         _, props, body = ch.basic_get(pipeline.queue, auto_ack=True)
     assert props.delivery_mode == 2
-    env = envelope.decode(body)
+    env = wire.decode(body)
     assert props.message_id == env.message_id == envelope.message_id(env.commit_lsn, 0)
     assert env.last and env.chunk == 0 and env.slot == pipeline.name
     assert [c.op for c in env.changes] == ["insert", "update", "delete"]
@@ -136,7 +136,7 @@ def publish(pipeline: Pipeline, body: bytes, message_id: str = "test") -> None:
 
 
 def an_envelope(commit_lsn: int, table: str, row_id: int, value: Any, prev: int = 0) -> bytes:
-    return envelope.encode(
+    return wire.encode(
         slot="x",
         xid=1,
         commit_lsn=commit_lsn,

@@ -6,8 +6,10 @@ import shutil
 import subprocess
 import sys
 import uuid
+from contextlib import closing
 from pathlib import Path
 
+import pika
 import pytest
 
 from devstack.postgres import Postgres
@@ -15,6 +17,8 @@ from devstack.stack import APP_USER, Stack
 from devstack.system import free_port
 from harness.pipeline import ROOT, Pipeline, Proc
 from harness.servers import Servers
+from shared.config import DlqConfig, load_config
+from shared.topology import topology_for
 
 
 def run(module: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -155,3 +159,37 @@ def test_server_not_set_up(
     finally:
         pg.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_pgoutput_needs_no_server_change(local_stack: Stack, tmp_path: Path) -> None:
+    """output_plugin_libraries at its default (no wal2json) refuses wal2json, and pgoutput
+    streams: its publication made by a role that may (here the superuser)."""
+    stack = local_stack
+    root = stack.root / "scratch" / f"pg-{uuid.uuid4().hex[:8]}"
+    pg = Postgres(root, free_port(), "pw", {"output_plugin_libraries": "'pgoutput, test_decoding'"})
+    pg.init()
+    pg.start()
+    try:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "CDC_SOURCE_DSN": pg.dsn("postgres"),
+            "CDC_SLOT": f"plain_{uuid.uuid4().hex[:8]}",
+            "CDC_BROKER_URL": stack.rabbitmq.url(),
+            "CDC_SOURCE_DECODER": "pgoutput",
+        }
+        extractor = Proc("extractor", env, tmp_path / "extractor.log", [])
+        try:
+            extractor.wait_for("streaming slot=")
+            out = extractor.output()
+            assert "publication_created publication=cdc_plain_" in out
+            assert f"publication=cdc_{env['CDC_SLOT']}" in out
+        finally:
+            assert extractor.stop() == 0
+    finally:
+        pg.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+        topology = topology_for(load_config(DlqConfig, environ=env).broker, env["CDC_SLOT"])
+        with closing(pika.BlockingConnection(pika.URLParameters(stack.rabbitmq.url()))) as c:
+            ch = c.channel()
+            for q in (topology.queue, topology.dead_letter_queue, topology.state_queue):
+                ch.queue_delete(q)

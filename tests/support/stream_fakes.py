@@ -38,7 +38,7 @@ from extractor.snapshot import BACKFILL_PREFIX, Done, Event, Ready, Rows
 from extractor.state import Stored, decode_state
 from extractor.stream import StreamSession
 from extractor.wal2json import Wal2Json
-from shared import envelope
+from shared import wire
 from shared.config import ExtractorConfig, SourceConfig, load_config
 from shared.envelope import Envelope
 from shared.errors import BrokerUnavailable, CdcError
@@ -197,6 +197,7 @@ class ScriptedSlot:
         self.sessions = 0
         self.resume_lsn = 0
         self.created = False
+        self.republished: list[TableRef] = []
         self.started_partitioned: bool | None = None
         self._xid = 1000
         self._queue: list[Message] = []
@@ -303,7 +304,7 @@ class Published:
     @property
     def envelopes(self) -> list[Envelope]:
         """One, or several small transactions batched in one message."""
-        return envelope.decode_all(self.body)
+        return wire.decode_all(self.body)
 
 
 class StubBroker:
@@ -402,6 +403,8 @@ class FakeCatalog:
         self.partitions.adopt(layout, None)
         self.partitioned = False
         self.checks = 0
+        # Tables the next check finds newly published (pgoutput's publication gained them).
+        self.added: list[TableRef] = []
 
     def _connect(self) -> Any:
         raise AssertionError("a table the fake catalog does not know: add it to the layout")
@@ -412,8 +415,10 @@ class FakeCatalog:
         self.partitioned = any(t in layout.roots for t in tables)
         return tables
 
-    def check(self) -> None:
+    def check(self) -> list[TableRef]:
         self.checks += 1
+        added, self.added = self.added, []
+        return added
 
 
 class FakeHeartbeat:

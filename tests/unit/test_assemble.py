@@ -7,10 +7,10 @@ import pytest
 
 from extractor.assemble import Assembler, Outgoing
 from extractor.decode import Begin
-from shared.envelope import decode
 from shared.errors import DecodeError
 from shared.lsn import parse_lsn
 from shared.position import Position
+from shared.wire import decode
 
 RESUME = Position.end_of(parse_lsn("0/1000"))
 T1 = Begin(xid=701, commit_lsn=parse_lsn("0/2000"), commit_time="2026-01-01 00:00:01+00")

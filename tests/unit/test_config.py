@@ -668,6 +668,13 @@ def test_broker_tls_files_need_an_amqps_url(ca_file: Path) -> None:
     assert "rabbit-s3cret" not in text
 
 
+def test_broker_tls_files_need_every_node_on_amqps(ca_file: Path) -> None:
+    urls = [BROKER_URL.replace("amqp://", "amqps://"), BROKER_URL.replace("@", "@second")]
+    with pytest.raises(ConfigError, match="every node") as info:
+        read(environ=tls_env(ca_file, CDC_BROKER_URL=",".join(urls)))
+    assert "rabbit-s3cret" not in str(info.value)
+
+
 def test_target_tls_files_need_target_ssl(ca_file: Path) -> None:
     with pytest.raises(ConfigError, match=r"target\.ssl_ca .* target\.ssl is false"):
         read(environ=tls_env(ca_file, CDC_TARGET_SSL="false"))
@@ -795,3 +802,20 @@ def test_every_setting_is_declared_once_and_documented() -> None:
 def test_the_documented_settings_are_the_declared_ones(page: str) -> None:
     text = (docs.ROOT / page).read_text()
     assert docs.rewrite(text, page) == text, f"{page}: its settings table is out of date: make docs"
+
+
+# ---------------------------------------------------------------- partitions (issue 14)
+
+
+def test_partitions_default_to_one_in_both_processes() -> None:
+    cfg = read(environ=full_env())
+    assert cfg.extractor.target.partitions == 1
+    assert cfg.applier.target.partitions == 1
+
+
+def test_more_partitions_are_refused_at_start_until_built() -> None:
+    # Every command refuses with the same one line (read() checks that), naming the setting.
+    with pytest.raises(ConfigError, match=r"target\.partitions \(CDC_TARGET_PARTITIONS\) is 4"):
+        read(environ=full_env(CDC_TARGET_PARTITIONS="4"))
+    with pytest.raises(ConfigError, match=r"target\.partitions"):
+        read(environ=full_env(CDC_TARGET_PARTITIONS="0"))

@@ -15,10 +15,10 @@ from extractor.decode import Begin, LogicalMessage
 from extractor.shapes import Shape, ShapeWatch
 from extractor.state import decode_state, encode_state
 from extractor.wal2json import Wal2Json
-from shared.envelope import decode
 from shared.errors import DecodeError
 from shared.lsn import parse_lsn
 from shared.tables import TableFilter, TableRef, parse_patterns
+from shared.wire import decode
 
 T = TableRef("public", "t")
 U = TableRef("public", "u")

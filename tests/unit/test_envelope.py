@@ -5,11 +5,12 @@ from typing import Any
 
 import pytest
 
-from shared import envelope
-from shared.envelope import Change, OldKey, decode, encode, message_id
+from shared import wire
+from shared.envelope import Change, OldKey, message_id
 from shared.errors import DecodeError, UnsupportedVersion
 from shared.lsn import parse_lsn
 from shared.position import END, Position
+from shared.wire import decode, encode
 
 COMMIT_LSN = parse_lsn("16/B374D848")
 AFTER = Position.end_of(parse_lsn("16/B374C000"))
@@ -107,7 +108,7 @@ def test_resumed_and_not_last() -> None:
 
 def test_wire_form() -> None:
     d = json.loads(body())
-    assert d["v"] == envelope.VERSION == 2
+    assert d["v"] == wire.VERSION == 2
     assert d["commit_lsn"] == "16/B374D848"
     assert d["after"] == "16/B374C000"
     assert "n" not in d["changes"][0]  # 0 is left out
@@ -254,7 +255,7 @@ def test_missing_changes() -> None:
 
 @pytest.mark.parametrize("field", ["op", "lsn", "schema", "table"])
 def test_missing_change_field(field: str) -> None:
-    run = envelope.runs_of([INSERT])[0]
+    run = wire.runs_of([INSERT])[0]
     del run[field]
     with pytest.raises(DecodeError):
         decode(raw(doc(changes=[run])))
@@ -300,7 +301,7 @@ def test_mismatched_old_key_lengths() -> None:
 
 
 def test_old_key_missing_part() -> None:
-    run = envelope.runs_of([DELETE])[0]
+    run = wire.runs_of([DELETE])[0]
     del run["old_values"]
     with pytest.raises(DecodeError):
         decode(raw(doc(changes=[run])))
@@ -338,7 +339,7 @@ def test_ordinal_of_changes_of_one_record() -> None:
 
 @pytest.mark.parametrize("n", [-1, "1", 1.5, None])
 def test_bad_ordinal(n: object) -> None:
-    run = dict(envelope.runs_of([INSERT])[0], n=[n])
+    run = dict(wire.runs_of([INSERT])[0], n=[n])
     with pytest.raises(DecodeError, match="whole number"):
         decode(raw(doc(changes=[run])))
 

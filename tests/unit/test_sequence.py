@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from applier.sequence import Sequencer, follows
 from shared.envelope import Change, Envelope
@@ -57,7 +58,37 @@ STREAM = [
 ORDER = ["200.0", "300.0", "300.1", "300.2", "400.0"]
 
 
-def released(seq: Sequencer[str], items: list[tuple[Envelope, str]]) -> tuple[list[str], list[str]]:
+class Ordered:
+    """The sequencer and the position it releases from, moved past what it releases as the
+    applier's checkpoint keeper moves it (applier/checkpoint_keeper.py)."""
+
+    def __init__(
+        self, checkpoint: Position | None, settled: Callable[[str], bool] = lambda _: False
+    ) -> None:
+        self.sequencer: Sequencer[str] = Sequencer(settled)
+        self.checkpoint = checkpoint
+
+    def __len__(self) -> int:
+        return len(self.sequencer)
+
+    def add(self, e: Envelope, item: str) -> None:
+        self.sequencer.add(e, item)
+
+    def take(self) -> tuple[list[tuple[Envelope, str]], list[str]]:
+        ready, duplicates = self.sequencer.take(self.checkpoint)
+        if ready:
+            self.checkpoint = ready[-1][0].end
+        return ready, duplicates
+
+    def waiting_for(self) -> str:
+        return self.sequencer.waiting_for()
+
+    def reset(self, checkpoint: Position | None, items: list[tuple[Envelope, str]]) -> None:
+        self.checkpoint = checkpoint
+        self.sequencer.put_back(items)
+
+
+def released(seq: Ordered, items: list[tuple[Envelope, str]]) -> tuple[list[str], list[str]]:
     out: list[str] = []
     dups: list[str] = []
     for e, name in items:
@@ -73,7 +104,7 @@ def names(stream: list[Envelope] = STREAM) -> list[tuple[Envelope, str]]:
 
 
 def test_in_order_is_released_at_once() -> None:
-    seq: Sequencer[str] = Sequencer(end(100))
+    seq = Ordered(end(100))
     out, dups = released(seq, names())
     assert out == ORDER
     assert dups == [] and len(seq) == 0
@@ -84,21 +115,21 @@ def test_any_arrival_order_is_released_in_source_order() -> None:
     for seed in range(50):
         items = names()
         random.Random(seed).shuffle(items)
-        seq: Sequencer[str] = Sequencer(end(100))
+        seq = Ordered(end(100))
         out, dups = released(seq, items)
         assert out == ORDER, seed
         assert dups == []
 
 
 def test_duplicates_are_recognised_in_any_order() -> None:
-    seq: Sequencer[str] = Sequencer(at(300, 220))  # chunks 0 and 1 of 300 applied
+    seq = Ordered(at(300, 220))  # chunks 0 and 1 of 300 applied
     out, dups = released(seq, list(reversed(names())))
     assert out == ["300.2", "400.0"]
     assert sorted(dups) == ["200.0", "300.0", "300.1"]
 
 
 def test_a_missing_message_holds_everything_after_it() -> None:
-    seq: Sequencer[str] = Sequencer(end(100))
+    seq = Ordered(end(100))
     items = [i for i in names() if i[1] != "300.1"]
     out, _ = released(seq, items)
     assert out == ["200.0", "300.0"]
@@ -113,7 +144,7 @@ def test_resumed_message_waits_until_nothing_older_can_come() -> None:
     # The slot resumed at 150, past the last message (100) the applier has: no message ends
     # at 150, so only "everything older was delivered" can release it.
     settled = {"yes": False}
-    seq: Sequencer[str] = Sequencer(end(100), lambda _: settled["yes"])
+    seq = Ordered(end(100), lambda _: settled["yes"])
     seq.add(env(200, end(150), [(160, 0)], resumed=True), "200")
     assert seq.take() == ([], [])
     settled["yes"] = True
@@ -122,7 +153,7 @@ def test_resumed_message_waits_until_nothing_older_can_come() -> None:
 
 
 def test_resumed_message_after_an_older_one_still_to_apply() -> None:
-    seq: Sequencer[str] = Sequencer(end(100), lambda _: True)
+    seq = Ordered(end(100), lambda _: True)
     seq.add(env(300, end(250), [(260, 0)], resumed=True), "300")
     seq.add(env(200, end(100), [(150, 0)]), "200")
     ready, _ = seq.take()
@@ -131,14 +162,14 @@ def test_resumed_message_after_an_older_one_still_to_apply() -> None:
 
 def test_resumed_message_does_not_skip_the_rest_of_a_split_transaction() -> None:
     # 100 was confirmed whole (the slot resumed past it), so its rest must be in the queue.
-    seq: Sequencer[str] = Sequencer(at(100, 50), lambda _: True)
+    seq = Ordered(at(100, 50), lambda _: True)
     seq.add(env(200, end(150), [(160, 0)], resumed=True), "200")
     assert seq.take() == ([], [])
 
 
 def test_an_empty_checkpoint_waits_for_the_first_messages_predecessor() -> None:
     # Messages 2-5 redelivered before 1, nothing applied yet: nothing may pass before 1.
-    seq: Sequencer[str] = Sequencer(None)
+    seq = Ordered(None)
     for e, n in names()[1:]:
         seq.add(e, n)
     assert seq.take() == ([], [])
@@ -148,13 +179,13 @@ def test_an_empty_checkpoint_waits_for_the_first_messages_predecessor() -> None:
 
 def test_a_new_slots_first_message_needs_nothing_before_it() -> None:
     first = env(200, None, [(150, 0)])
-    seq: Sequencer[str] = Sequencer(None)
+    seq = Ordered(None)
     out, _ = released(seq, [*names()[1:], (first, "200.0")])
     assert out == ORDER
 
 
 def test_an_empty_checkpoint_releases_a_resumed_message_once_settled() -> None:
-    seq: Sequencer[str] = Sequencer(None, lambda _: True)
+    seq = Ordered(None, lambda _: True)
     for e, n in reversed(names()):
         seq.add(e, n)
     ready, _ = seq.take()
@@ -162,7 +193,7 @@ def test_an_empty_checkpoint_releases_a_resumed_message_once_settled() -> None:
 
 
 def test_reset_puts_released_messages_back() -> None:
-    seq: Sequencer[str] = Sequencer(end(100))
+    seq = Ordered(end(100))
     for e, n in names():
         seq.add(e, n)
     ready, _ = seq.take()
@@ -197,7 +228,7 @@ COPY = [
 def test_a_late_copy_chunk_is_applied_before_what_follows_the_copy() -> None:
     # Redelivered as chunk 0, the insert after the copy, then chunks 1-2 (as after a requeue).
     items = names(COPY)
-    seq: Sequencer[str] = Sequencer(end(400))
+    seq = Ordered(end(400))
     out, dups = released(seq, [items[0], items[3], items[1], items[2]])
     assert out == ["500c.0", "500c.1", "500c.2", "600.0"]
     assert dups == []
@@ -207,7 +238,7 @@ def test_a_copy_at_the_commit_point_of_a_transaction_comes_before_it() -> None:
     # The copy's snapshot holds what committed before 500; the commit record at 500 is after.
     copy = env(500, end(400), [(0, 0)], copy=True)
     txn = env(500, end(500, copy=True), [(450, 0)])
-    seq: Sequencer[str] = Sequencer(end(400))
+    seq = Ordered(end(400))
     out, _ = released(seq, [(txn, "txn"), (copy, "copy")])
     assert out == ["copy", "txn"]
     assert seq.checkpoint == end(500)
@@ -216,7 +247,7 @@ def test_a_copy_at_the_commit_point_of_a_transaction_comes_before_it() -> None:
 def test_an_abandoned_copy_is_passed_by_the_next_session() -> None:
     # The extractor stopped after chunk 0 of the copy at 500; the next session resumed at 400
     # (the slot never moves past an unfinished copy), and copies again at 700.
-    seq: Sequencer[str] = Sequencer(end(400), lambda _: True)
+    seq = Ordered(end(400), lambda _: True)
     seq.add(*names(COPY)[0])
     seq.take()
     assert seq.checkpoint == at(500, 0, 1, copy=True)
@@ -232,7 +263,7 @@ def test_an_abandoned_copy_is_passed_by_the_next_session() -> None:
 
 def test_an_abandoned_initial_copy_is_passed_by_the_next_session() -> None:
     # A new slot at 100 copied its tables at 100 and stopped; the next session resumes at 100.
-    seq: Sequencer[str] = Sequencer(None, lambda _: True)
+    seq = Ordered(None, lambda _: True)
     seq.add(env(100, None, [(0, 0), (0, 1)], copy=True, last=False), "100c.0")
     seq.take()
     nxt = env(300, Position.before(100), [(0, 0)], copy=True, resumed=True)
@@ -241,7 +272,7 @@ def test_an_abandoned_initial_copy_is_passed_by_the_next_session() -> None:
 
 
 def test_a_copy_is_not_passed_by_a_message_of_its_own_session() -> None:
-    seq: Sequencer[str] = Sequencer(end(400), lambda _: True)
+    seq = Ordered(end(400), lambda _: True)
     seq.add(*names(COPY)[0])
     seq.take()
     seq.add(*names(COPY)[3])
@@ -255,7 +286,7 @@ def test_resent_with_other_chunk_boundaries() -> None:
     # Six changes, first sent in chunks of two; the applier has changes 0 and 1. After a
     # restart with other settings they come in chunks of three: the overlap is trimmed.
     lsns = [(310 + i, 0) for i in range(6)]
-    seq: Sequencer[str] = Sequencer(at(300, 311))
+    seq = Ordered(at(300, 311))
     seq.add(env(300, end(200), lsns[:3], last=False), "new0")
     seq.add(env(300, at(300, 312), lsns[3:], chunk=1), "new1")
     ready, dups = seq.take()
@@ -270,7 +301,7 @@ def test_resent_with_other_chunk_boundaries() -> None:
 def test_resent_with_a_narrower_filter() -> None:
     # Changes 310..315 of tables a and b; the applier has everything up to 313. After a
     # restart without table b, only a's changes come: those past 313 are applied, no more.
-    seq: Sequencer[str] = Sequencer(at(300, 313))
+    seq = Ordered(at(300, 313))
     seq.add(env(300, end(200), [(310, 0), (312, 0), (314, 0)]), "a")
     ready, _ = seq.take()
     assert [[c.ident[0] for c in e.changes] for e, _ in ready] == [[314]]
@@ -280,14 +311,14 @@ def test_resent_with_a_narrower_filter() -> None:
 def test_resent_with_a_wider_filter() -> None:
     # The applier has 310..313 of table a; a restart that also captures table b sends b's
     # changes of the same transaction: only those past what is applied come through.
-    seq: Sequencer[str] = Sequencer(at(300, 313))
+    seq = Ordered(at(300, 313))
     seq.add(env(300, end(200), [(310, 0), (311, 0), (313, 0), (314, 0), (315, 0)]), "ab")
     ready, _ = seq.take()
     assert [[c.ident[0] for c in e.changes] for e, _ in ready] == [[314, 315]]
 
 
 def test_changes_of_one_record_are_trimmed_by_their_ordinal() -> None:
-    seq: Sequencer[str] = Sequencer(at(300, 310, 2))
+    seq = Ordered(at(300, 310, 2))
     seq.add(env(300, end(200), [(310, i) for i in range(5)]), "copy-from")
     ready, _ = seq.take()
     assert [[c.n for c in e.changes] for e, _ in ready] == [[3, 4]]
@@ -297,7 +328,7 @@ def test_passing_an_unfinished_copy_waits_until_nothing_older_can_come() -> None
     # Redelivered after a reconnect: the next session's message may not pass the copy before
     # every older message was delivered (the copy's rest, if any, would sort first).
     settled = {"yes": False}
-    seq: Sequencer[str] = Sequencer(end(400), lambda _: settled["yes"])
+    seq = Ordered(end(400), lambda _: settled["yes"])
     seq.add(*names(COPY)[0])
     seq.take()
     seq.add(env(650, Position.before(450), [(620, 0)], resumed=True), "650.0")

@@ -6,6 +6,8 @@ No Docker engine runs here: the containers are never started; what they would be
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,6 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from devstack import mariadb, postgres
+from devstack.__main__ import NODES_RABBITMQ, nodes
+from devstack.galera import Galera
 from devstack.stack import APP_USER, Stack
 from devstack.system import StackError
 from harness import containers
@@ -25,6 +29,8 @@ from harness.containers import (
 )
 from harness.pipeline import Pipeline
 from harness.servers import PROVIDER_SETTING, Servers, provider
+from shared.config import DlqConfig, load_config
+from shared.parsers import target_hosts
 
 PORTS = {"postgres": 15432, "rabbitmq": 15672, "mariadb": 13306}
 
@@ -202,3 +208,59 @@ def test_without_a_docker_engine_the_containers_provider_says_so(
     monkeypatch.setattr(containers, "DOCKER_SOCKET", tmp_path / "docker.sock")
     with pytest.raises(StackError, match="CDC_TEST_SERVERS=containers: no Docker engine here"):
         ContainerServers.create().start()
+
+
+def test_the_stack_names_its_clusters_when_asked(tmp_path: Path) -> None:
+    # Nothing started: the folders, the ports, the settings they make.
+    stack = Stack.load(tmp_path / "stack", rabbitmq_nodes=3, mariadb_nodes=3)
+    env = stack.env()
+    assert env["CDC_BROKER_QUEUE_TYPE"] == "quorum"
+    broker = load_config(DlqConfig, environ={**env, "CDC_SLOT": "s"}).broker
+    assert stack.rabbit_cluster is not None and stack.galera is not None
+    assert [u.reveal() for u in broker.urls] == [n.url() for n in stack.rabbit_cluster.nodes]
+    assert len({n.port for n in stack.rabbit_cluster.nodes}) == 3
+    assert len({n.epmd_port for n in stack.rabbit_cluster.nodes}) == 1  # one port mapper
+    hosts = target_hosts(env["CDC_TARGET_URL"])
+    assert [urlsplit(h).port for h in hosts] == [n.port for n in stack.galera.nodes]
+    # Galera's nodes: every port distinct (SQL, group communication, IST, SST).
+    state = json.loads((stack.galera.root / "galera.json").read_text())
+    ports = [p for node in state["nodes"] for p in node.values()]
+    assert len(ports) == len(set(ports)) == 3 * 4
+    for node, given in zip(stack.galera.nodes, state["nodes"], strict=True):
+        args = " ".join(node.extra_args)
+        for port in given.values():
+            assert f"127.0.0.1:{port}" in args
+    # Kept: a later command (env, stop) finds them without being told.
+    again = Stack.load(tmp_path / "stack")
+    assert again.env()["CDC_BROKER_URL"] == env["CDC_BROKER_URL"]
+    assert "CDC_BROKER_QUEUE_TYPE" not in Stack.load(tmp_path / "stack", rabbitmq_nodes=1).env()
+
+
+def test_a_galera_node_gets_new_transfer_ports_when_another_server_took_one(
+    tmp_path: Path,
+) -> None:
+    galera = Galera.load(tmp_path / "galera", 3)
+    node = galera.nodes[1]
+    state = json.loads((galera.root / "galera.json").read_text())
+    taken = state["nodes"][1]["sst_port"]
+    with socket.socket() as other:  # another server of the machine, on that port
+        other.bind(("127.0.0.1", taken))
+        other.listen()
+        galera._free_transfer_ports(node)
+    now = json.loads((galera.root / "galera.json").read_text())["nodes"][1]
+    assert now["sst_port"] != taken and now["ist_port"] == state["nodes"][1]["ist_port"]
+    assert f"--wsrep-sst-receive-address=127.0.0.1:{now['sst_port']}" in node.extra_args
+    assert Galera.load(tmp_path / "galera", 3).nodes[1].extra_args == node.extra_args
+
+
+def test_cluster_sizes_come_from_the_option_or_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(NODES_RABBITMQ, raising=False)
+    assert nodes(None, NODES_RABBITMQ) is None  # as the stack was
+    monkeypatch.setenv(NODES_RABBITMQ, "3")
+    assert nodes(None, NODES_RABBITMQ) == 3
+    assert nodes(1, NODES_RABBITMQ) == 1  # the option wins
+    monkeypatch.setenv(NODES_RABBITMQ, "three")
+    with pytest.raises(StackError, match="CDC_STACK_RABBITMQ_NODES='three'"):
+        nodes(None, NODES_RABBITMQ)

@@ -298,6 +298,29 @@ def test_a_new_slot_copies_its_tables_first_and_records_them_once_confirmed() ->
     assert len(s.copiers) == 1
 
 
+def test_tables_the_publication_gained_are_copied_again() -> None:
+    """pgoutput never sent a table's changes from before it joined the publication: a table
+    added at a session's start, or by a catalog check while it runs, is copied again."""
+    rows = {T: [{"id": 1, "v": "a"}]}
+    s = Servers([T], slot_exists=False, rows=rows, CDC_SNAPSHOT="initial")
+    s.run()
+    assert len(s.copiers) == 1
+    s.run()
+    assert len(s.copiers) == 1  # recorded as copied: not again
+    ref = TableRef("public", "t")
+    s.slot.republished = [ref]  # added to the publication at this start
+    s.run()
+    assert [c.tables for c in s.copiers[1:]] == [[ref]]
+    s.slot.republished = []
+    session = s.session(until_drained=False)
+    at(s, 1, lambda: setattr(s.catalog, "added", [ref]))  # found by the check at 30 s
+    at(s, 35, lambda: s.slot.commit(insert(T, id=2, v="b")))
+    at(s, 60, session.request_stop)
+    session.run()
+    assert s.catalog.checks >= 1
+    assert [c.tables for c in s.copiers[2:]] == [[ref]]
+
+
 # ---------------------------------------------------------------- small transactions batched
 
 

@@ -1,0 +1,86 @@
+"""What the applier is made of on the outside, passed to it whole.
+
+MariaDB (as the batch applier sees it), RabbitMQ (as the consumer sees it) and the clock: each
+is a small protocol here, so that the applier's real loop runs just as well against in-memory
+fakes (tests/support/applier_fakes.py). ``connect`` makes the real ones (nothing is connected
+before the service runs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from applier.apply import Applier, BatchResult, Prepared
+from applier.consumer import Consumer, Delivery
+from shared.config import ApplierConfig
+from shared.envelope import Envelope
+from shared.errors import CdcError
+from shared.position import Position
+from shared.topology import topology_for
+
+
+class Target(Protocol):
+    """MariaDB: batches applied with the checkpoint, in one transaction each (apply.py)."""
+
+    def checkpoint(self) -> Position | None: ...
+
+    def prepare(self, batch: list[Envelope]) -> Prepared:
+        """The batch's statements, made without the target; its faults already classified."""
+        ...
+
+    def execute(
+        self, prepared: Prepared, expect: Position | None, *, replay: bool = False
+    ) -> BatchResult: ...
+
+    def skip(self, env: Envelope, expect: Position | None) -> None: ...
+
+    def refused(self) -> list[tuple[str, str, str]]: ...
+
+    def close(self) -> None: ...
+
+
+class Broker(Protocol):
+    """RabbitMQ: deliveries, acks, the dead-letter queue, the prefetch window (consumer.py)."""
+
+    prefetch: int  # what the current consumer started with
+
+    @property
+    def unacked(self) -> int: ...
+
+    def connect(self) -> None: ...
+
+    def poll(self, timeout: float, limit: int) -> list[Delivery]: ...
+
+    def ack(self, tags: list[int]) -> None: ...
+
+    def park(self, delivery: Delivery, error: CdcError, body: bytes | None = None) -> None: ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait while keeping the connection alive (heartbeats)."""
+        ...
+
+    def widen(self) -> bool: ...
+
+    def narrow(self) -> None: ...
+
+    def queue_depth(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    target: Target
+    broker: Broker
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+def connect(cfg: ApplierConfig) -> Collaborators:
+    """The real collaborators (they connect when first used)."""
+    return Collaborators(
+        target=Applier(cfg),
+        broker=Consumer(cfg.broker, topology_for(cfg.broker, cfg.source.slot)),
+    )

@@ -1,0 +1,101 @@
+"""Which partition a change belongs to, when ``target.partitions`` is N > 1 (issue 14, part 2).
+
+A row's partition is a stable hash of its table and key, modulo N, computed here once for
+both processes: the extractor routes by it, and the applier (or a test, or an operator) can
+say where a key went. It must not change between runs, machines or Python versions, so it is
+not ``hash()`` (salted per process) but BLAKE2b of a canonical text of the source schema,
+table and key values. The canonical text is PostgreSQL's text form of each value, so the two
+decoders give the same partition: wal2json sends an integer key as a JSON number and a
+boolean as true/false, pgoutput sends PostgreSQL's text ("42", "t"); the copy reads text too.
+
+Changes that span partitions (a truncate, a schema change, a copy's rows, an update that
+moves a row's key into another partition) are *barriers*: see ARCHITECTURE.md, "Parallel
+apply". The decision of which changes are barriers is here too, so that it has one home.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from shared.envelope import DDL, DELETE, TRUNCATE, UPDATE, Change
+
+# Separators that cannot occur in PostgreSQL's text of a name or a value: the canonical text
+# of ("a", "bc") and ("ab", "c") must differ.
+_FIELD = "\x1f"
+_NULL = "\x00"
+
+
+def canonical_value(value: Any) -> str:
+    """A key value as PostgreSQL prints it, whichever decoder produced it."""
+    if value is None:
+        return _NULL
+    if isinstance(value, bool):  # before int: bool is an int in Python
+        return "t" if value else "f"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    # Not seen for key columns today (wal2json parses numbers with parse_float=str); a
+    # stable text all the same rather than repr().
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def partition_of(schema: str, table: str, key_values: Sequence[Any], partitions: int) -> int:
+    """The partition (0 .. partitions-1) of the row of ``schema.table`` with that key."""
+    if partitions < 1:
+        raise ValueError("partitions must be at least 1")
+    if partitions == 1:
+        return 0
+    text = _FIELD.join([schema, table, *(canonical_value(v) for v in key_values)])
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+def _values_of(columns: list[str], values: list[Any], key: list[str]) -> list[Any] | None:
+    index = {name: i for i, name in enumerate(columns)}
+    if not all(k in index for k in key):
+        return None
+    return [values[index[k]] for k in key]
+
+
+def partitions_of(change: Change, partitions: int) -> frozenset[int]:
+    """Every partition the change touches: one for most; all of them for a barrier, and for
+    a change whose key cannot be known (an identity that is another unique index): routing
+    it to one partition would be a guess, and a wrong guess breaks per-key order."""
+    every = frozenset(range(partitions))
+    if partitions == 1:
+        return every
+    if change.op in (TRUNCATE, DDL):
+        return every
+    if not change.key:
+        # A table without a primary key: its rows cannot be told apart by key, so all its
+        # changes go to one partition, in order (as the source wrote them).
+        return frozenset({partition_of(change.schema, change.table, (), partitions)})
+    new = _values_of(change.columns, change.values, change.key) if change.op != DELETE else None
+    old = change.old_key
+    before = None if old is None else _values_of(old.columns, old.values, change.key)
+    if change.op == DELETE:
+        keys = [before]
+    elif change.op == UPDATE and old is not None:
+        keys = [new, before]
+    else:  # an insert, or an update that kept its key (no old identity sent)
+        keys = [new]
+    known = [k for k in keys if k is not None]
+    if len(known) < len(keys):
+        return every
+    return frozenset(partition_of(change.schema, change.table, k, partitions) for k in known)
+
+
+def is_barrier(change: Change, partitions: int) -> bool:
+    """A change that must be applied in order with the rows of more than one partition.
+    A copy is a barrier as a whole (its envelopes say ``copy``), whatever its rows."""
+    return len(partitions_of(change, partitions)) > 1
+
+
+def partition_queue(queue: str, partition: int) -> str:
+    """The queue of one partition: ``<queue>.p<i>``, bound to the exchange with that name as
+    its routing key (direct, so a message's partition is the extractor's decision alone)."""
+    return f"{queue}.p{partition}"

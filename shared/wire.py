@@ -1,0 +1,353 @@
+"""The message format between extractor and applier: one JSON envelope per chunk of a
+transaction (the objects it becomes: shared/envelope.py).
+
+Version 2::
+
+    {"v": 2, "slot": "cdc", "xid": 731,
+     "commit_lsn": "0/196D868",            # where the commit record begins: orders transactions
+     "commit_time": "2026-11-22 06:57:26.636428+00",
+     "copy": false,                        # true: a copy of tables, not a source transaction
+     "chunk": 0, "last": true,             # large transactions span several chunks
+     "after": "0/196C858",                 # the position this message continues from
+     "resumed": false,                     # true: the first message of an extractor session
+     "changes": [
+        {"op": "insert", "lsn": "0/196D980", "schema": "public", "table": "ck",
+         "columns": ["a", "b", "v"], "types": ["integer", "text", "text"],
+         "values": [5, "z", "q"], "key": ["a", "b"]},
+        {"op": "insert", "lsn": "0/196D980", "n": 1, ...},   # n: ordinal among the changes
+                                                             # of one WAL record (0: left out)
+        {"op": "update", ..., "old_key": {"columns": [...], "types": [...], "values": [...]}},
+        {"op": "delete", "lsn": ..., "schema": ..., "table": ..., "key": [...],
+         "old_key": {...}},
+        {"op": "truncate", "lsn": ..., "schema": ..., "table": ...},
+        {"op": "ddl", "lsn": "0/196DA07", "schema": "public", "table": "ck",
+         "columns": [...], "types": [...], "values": [null, "7"], "key": ["a", "b"],
+         "ddl": {"action": "alter", "relid": 16429, "attnums": [1, 3], "recopy": false}}]}
+
+``after`` is a position (shared/position.py): the end of the message the extractor published
+before this one in the same session (or, for a session's first message, the slot position it
+resumed from); ``null`` for the very first message of a new slot, before which nothing exists.
+The message carries every captured change after ``after`` up to its own end, which is the end
+of its transaction (``last``) or its last change. A copy's truncate of a table also carries the
+table's ``columns``, ``types`` and ``key`` (no values), so an empty table is created too, and
+``ddl``: ``{"relid": ..., "attnums": [...]}``, the table's OID and its columns' numbers.
+
+A ``ddl`` change is a schema change the DDL capture (sql/ddl-capture.sql) reported, at its
+place in the transaction; it always travels alone in its message (MariaDB commits DDL on its
+own). ``columns``/``types``/``key`` are the table's shape right after the command (``ddl.
+attnums``: each column's number, which a rename keeps; ``ddl.relid``: the table's OID), and
+``values`` what rows that existed before the command hold in each column where PostgreSQL
+filled them without writing them (a column added with a constant default), else null.
+``ddl.action`` is ``create`` (a new table), ``alter`` or ``drop``; ``ddl.recopy``: the command
+rewrote the table's rows, which a copy later in the stream brings. Its ``lsn`` is one less than
+the message's (wal2json gives the end of the message's record, where the next one starts).
+
+On the wire, ``changes`` is a list of *runs*: consecutive changes of one operation and one
+shape (table, columns, types, key, old key's columns) share one object, and what differs from
+change to change comes as parallel lists, so the names and types of a bulk load's columns are
+written once per message, not once per row::
+
+    {"op": "insert", "schema": "public", "table": "ck", "columns": ["a", "b", "v"],
+     "types": ["integer", "text", "text"], "key": ["a", "b"],
+     "lsn": ["0/196D980", "0/196D980"], "n": [0, 1],        # n: left out when all are 0
+     "values": [[5, "z", "q"], [6, "y", null]]}
+    {"op": "delete", ..., "key": ["a", "b"], "lsn": [...],
+     "old": {"columns": ["a", "b"], "types": ["integer", "text"]}, "old_values": [[5, "z"]]}
+
+A ``ddl`` change is always a run of its own. The form of each change described above is what
+the extractor builds and the applier reads (``Change``); only the wire groups them.
+
+Values keep the text PostgreSQL printed: integers are JSON integers, every other number
+(numeric, real, double) is a JSON string holding its exact decimal text, so no reader ever
+passes one through a binary float. Other types are strings as wal2json prints them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import orjson
+
+from shared.envelope import (
+    DDL,
+    DELETE,
+    INSERT,
+    OPERATIONS,
+    TRUNCATE,
+    UPDATE,
+    Change,
+    Envelope,
+    OldKey,
+)
+from shared.errors import DecodeError, UnsupportedVersion
+from shared.lsn import format_lsn, parse_lsn
+from shared.position import Position, optional
+
+VERSION = 2
+
+
+def _big_ints_as_text(runs: list[dict[str, Any]]) -> None:
+    """orjson (and the applier's orjson parser) stop at 64 bits: a wider integer, which only a
+    numeric column can hold, travels as its decimal text like every other numeric value."""
+    for run in runs:
+        for field in ("values", "old_values"):
+            rows = run.get(field)
+            if rows and run.get("op") != DDL:
+                run[field] = [
+                    [str(v) if type(v) is int and not -(2**63) <= v < 2**64 else v for v in row]
+                    for row in rows
+                ]
+            elif rows:  # a ddl change's values are one row, not a list of rows
+                run[field] = [
+                    str(v) if type(v) is int and not -(2**63) <= v < 2**64 else v for v in rows
+                ]
+
+
+def runs_of(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Changes in the form above -> the runs that carry them on the wire (stream order kept).
+
+    Once per change on the extractor's hot path: the common case (one more change of the run
+    before, of the same shape) is a few comparisons and a few appends."""
+    runs: list[dict[str, Any]] = []
+    run: dict[str, Any] = {}
+    lsns: list[str] = []
+    rows: list[Any] | None = None
+    olds: list[Any] | None = None
+    op = table = schema = columns = types = key = ocols = otypes = None
+    for c in changes:
+        old = c.get("old_key")
+        if not (
+            c["table"] == table
+            and c["op"] == op
+            and op != DDL
+            and c["schema"] == schema
+            and c.get("columns") == columns
+            and c.get("types") == types
+            and c.get("key") == key
+            and (old is None) == (ocols is None)
+            and (old is None or (old["columns"] == ocols and old["types"] == otypes))
+        ):
+            op, table, schema = c["op"], c["table"], c["schema"]
+            columns, types, key = c.get("columns"), c.get("types"), c.get("key")
+            ocols = None if old is None else old["columns"]
+            otypes = None if old is None else old["types"]
+            lsns = []
+            run = {"op": op, "schema": schema, "table": table, "lsn": lsns}
+            if columns:
+                run["columns"], run["types"] = columns, types
+            if key:
+                run["key"] = key
+            rows = olds = None
+            if op == DDL:
+                run["ddl"] = c.get("ddl")
+                run["values"] = c.get("values", [])
+            elif op not in (TRUNCATE, DELETE):
+                rows = run["values"] = []
+            elif c.get("ddl"):
+                run["ddl"] = c["ddl"]  # a copy's truncate: the table's OID and attnums
+            if old is not None:
+                run["old"] = {"columns": ocols, "types": otypes}
+                olds = run["old_values"] = []
+            runs.append(run)
+        lsns.append(c["lsn"])
+        n = c.get("n")
+        if n or "n" in run:
+            run.setdefault("n", [0] * (len(lsns) - 1)).append(n or 0)
+        if rows is not None:
+            rows.append(c["values"])
+        if olds is not None:
+            olds.append(old["values"])  # type: ignore[index]
+    return runs
+
+
+def encode(
+    *,
+    slot: str,
+    xid: int,
+    commit_lsn: int,
+    commit_time: str,
+    copy: bool,
+    chunk: int,
+    last: bool,
+    after: Position | None,
+    resumed: bool,
+    changes: list[dict[str, Any]],
+) -> bytes:
+    """Serialize a chunk whose changes are already dicts in the form shown above (each
+    change; the wire groups them into runs)."""
+    runs = runs_of(changes)
+    doc = {
+        "v": VERSION,
+        "slot": slot,
+        "xid": xid,
+        "commit_lsn": format_lsn(commit_lsn),
+        "commit_time": commit_time,
+        "copy": copy,
+        "chunk": chunk,
+        "last": last,
+        "after": None if after is None else str(after),
+        "resumed": resumed,
+        "changes": runs,
+    }
+    # orjson: several times faster than json.dumps; no binary float ever reaches it.
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        _big_ints_as_text(runs)
+        return orjson.dumps(doc)
+
+
+def decode_all(body: bytes) -> list[Envelope]:
+    """A message's envelopes: one, or several in an array (small transactions batched, in
+    stream order, each continuing from the one before). DecodeError if it is not that."""
+    try:
+        # No binary floats can appear (numbers that are not integers travel as text), so
+        # orjson's fast parser loses nothing.
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise DecodeError(f"body is not JSON: {e}") from e
+    if not isinstance(doc, list):
+        return [_envelope(doc)]
+    if not doc:
+        raise DecodeError("an empty array of envelopes")
+    envs = [_envelope(d) for d in doc]
+    for before, env in itertools.pairwise(envs):
+        if env.after != before.end:
+            raise DecodeError("a batch whose envelopes do not follow one another")
+    return envs
+
+
+def part_of(body: bytes, env: Envelope) -> bytes:
+    """The JSON of the one envelope of ``body`` that is ``env`` (for a dead letter of it
+    alone); the whole body if it holds only that one."""
+    if not body.lstrip().startswith(b"["):
+        return body
+    for d in orjson.loads(body):
+        if _envelope(d).end == env.end:
+            return orjson.dumps(d)
+    return body
+
+
+def decode(body: bytes) -> Envelope:
+    """Parse and check a message holding one envelope. Raises DecodeError (or
+    UnsupportedVersion) if it is not one."""
+    envs = decode_all(body)
+    if len(envs) != 1:
+        raise DecodeError(f"{len(envs)} envelopes where one was expected")
+    return envs[0]
+
+
+def _envelope(doc: Any) -> Envelope:
+    if not isinstance(doc, dict):
+        raise DecodeError("body is not a JSON object")
+    version = doc.get("v")
+    if type(version) is not int or version != VERSION:
+        raise UnsupportedVersion(
+            f"envelope version {version!r} is not supported (expected {VERSION}; an extractor "
+            "of another version wrote it: see the README's upgrade notes)"
+        )
+    try:
+        changes = [c for run in doc["changes"] for c in _run(run)]
+        after = doc["after"]
+        if after is not None and not isinstance(after, str):
+            raise DecodeError("malformed envelope: after is not a position")
+        env = Envelope(
+            slot=str(doc["slot"]),
+            xid=int(doc["xid"]),
+            commit_lsn=parse_lsn(doc["commit_lsn"]),
+            commit_time=str(doc["commit_time"]),
+            copy=_flag(doc["copy"]),
+            chunk=int(doc["chunk"]),
+            last=_flag(doc["last"]),
+            after=optional(after),
+            resumed=_flag(doc["resumed"]),
+            changes=changes,
+        )
+    except DecodeError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DecodeError(f"malformed envelope: {type(e).__name__}: {e}") from e
+    if env.chunk < 0 or (not env.last and not env.changes):
+        raise DecodeError("malformed envelope: bad chunk, or a chunk without changes")
+    # Where it starts and ends: computed here once, so a malformed LSN is found now.
+    if env.sort_key > env.end:
+        raise DecodeError("malformed envelope: its changes are not in order")
+    return env
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise DecodeError(f"malformed envelope: {value!r} is not true or false")
+    return value
+
+
+_EMPTY: list[Any] = []
+
+
+def _run(r: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one check after another
+    # Once per run on the applier's hot path: the checks that cost little, then one Change per
+    # change, all sharing the run's lists of names and types.
+    op = r["op"]
+    if op not in OPERATIONS:
+        raise DecodeError(f"unknown operation {op!r}")
+    schema, table = r["schema"], r["table"]
+    if not (isinstance(schema, str) and isinstance(table, str)):
+        raise DecodeError("schema and table must be text")
+    columns = r.get("columns", _EMPTY)
+    types = r.get("types", _EMPTY)
+    key = r.get("key", _EMPTY)
+    if len(columns) != len(types):
+        raise DecodeError("columns, types and values differ in length")
+    lsns = r["lsn"]
+    if not isinstance(lsns, list) or not all(isinstance(lsn, str) for lsn in lsns):
+        raise DecodeError("a change's lsn must be text")
+    count = len(lsns)
+    ns = r.get("n")
+    if ns is not None and (len(ns) != count or not all(type(n) is int and n >= 0 for n in ns)):
+        raise DecodeError("a change's n must be a whole number")
+    ddl = r.get("ddl")
+    if ddl is not None and not isinstance(ddl, dict):
+        raise DecodeError("a change's ddl must be an object")
+    if op == DDL:
+        if ddl is None or count != 1:
+            raise DecodeError("a ddl change without its ddl object")
+        values = r.get("values", _EMPTY)
+        if len(values) != len(columns):
+            raise DecodeError("columns, types and values differ in length")
+        n = ns[0] if ns is not None else 0
+        return [Change(op, lsns[0], schema, table, columns, types, values, key, None, n, ddl)]
+    rows: list[Any] = r.get("values") or []
+    if op in (INSERT, UPDATE):
+        if len(rows) != count or any(len(row) != len(columns) for row in rows):
+            raise DecodeError("columns, types and values differ in length")
+    elif rows:
+        raise DecodeError("columns, types and values differ in length")
+    old = r.get("old")
+    old_rows: list[Any] = r.get("old_values") or []
+    if old is not None:
+        ocols, otypes = old["columns"], old["types"]
+        if (
+            not (len(ocols) == len(otypes))
+            or len(old_rows) != count
+            or any(len(row) != len(ocols) for row in old_rows)
+        ):
+            raise DecodeError("old_key columns, types and values differ in length")
+    elif op == DELETE:
+        raise DecodeError("a delete without old_key cannot be applied")
+    return [
+        Change(
+            op,
+            lsns[i],
+            schema,
+            table,
+            columns,
+            types,
+            rows[i] if rows else _EMPTY,
+            key,
+            OldKey(ocols, otypes, old_rows[i]) if old is not None else None,
+            ns[i] if ns is not None else 0,
+            ddl,
+        )
+        for i in range(count)
+    ]

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import psycopg2
+import pytest
 
 from devstack.system import free_port, wait_until
 from harness.pipeline import Pipeline, Proc
@@ -99,6 +100,7 @@ def start(pipeline: Pipeline, port: int) -> Proc:
     return applier
 
 
+@pytest.mark.decoders
 def test_large_groups_go_through_load_data_exactly(pipeline: Pipeline) -> None:
     pipeline.sql(TYPES_TABLE, NASTY_TABLES)
     port = free_port()

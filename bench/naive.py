@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import mariadb
 import pika
@@ -20,10 +21,18 @@ import psycopg2
 from sqlalchemy.engine import make_url
 
 
+def _channel(url: str) -> Any:
+    # No heartbeats: on a loaded machine a starved reference pipeline lost its connection to
+    # a missed heartbeat, and the drain could not finish (it has no reconnect, by design).
+    params = pika.URLParameters(url)
+    params.heartbeat = 0
+    return pika.BlockingConnection(params).channel()
+
+
 def extract(dsn: str, slot: str, url: str, queue: str) -> None:
     pg = psycopg2.connect(dsn)
     pg.autocommit = True
-    channel = pika.BlockingConnection(pika.URLParameters(url)).channel()
+    channel = _channel(url)
     channel.queue_declare(queue)
     idle = 0
     with pg.cursor() as cur:
@@ -49,7 +58,7 @@ def apply(url: str, queue: str, target: str, table: str) -> None:
         host=u.host, port=u.port, user=u.username, password=u.password, database=u.database
     )
     cur = db.cursor()
-    channel = pika.BlockingConnection(pika.URLParameters(url)).channel()
+    channel = _channel(url)
     channel.queue_declare(queue)
 
     def on_message(ch: object, method: object, props: object, body: bytes) -> None:

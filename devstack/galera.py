@@ -16,7 +16,7 @@ from pathlib import Path
 
 from devstack.mariadb import MariaDB, loopback_url
 from devstack.rabbit_cluster import in_parallel
-from devstack.system import StackError, free_port, port_open, wait_until
+from devstack.system import StackError, cluster_state, free_port, port_open, wait_until
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 _SAFE = re.compile(r"^safe_to_bootstrap:\s*1\s*$", re.MULTILINE)
@@ -54,26 +54,18 @@ class Galera:
     @classmethod
     def load(cls, root: Path, size: int) -> Galera:
         """The cluster described in root/galera.json, created (ports, password) if missing."""
-        state_file = root / "galera.json"
-        if state_file.exists():
-            state = json.loads(state_file.read_text())
-        else:
-            root.mkdir(parents=True, exist_ok=True)
-            root.chmod(0o755)
-            state = {
+        state = cluster_state(
+            root / "galera.json",
+            size,
+            lambda: {
                 "password": secrets.token_hex(12),
                 "nodes": [
                     {k: free_port() for k in ("port", "gcomm_port", "ist_port", "sst_port")}
                     for _ in range(size)
                 ],
-            }
-            state_file.write_text(json.dumps(state, indent=2))
-            state_file.chmod(0o600)
-        if len(state["nodes"]) != size:
-            raise StackError(
-                f"{root} holds a Galera cluster of {len(state['nodes'])} nodes, not {size}: "
-                "stop it and remove the folder to change its size"
-            )
+            },
+            "Galera cluster",
+        )
         members = ",".join(f"127.0.0.1:{n['gcomm_port']}" for n in state["nodes"])
         nodes = [
             MariaDB(

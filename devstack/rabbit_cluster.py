@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.rabbitmq import RabbitMQ
-from devstack.system import StackError, free_port, wait_until
+from devstack.system import StackError, cluster_state, free_port, wait_until
 
 _JOINED = "joined"  # a marker in a node's folder: it is a member of the cluster
 
@@ -50,27 +50,19 @@ class RabbitCluster:
     @classmethod
     def load(cls, root: Path, size: int, password: str) -> RabbitCluster:
         """The cluster described in root/cluster.json, created (ports, cookie) if missing."""
-        state_file = root / "cluster.json"
-        if state_file.exists():
-            state = json.loads(state_file.read_text())
-        else:
-            root.mkdir(parents=True, exist_ok=True)
-            root.chmod(0o755)
-            state = {
+        state = cluster_state(
+            root / "cluster.json",
+            size,
+            lambda: {
                 "epmd_port": free_port(),
                 "cookie": secrets.token_hex(16),
                 "nodes": [
                     {"port": free_port(), "dist_port": free_port(), "tls_port": free_port()}
                     for _ in range(size)
                 ],
-            }
-            state_file.write_text(json.dumps(state, indent=2))
-            state_file.chmod(0o600)
-        if len(state["nodes"]) != size:
-            raise StackError(
-                f"{root} holds a cluster of {len(state['nodes'])} RabbitMQ nodes, not {size}: "
-                "stop it and remove the folder to change its size"
-            )
+            },
+            "RabbitMQ cluster",
+        )
         nodes = [
             RabbitMQ(
                 root / f"node{i + 1}",

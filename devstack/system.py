@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 # Each binary the servers and the tests need, and the Debian package that brings it.
 REQUIRED_FILES: dict[str, str] = {
@@ -182,3 +184,25 @@ def which(binary: str) -> str:
     if found is None:
         raise StackError(f"{binary} not found on PATH")
     return found
+
+
+def cluster_state(
+    state_file: Path, size: int, fresh: Callable[[], dict[str, Any]], what: str
+) -> dict[str, Any]:
+    """A local cluster's ports and secrets, kept in ``state_file`` (made by ``fresh`` on the
+    first start, readable only by root); a folder made for another size is refused."""
+    if state_file.exists():
+        state: dict[str, Any] = json.loads(state_file.read_text())
+    else:
+        root = state_file.parent
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)
+        state = fresh()
+        state_file.write_text(json.dumps(state, indent=2))
+        state_file.chmod(0o600)
+    if len(state["nodes"]) != size:
+        raise StackError(
+            f"{state_file.parent} holds a {what} of {len(state['nodes'])} nodes, not {size}: "
+            "stop it and remove the folder to change its size"
+        )
+    return state

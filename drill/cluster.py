@@ -19,7 +19,6 @@ import random
 import statistics
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from devstack.mariadb import MariaDB
 from devstack.rabbit_cluster import RabbitCluster
 from devstack.rabbitmq import RabbitMQ
 from devstack.stack import Stack, default_dir
-from drill.report import write_report
+from drill.report import Outcome, write_report
 from harness.clusters import MARKS, ClusterServers, galera_of, mark, rabbit_cluster_of, serving
 from harness.pipeline import Pipeline, new_pipeline
 from harness.workload import TABLES
@@ -40,17 +39,8 @@ FIGURES_END = "<!-- cluster drill figures: end -->"
 
 
 @dataclass
-class ClusterReport:
-    faults: Counter[str] = field(default_factory=Counter)
+class ClusterReport(Outcome):
     back_after: dict[str, list[float]] = field(default_factory=dict)  # kind -> seconds
-    transactions: int = 0
-    changes: int = 0
-    rows: dict[str, int] = field(default_factory=dict)
-    differences: dict[str, str] = field(default_factory=dict)
-    unexpected_exits: list[str] = field(default_factory=list)
-    dead_letters: int = 0
-    converge_seconds: float = 0.0
-    seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -131,14 +121,7 @@ class ClusterDrill:
         tables = [*TABLES, "marks"]
         self.p.wait_converged(tables, timeout=300)
         self.report.converge_seconds = time.monotonic() - converge_from
-        for table, diff in self.p.differences(tables).items():
-            self.report.differences[table] = diff.summary()
-        with self.p.pg() as conn, conn.cursor() as cur:
-            for table in tables:
-                cur.execute(f"SELECT count(*) FROM {table}")
-                self.report.rows[table] = int(cur.fetchone()[0])
-        self.report.dead_letters = self.p.queue_depth(self.p.queue + ".dead")
-        self.report.seconds = time.monotonic() - started
+        self.report.tally(self.p, tables, started)
         return self.report
 
 
@@ -161,15 +144,7 @@ def markdown(report: ClusterReport, command: str) -> str:
     lines += [
         f"| **total** | **{sum(report.faults.values())}** | |",
         "",
-        "| figure | value |",
-        "| --- | --- |",
-        f"| source transactions committed | {report.transactions} |",
-        f"| source row changes | {report.changes} |",
-        f"| rows compared at the end | {sum(report.rows.values())} |",
-        f"| time to converge after the last fault | {report.converge_seconds:.1f} s |",
-        f"| drill duration | {report.seconds / 60:.1f} min |",
-        f"| processes that exited by themselves | {len(report.unexpected_exits)} |",
-        f"| messages dead-lettered | {report.dead_letters} |",
+        *report.figure_rows(),
         "",
         "| table | rows | missing, extra, different |",
         "| --- | --- | --- |",

@@ -6,9 +6,14 @@ the drill's own tables, which the report describes.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.pipeline import Pipeline
 
 KINDS = (
     "kill_extractor",
@@ -31,9 +36,10 @@ COPIED, AUDIT = "copied", "audit"
 
 
 @dataclass
-class Report:
+class Outcome:
+    """What every drill (this one, the cluster drill) finds at its end."""
+
     faults: Counter[str] = field(default_factory=Counter)
-    cuts: Counter[str] = field(default_factory=Counter)
     transactions: int = 0
     changes: int = 0
     rows: dict[str, int] = field(default_factory=dict)
@@ -42,6 +48,35 @@ class Report:
     seconds: float = 0.0
     converge_seconds: float = 0.0
     dead_letters: int = 0
+
+    def tally(self, p: Pipeline, tables: list[str], started: float) -> None:
+        """Each table compared with the source and counted; the dead letters; the duration."""
+        for table, diff in p.differences(tables).items():
+            self.differences[table] = diff.summary()
+        with p.pg() as conn, conn.cursor() as cur:
+            for table in tables:
+                cur.execute(f"SELECT count(*) FROM {table}")
+                self.rows[table] = int(cur.fetchone()[0])
+        self.dead_letters = p.queue_depth(p.queue + ".dead")
+        self.seconds = time.monotonic() - started
+
+    def figure_rows(self) -> list[str]:
+        return [
+            "| figure | value |",
+            "| --- | --- |",
+            f"| source transactions committed | {self.transactions} |",
+            f"| source row changes | {self.changes} |",
+            f"| rows compared at the end | {sum(self.rows.values())} |",
+            f"| time to converge after the last fault | {self.converge_seconds:.1f} s |",
+            f"| drill duration | {self.seconds / 60:.1f} min |",
+            f"| processes that exited by themselves | {len(self.unexpected_exits)} |",
+            f"| messages dead-lettered | {self.dead_letters} |",
+        ]
+
+
+@dataclass
+class Report(Outcome):
+    cuts: Counter[str] = field(default_factory=Counter)
     big_rows: int = 0
     copies_cut: int = 0
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
@@ -85,16 +120,8 @@ def markdown(report: Report, command: str, seed: int) -> str:
         "TCP cuts by path: " + ", ".join(f"{k} {v}" for k, v in sorted(report.cuts.items())),
         "",
     ]
+    lines += report.figure_rows()
     lines += [
-        "| figure | value |",
-        "| --- | --- |",
-        f"| source transactions committed | {report.transactions} |",
-        f"| source row changes | {report.changes} |",
-        f"| rows compared at the end | {sum(report.rows.values())} |",
-        f"| time to converge after the last fault | {report.converge_seconds:.1f} s |",
-        f"| drill duration | {report.seconds / 60:.1f} min |",
-        f"| processes that exited by themselves | {len(report.unexpected_exits)} |",
-        f"| messages dead-lettered | {report.dead_letters} |",
         f"| one transaction of (rows) | {report.big_rows or '-'} |",
         f"| copies cut short by a fault | {report.copies_cut} |",
         f"| peak resident memory, extractor | {report.peak_rss_mb.get('extractor', 0):.0f} MB |",

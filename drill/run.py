@@ -293,14 +293,7 @@ class Drill:
         self.report.converge_seconds = time.monotonic() - converge_from
         self._check_alive()
         self._sample_memory()
-        for table, diff in self.p.differences(tables).items():
-            self.report.differences[table] = diff.summary()
-        with self.p.pg() as conn, conn.cursor() as cur:
-            for table in tables:
-                cur.execute(f"SELECT count(*) FROM {table}")
-                self.report.rows[table] = int(cur.fetchone()[0])
-        self.report.dead_letters = self.p.queue_depth(self.p.queue + ".dead")
-        self.report.seconds = time.monotonic() - started
+        self.report.tally(self.p, tables, started)
         for proxy in self.proxies.values():
             proxy.close()
         return self.report

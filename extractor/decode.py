@@ -13,7 +13,9 @@ partitions, type resolution, assembly, copies) knows which plugin ran. A decoder
   ``types`` (format_type's text, typmod included), ``values`` (ints and bools as such, every
   other value as the text PostgreSQL's output function prints, never a binary float),
   ``key`` (the primary key's columns) and, when the old row's key was logged, ``old_key``;
-  ``size`` bounds the bytes it took, for chunking;
+  ``size`` bounds the bytes it took, for chunking. The lists of names, types and key may be
+  shared by many changes (pgoutput's are its Relation's): later stages replace them, never
+  edit them in place;
 - ``Commit``, with where the commit record ends if the plugin says so there (pgoutput does:
   the slot is confirmed up to it), and ``LogicalMessage`` (pg_logical_emit_message:
   heartbeats, backfill requests).

@@ -153,6 +153,12 @@ class Relation:
     identity: list[bool]  # the column is part of the replica identity
     full: bool  # REPLICA IDENTITY FULL
     key: list[str]
+    kinds: tuple[int, ...] = ()  # what each column's text value becomes (_kind)
+    has_identity: bool = False  # not FULL, and some column is the identity's
+
+    def __post_init__(self) -> None:
+        self.kinds = tuple(map(_kind, self.oids))
+        self.has_identity = not self.full and any(self.identity)
 
 
 class _Reader:
@@ -283,71 +289,64 @@ class PgOutputDecoder:
     # ------------------------------------------------------------------ changes
 
     def _row(self, kind: bytes, payload: bytes, wal_start: int) -> RowChange:
-        r = _Reader(payload)
-        rel = self._rel(r.u32())
-        change: dict[str, Any] = {
-            "op": INSERT if kind == b"I" else UPDATE if kind == b"U" else DELETE,
-            "lsn": format_lsn(wal_start),
-            "schema": rel.schema,
-            "table": rel.table,
-        }
-        tag = payload[r.pos : r.pos + 1]
-        r.pos += 1
+        (relid,) = _U32.unpack_from(payload, 1)
+        rel = self._relations.get(relid)
+        if rel is None:
+            raise DecodeError(f"pgoutput sent a change of relation {relid} before describing it")
+        # Once per message, one character per byte: then a text value that is ASCII (most
+        # are) is one slice of it, with no bytes object and no decoding of its own.
+        text = payload.decode("latin-1")
+        tag = payload[5:6]
+        pos = 6
         old: list[Any] | None = None
         old_full = tag == b"O"
         if tag in (b"K", b"O"):
-            old = self._tuple(r, rel)
+            old, pos = _tuple(payload, text, pos, rel.kinds)
             if kind == b"U":
-                tag = payload[r.pos : r.pos + 1]
-                r.pos += 1
-        if kind == b"D":
-            change["columns"], change["types"], change["values"] = [], [], []
-        else:
+                tag = payload[pos : pos + 1]
+                pos += 1
+        new: list[Any] | None = None
+        if kind != b"D":
             if tag != b"N":
                 raise DecodeError(f"pgoutput change without its new row: {payload[:200]!r}")
-            new = self._tuple(r, rel)
+            new, pos = _tuple(payload, text, pos, rel.kinds)
+        if pos > len(payload):
+            raise DecodeError("pgoutput message ends early")
+        lsn = format_lsn(wal_start)
+        if new is None:
+            change: dict[str, Any] = {
+                "op": DELETE,
+                "lsn": lsn,
+                "schema": rel.schema,
+                "table": rel.table,
+                "columns": [],
+                "types": [],
+                "values": [],
+                "key": rel.key,
+            }
+        elif _UNCHANGED not in new:
+            # The relation's own lists, shared by its changes (decode.py: never edited in place).
+            change = {
+                "op": INSERT if kind == b"I" else UPDATE,
+                "lsn": lsn,
+                "schema": rel.schema,
+                "table": rel.table,
+                "columns": rel.columns,
+                "types": rel.types,
+                "values": new,
+                "key": rel.key,
+            }
+        else:
+            change = {"op": UPDATE, "lsn": lsn, "schema": rel.schema, "table": rel.table}
             _columns(change, rel, new, None)
-        change["key"] = list(rel.key)
+            change["key"] = rel.key
         if old is not None:
             change["old_key"] = _columns({}, rel, old, None if old_full else rel.identity)
-        elif kind == b"U" and not rel.full and any(rel.identity):
+        elif kind == b"U" and rel.has_identity:
             # The key did not change: wal2json gives the new row's identity columns.
+            assert new is not None
             change["old_key"] = _columns({}, rel, new, rel.identity)
         return RowChange(change, len(payload))
-
-    def _tuple(self, r: _Reader, rel: Relation) -> list[Any]:
-        buf = r.buf
-        pos = r.pos
-        (n,) = _I16.unpack_from(buf, pos)
-        pos += 2
-        out: list[Any] = []
-        oids = rel.oids
-        for i in range(n):
-            k = buf[pos]
-            pos += 1
-            if k == 0x74:  # 't'
-                (size,) = _I32.unpack_from(buf, pos)
-                pos += 4
-                raw = buf[pos : pos + size]
-                pos += size
-                oid = oids[i]
-                if oid in _INTEGERS:
-                    out.append(int(raw))
-                elif oid == _BOOL:
-                    out.append(raw == b"t")
-                elif oid == _BYTEA:
-                    # bare hex, as wal2json prints it (the session asks for bytea_output=hex)
-                    out.append((raw[2:] if raw[:2] == b"\\x" else raw).decode())
-                else:
-                    out.append(raw.decode())
-            elif k == 0x6E:  # 'n'
-                out.append(None)
-            elif k == 0x75:  # 'u'
-                out.append(_UNCHANGED)
-            else:
-                raise DecodeError(f"unknown pgoutput column kind {chr(k)!r}")
-        r.pos = pos
-        return out
 
     def _truncate(self, payload: bytes, wal_start: int) -> list[RowChange]:
         r = _Reader(payload)
@@ -371,14 +370,67 @@ class PgOutputDecoder:
         return LogicalMessage(bool(flags & 1), prefix, content.decode(), format_lsn(lsn))
 
 
+# What a column's text value becomes (Relation.kinds): as wal2json's JSON gives it.
+_TEXT, _INT, _BOOLEAN, _HEX = 0, 1, 2, 3
+
+
+def _kind(oid: int) -> int:
+    if oid in _INTEGERS:
+        return _INT
+    if oid == _BOOL:
+        return _BOOLEAN
+    if oid == _BYTEA:
+        return _HEX
+    return _TEXT
+
+
+def _tuple(buf: bytes, text: str, pos: int, kinds: tuple[int, ...]) -> tuple[list[Any], int]:
+    """A TupleData at ``pos``: its values, and where it ends. ``text``: ``buf`` decoded as
+    latin-1 (a slice of it that is ASCII is the value's UTF-8 text too; isascii() on a str
+    costs nothing, CPython knows it from building the slice)."""
+    (n,) = _I16.unpack_from(buf, pos)
+    if n != len(kinds):
+        raise DecodeError(f"pgoutput sent {n} columns of a relation of {len(kinds)}")
+    pos += 2
+    out: list[Any] = []
+    append = out.append
+    size_at = _I32.unpack_from
+    for kind in kinds:
+        k = buf[pos]
+        if k == 0x74:  # 't'
+            (size,) = size_at(buf, pos + 1)
+            start = pos + 5
+            pos = start + size
+            if kind == _TEXT:
+                value = text[start:pos]
+                append(value if value.isascii() else buf[start:pos].decode())
+            elif kind == _INT:
+                append(int(buf[start:pos]))
+            elif kind == _BOOLEAN:
+                append(buf[start:pos] == b"t")
+            else:
+                # bare hex, as wal2json prints it (the session asks for bytea_output=hex)
+                raw = buf[start:pos]
+                append((raw[2:] if raw[:2] == b"\\x" else raw).decode())
+        elif k == 0x6E:  # 'n'
+            append(None)
+            pos += 1
+        elif k == 0x75:  # 'u'
+            append(_UNCHANGED)
+            pos += 1
+        else:
+            raise DecodeError(f"unknown pgoutput column kind {chr(k)!r}")
+    return out, pos
+
+
 def _columns(
     into: dict[str, Any], rel: Relation, values: list[Any], only: list[bool] | None
 ) -> dict[str, Any]:
     """The columns of a tuple into ``into`` (all, or those ``only`` marks), in wal2json's form;
     unchanged TOASTed values left out."""
     if only is None and _UNCHANGED not in values:
-        # Lists of its own for each change: later stages may edit them in place.
-        into["columns"], into["types"], into["values"] = list(rel.columns), list(rel.types), values
+        # The relation's own lists, shared by its changes (decode.py: never edited in place).
+        into["columns"], into["types"], into["values"] = rel.columns, rel.types, values
         return into
     keep = [i for i, v in enumerate(values) if v is not _UNCHANGED and (only is None or only[i])]
     into["columns"] = [rel.columns[i] for i in keep]

@@ -208,3 +208,61 @@ def test_start_options() -> None:
 def test_an_origin_message_is_the_decoders_own() -> None:
     origin = b"O" + (0x1234).to_bytes(8, "big") + b"upstream\0"
     assert decoder("keys").decode(origin, 0) is None
+
+
+def _relation_message(relid: int, columns: list[tuple[str, int]]) -> bytes:
+    out = b"R" + relid.to_bytes(4, "big") + b"public\0t\0d" + len(columns).to_bytes(2, "big")
+    for i, (name, oid) in enumerate(columns):
+        out += bytes([i == 0]) + name.encode() + b"\0" + oid.to_bytes(4, "big") + b"\xff" * 4
+    return out
+
+
+def _insert_message(relid: int, values: list[bytes | None]) -> bytes:
+    out = b"I" + relid.to_bytes(4, "big") + b"N" + len(values).to_bytes(2, "big")
+    for v in values:
+        out += b"n" if v is None else b"t" + len(v).to_bytes(4, "big") + v
+    return out
+
+
+def test_values_keep_every_byte_whatever_the_bytes_around_them() -> None:
+    # A relation OID and lengths whose bytes are not ASCII, UTF-8 text beside ASCII text,
+    # the characters LOAD DATA escapes, NULL against the empty string, a numeric beyond 64 bits.
+    relid = 0x80FF80FF
+    columns = [("id", 20), ("t", 25), ("u", 25), ("b", 17), ("n", 1700), ("f", 16), ("e", 25)]
+    d = PgOutputDecoder(lambda pairs: ["x"] * len(pairs), lambda relid: ["id"])
+    assert d.decode(_relation_message(relid, columns), 0) is None
+    long_text = "a\tb\nc\\d\r" * 30  # 240 bytes: a length byte above 0x7F
+    values: list[bytes | None] = [
+        b"-9223372036854775808",
+        long_text.encode(),
+        "é€😀 \u0000x".replace("\u0000", "").encode(),
+        b"\\x00ff5c",
+        b"123456789012345678901234567890.000000000000000000000000000001",
+        b"f",
+        b"",
+    ]
+    record = d.decode(_insert_message(relid, values), 0x1_0000_0080)
+    assert isinstance(record, RowChange)
+    assert record.change["lsn"] == "1/80"
+    assert record.change["values"] == [
+        -9223372036854775808,
+        long_text,
+        "é€😀 x",
+        "00ff5c",
+        "123456789012345678901234567890.000000000000000000000000000001",
+        False,
+        "",
+    ]
+    values[6] = None
+    record = d.decode(_insert_message(relid, values), 0)
+    assert isinstance(record, RowChange)
+    assert record.change["values"][6] is None
+
+
+def test_a_tuple_of_another_width_than_its_relation_is_refused() -> None:
+    d = PgOutputDecoder(lambda pairs: ["x"] * len(pairs), lambda relid: ["id"])
+    d.decode(_relation_message(7, [("id", 20), ("t", 25)]), 0)
+    with pytest.raises(DecodeError, match="columns"):
+        d.decode(_insert_message(7, [b"1"]), 0)
+    with pytest.raises(DecodeError, match="ends early"):
+        d.decode(_insert_message(7, [b"1", b"abc"])[:-1], 0)

@@ -52,8 +52,14 @@ class Assembler:
         self._marked = False
         self._copy = False
         self._txn: Begin | None = None
-        self._pending: list[dict[str, Any]] = []
+        # The chunk being filled: its changes already in the wire's runs (no change object is
+        # kept), how many, their bytes, and what its last change was.
+        self._runs = wire.Runs()
+        self._pending = 0
         self._pending_bytes = 0
+        self._tail_lsn = ""
+        self._tail_n = 0
+        self._tail_table: tuple[str, str] = ("", "")
         self._chunk = 0
         self._chunk_after: Position | None = None
         self._last_lsn = ""
@@ -68,7 +74,8 @@ class Assembler:
             raise DecodeError(f"begin of xid {begin.xid} inside xid {self._txn.xid}")
         self._txn = begin
         self._copy = copy
-        self._pending = []
+        self._runs = wire.Runs()
+        self._pending = 0
         self._pending_bytes = 0
         self._chunk = 0
         self._chunk_after = self._after
@@ -87,20 +94,23 @@ class Assembler:
         lsn = change["lsn"]
         if lsn == self._last_lsn:
             self._n += 1
-            change["n"] = self._n
+            change["n"] = n = self._n
         else:
             self._last_lsn = lsn
-            self._n = 0
+            self._n = n = 0
         out = None
-        pending = self._pending
-        if pending and (
-            len(pending) >= self._max_changes
+        if self._pending and (
+            self._pending >= self._max_changes
             or self._pending_bytes + size > self._max_bytes
-            or (self._copy and _table(pending[-1]) != _table(change))
+            or (self._copy and self._tail_table != (change["schema"], change["table"]))
         ):
             out = self._emit(last=False)
-        self._pending.append(change)
+        self._runs.add(change)
+        self._pending += 1
         self._pending_bytes += size
+        self._tail_lsn, self._tail_n = lsn, n
+        if self._copy:
+            self._tail_table = (change["schema"], change["table"])
         return out
 
     def alone(self, change: dict[str, Any]) -> list[Outgoing]:
@@ -138,8 +148,7 @@ class Assembler:
         if last:
             end = Position.end_of(txn.commit_lsn, copy)
         else:
-            tail = pending[-1]
-            end = Position(txn.commit_lsn, copy, (parse_lsn(tail["lsn"]), tail.get("n", 0)))
+            end = Position(txn.commit_lsn, copy, (parse_lsn(self._tail_lsn), self._tail_n))
         after = self._chunk_after
         body = wire.encode(
             slot=self._slot,
@@ -151,7 +160,7 @@ class Assembler:
             last=last,
             after=after,
             resumed=self._resumed,
-            changes=pending,
+            runs=self._runs.runs,
         )
         out = Outgoing(
             body=body,
@@ -162,7 +171,7 @@ class Assembler:
             copy=copy,
             chunk=chunk,
             last=last,
-            changes=len(pending),
+            changes=pending,
             headers=envelope.headers_for(
                 commit_lsn=txn.commit_lsn,
                 copy=copy,
@@ -171,16 +180,13 @@ class Assembler:
                 after=after,
                 end=end,
                 resumed=self._resumed,
-                count=len(pending),
+                count=pending,
             ),
         )
         self._chunk += 1
         self._chunk_after = end
         self._resumed = False  # only a session's first message continues from the slot
-        self._pending = []
+        self._runs = wire.Runs()
+        self._pending = 0
         self._pending_bytes = 0
         return out
-
-
-def _table(change: dict[str, Any]) -> tuple[str, str]:
-    return change["schema"], change["table"]

@@ -104,61 +104,104 @@ def _big_ints_as_text(runs: list[dict[str, Any]]) -> None:
                 ]
 
 
-def runs_of(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Changes in the form above -> the runs that carry them on the wire (stream order kept).
+class Runs:
+    """Changes in the form above -> the runs that carry them on the wire, one change at a
+    time as they come (stream order kept): the extractor builds a message's runs while it
+    reads its changes, holding no change object once it is added.
 
     Once per change on the extractor's hot path: the common case (one more change of the run
     before, of the same shape) is a few comparisons and a few appends."""
-    runs: list[dict[str, Any]] = []
-    run: dict[str, Any] = {}
-    lsns: list[str] = []
-    rows: list[Any] | None = None
-    olds: list[Any] | None = None
-    op = table = schema = columns = types = key = ocols = otypes = None
-    for c in changes:
+
+    __slots__ = (
+        "_columns",
+        "_key",
+        "_lsns",
+        "_ocols",
+        "_olds",
+        "_op",
+        "_otypes",
+        "_rows",
+        "_run",
+        "_schema",
+        "_table",
+        "_types",
+        "runs",
+    )
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, Any]] = []
+        self._run: dict[str, Any] = {}
+        self._lsns: list[str] = []
+        self._rows: list[Any] | None = None
+        self._olds: list[Any] | None = None
+        self._op: str | None = None
+        self._table: str | None = None
+        self._schema: str | None = None
+        self._columns: list[str] | None = None
+        self._types: list[str] | None = None
+        self._key: list[str] | None = None
+        self._ocols: list[str] | None = None
+        self._otypes: list[str] | None = None
+
+    def add(self, c: dict[str, Any]) -> None:
         old = c.get("old_key")
         if not (
-            c["table"] == table
-            and c["op"] == op
-            and op != DDL
-            and c["schema"] == schema
-            and c.get("columns") == columns
-            and c.get("types") == types
-            and c.get("key") == key
-            and (old is None) == (ocols is None)
-            and (old is None or (old["columns"] == ocols and old["types"] == otypes))
+            c["table"] == self._table
+            and c["op"] == self._op
+            and self._op != DDL
+            and c["schema"] == self._schema
+            and c.get("columns") == self._columns
+            and c.get("types") == self._types
+            and c.get("key") == self._key
+            and (old is None) == (self._ocols is None)
+            and (old is None or (old["columns"] == self._ocols and old["types"] == self._otypes))
         ):
-            op, table, schema = c["op"], c["table"], c["schema"]
-            columns, types, key = c.get("columns"), c.get("types"), c.get("key")
-            ocols = None if old is None else old["columns"]
-            otypes = None if old is None else old["types"]
-            lsns = []
-            run = {"op": op, "schema": schema, "table": table, "lsn": lsns}
-            if columns:
-                run["columns"], run["types"] = columns, types
-            if key:
-                run["key"] = key
-            rows = olds = None
-            if op == DDL:
-                run["ddl"] = c.get("ddl")
-                run["values"] = c.get("values", [])
-            elif op not in (TRUNCATE, DELETE):
-                rows = run["values"] = []
-            elif c.get("ddl"):
-                run["ddl"] = c["ddl"]  # a copy's truncate: the table's OID and attnums
-            if old is not None:
-                run["old"] = {"columns": ocols, "types": otypes}
-                olds = run["old_values"] = []
-            runs.append(run)
-        lsns.append(c["lsn"])
+            self._start(c, old)
+        run = self._run
+        self._lsns.append(c["lsn"])
         n = c.get("n")
         if n or "n" in run:
-            run.setdefault("n", [0] * (len(lsns) - 1)).append(n or 0)
+            run.setdefault("n", [0] * (len(self._lsns) - 1)).append(n or 0)
+        rows = self._rows
         if rows is not None:
             rows.append(c["values"])
+        olds = self._olds
         if olds is not None:
             olds.append(old["values"])  # type: ignore[index]
-    return runs
+
+    def _start(self, c: dict[str, Any], old: dict[str, Any] | None) -> None:
+        op, table, schema = c["op"], c["table"], c["schema"]
+        columns, types, key = c.get("columns"), c.get("types"), c.get("key")
+        self._op, self._table, self._schema = op, table, schema
+        self._columns, self._types, self._key = columns, types, key
+        self._ocols = None if old is None else old["columns"]
+        self._otypes = None if old is None else old["types"]
+        self._lsns = []
+        run = self._run = {"op": op, "schema": schema, "table": table, "lsn": self._lsns}
+        if columns:
+            run["columns"], run["types"] = columns, types
+        if key:
+            run["key"] = key
+        self._rows = self._olds = None
+        if op == DDL:
+            run["ddl"] = c.get("ddl")
+            run["values"] = c.get("values", [])
+        elif op not in (TRUNCATE, DELETE):
+            self._rows = run["values"] = []
+        elif c.get("ddl"):
+            run["ddl"] = c["ddl"]  # a copy's truncate: the table's OID and attnums
+        if old is not None:
+            run["old"] = {"columns": self._ocols, "types": self._otypes}
+            self._olds = run["old_values"] = []
+        self.runs.append(run)
+
+
+def runs_of(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Changes in the form above -> the runs that carry them on the wire (``Runs``)."""
+    runs = Runs()
+    for c in changes:
+        runs.add(c)
+    return runs.runs
 
 
 def encode(
@@ -172,11 +215,13 @@ def encode(
     last: bool,
     after: Position | None,
     resumed: bool,
-    changes: list[dict[str, Any]],
+    changes: list[dict[str, Any]] | None = None,
+    runs: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """Serialize a chunk whose changes are already dicts in the form shown above (each
-    change; the wire groups them into runs)."""
-    runs = runs_of(changes)
+    change; the wire groups them into runs), or already grouped into ``runs`` (Runs)."""
+    if runs is None:
+        runs = runs_of(changes or [])
     doc = {
         "v": VERSION,
         "slot": slot,

@@ -19,13 +19,16 @@ def keep_change(
     change: dict[str, Any], capture: TableFilter, partitions: Partitions
 ) -> dict[str, Any] | None:
     """The change as it should travel, or None if its table is not captured."""
-    root = partitions.root_of(change["schema"], change["table"])
+    schema, table = change["schema"], change["table"]
+    root = partitions.root_of(schema, table)
     if root is None:
-        ref = TableRef(change["schema"], change["table"])
-        if not capture.captures(ref):
+        if not capture.captures_table(schema, table):
             return None
         if change["op"] == TRUNCATE:
-            partitions.truncating(ref, change["lsn"])
+            partitions.truncating(TableRef(schema, table), change["lsn"])
+        if not capture.exclude_columns:
+            return change
+        ref = TableRef(schema, table)
     else:
         if not capture.captures(root) or not partitions.as_root(change, root):
             return None

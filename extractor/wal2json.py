@@ -33,15 +33,18 @@ from shared.tables import Part, Pattern, TableFilter, TableRef
 log = logging.getLogger(__name__)
 
 
-class _Column(msgspec.Struct):
-    """One column of a wal2json record (``pk`` has no value)."""
+class _Column(msgspec.Struct, gc=False):
+    """One column of a wal2json record (``pk`` has no value).
+
+    ``gc=False`` (here and below): these objects hold text, numbers and lists of each other,
+    never a cycle, so the cycle collector need not track the thousands made per message."""
 
     name: str
     type: str = ""
     value: Any = None
 
 
-class _Record(msgspec.Struct):
+class _Record(msgspec.Struct, gc=False):
     """Every member of a wal2json v2 record the extractor reads; others are skipped.
 
     Decoded into these types rather than into dicts: msgspec then builds no dict per column
@@ -171,20 +174,23 @@ def _quote_type(m: re.Match[bytes]) -> bytes:
 
 
 def _change(op: str, doc: _Record) -> dict[str, Any]:
-    change: dict[str, Any] = {
-        "op": op,
-        "lsn": _required(doc.lsn, "lsn"),
-        "schema": _required(doc.schema, "schema"),
-        "table": _required(doc.table, "table"),
-    }
+    lsn, schema, table = doc.lsn, doc.schema, doc.table
+    if lsn is None or schema is None or table is None:
+        raise KeyError("lsn" if lsn is None else "schema" if schema is None else "table")
     if op == TRUNCATE:
-        return change
+        return {"op": op, "lsn": lsn, "schema": schema, "table": table}
     # map + attrgetter: the per-change work, in C (this runs for every row of every change).
     columns = doc.columns or ()
-    change["columns"] = list(map(_NAME, columns))
-    change["types"] = list(map(_TYPE, columns))
-    change["values"] = list(map(_VALUE, columns))
-    change["key"] = list(map(_NAME, doc.pk or ()))
+    change: dict[str, Any] = {
+        "op": op,
+        "lsn": lsn,
+        "schema": schema,
+        "table": table,
+        "columns": list(map(_NAME, columns)),
+        "types": list(map(_TYPE, columns)),
+        "values": list(map(_VALUE, columns)),
+        "key": list(map(_NAME, doc.pk or ())),
+    }
     identity = doc.identity
     if identity:
         change["old_key"] = {

@@ -135,7 +135,11 @@ class TableFilter:
     _cache: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def captures(self, ref: TableRef) -> bool:
-        key = (ref.schema, ref.table)
+        return self.captures_table(ref.schema, ref.table)
+
+    def captures_table(self, schema: str, table: str) -> bool:
+        """``captures`` without a TableRef (once per change: no object made for it)."""
+        key = (schema, table)
         hit = self._cache.get(key)
         if hit is None:
             hit = (not self.include or any(p.matches(*key) for p in self.include)) and not any(

@@ -196,19 +196,22 @@ class TypeResolver:
 
     def resolve(self, change: dict[str, Any]) -> None:
         """Rewrites ``change`` (and its old key) in place."""
-        for part in (change, change.get("old_key")):
-            if not part:
-                continue
-            types = part.get("types")
-            if not types:
-                continue
-            key = tuple(types)
-            try:
-                resolved = self._rows[key]
-            except KeyError:
-                resolved = self._rows[key] = self._resolve_row(key)
-            if resolved is not None:
-                part["types"] = resolved
+        self._part(change)
+        old = change.get("old_key")
+        if old:
+            self._part(old)
+
+    def _part(self, part: dict[str, Any]) -> None:
+        types = part.get("types")
+        if not types:
+            return
+        key = tuple(types)
+        try:
+            resolved = self._rows[key]
+        except KeyError:
+            resolved = self._rows[key] = self._resolve_row(key)
+        if resolved is not None:
+            part["types"] = resolved
 
     def _resolve_row(self, types: tuple[str, ...]) -> list[str] | None:
         if len(self._rows) >= _MAX_ROWS:

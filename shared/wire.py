@@ -112,21 +112,7 @@ class Runs:
     Once per change on the extractor's hot path: the common case (one more change of the run
     before, of the same shape) is a few comparisons and a few appends."""
 
-    __slots__ = (
-        "_columns",
-        "_key",
-        "_lsns",
-        "_ocols",
-        "_olds",
-        "_op",
-        "_otypes",
-        "_rows",
-        "_run",
-        "_schema",
-        "_table",
-        "_types",
-        "runs",
-    )
+    __slots__ = ("_lsns", "_olds", "_rows", "_run", "_shape", "runs")
 
     def __init__(self) -> None:
         self.runs: list[dict[str, Any]] = []
@@ -134,34 +120,30 @@ class Runs:
         self._lsns: list[str] = []
         self._rows: list[Any] | None = None
         self._olds: list[Any] | None = None
-        self._op: str | None = None
-        self._table: str | None = None
-        self._schema: str | None = None
-        self._columns: list[str] | None = None
-        self._types: list[str] | None = None
-        self._key: list[str] | None = None
-        self._ocols: list[str] | None = None
-        self._otypes: list[str] | None = None
+        # What changes of the run in progress share; a ddl change never has a run's company.
+        self._shape: tuple[Any, ...] = (DDL,)
 
     def add(self, c: dict[str, Any]) -> None:
         old = c.get("old_key")
-        if not (
-            c["table"] == self._table
-            and c["op"] == self._op
-            and self._op != DDL
-            and c["schema"] == self._schema
-            and c.get("columns") == self._columns
-            and c.get("types") == self._types
-            and c.get("key") == self._key
-            and (old is None) == (self._ocols is None)
-            and (old is None or (old["columns"] == self._ocols and old["types"] == self._otypes))
-        ):
-            self._start(c, old)
+        # One tuple compared in C, rather than a comparison per member in Python.
+        shape = (
+            c["op"],
+            c["table"],
+            c["schema"],
+            c.get("columns"),
+            c.get("types"),
+            c.get("key"),
+            None if old is None else old["columns"],
+            None if old is None else old["types"],
+        )
+        if shape != self._shape or shape[0] == DDL:
+            self._start(c, shape)
         run = self._run
-        self._lsns.append(c["lsn"])
+        lsns = self._lsns
+        lsns.append(c["lsn"])
         n = c.get("n")
         if n or "n" in run:
-            run.setdefault("n", [0] * (len(self._lsns) - 1)).append(n or 0)
+            run.setdefault("n", [0] * (len(lsns) - 1)).append(n or 0)
         rows = self._rows
         if rows is not None:
             rows.append(c["values"])
@@ -169,13 +151,9 @@ class Runs:
         if olds is not None:
             olds.append(old["values"])  # type: ignore[index]
 
-    def _start(self, c: dict[str, Any], old: dict[str, Any] | None) -> None:
-        op, table, schema = c["op"], c["table"], c["schema"]
-        columns, types, key = c.get("columns"), c.get("types"), c.get("key")
-        self._op, self._table, self._schema = op, table, schema
-        self._columns, self._types, self._key = columns, types, key
-        self._ocols = None if old is None else old["columns"]
-        self._otypes = None if old is None else old["types"]
+    def _start(self, c: dict[str, Any], shape: tuple[Any, ...]) -> None:
+        self._shape = shape
+        op, table, schema, columns, types, key, ocols, otypes = shape
         self._lsns = []
         run = self._run = {"op": op, "schema": schema, "table": table, "lsn": self._lsns}
         if columns:
@@ -190,8 +168,8 @@ class Runs:
             self._rows = run["values"] = []
         elif c.get("ddl"):
             run["ddl"] = c["ddl"]  # a copy's truncate: the table's OID and attnums
-        if old is not None:
-            run["old"] = {"columns": self._ocols, "types": self._otypes}
+        if ocols is not None:
+            run["old"] = {"columns": ocols, "types": otypes}
             self._olds = run["old_values"] = []
         self.runs.append(run)
 

@@ -9,17 +9,18 @@ new group, so the order of changes to any one row is kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from applier.upsert import Compiled, Statements
 from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE, Change
 from shared.naming import Naming, TargetRef
 from shared.types import Converter, converter
+from shared.types.values import column_form
 
 _converters: dict[tuple[str, ...], tuple[tuple[int, Converter], ...]] = {}
 
-RowMaker = Callable[[list[object]], tuple[object, ...]]
+RowsMaker = Callable[[list[list[object]]], list[tuple[object, ...]]]
 
 
 def _conversions(types: list[str]) -> tuple[tuple[int, Converter], ...]:
@@ -42,36 +43,50 @@ def _converted(types: list[str], values: list[object]) -> list[object]:
     return out
 
 
-def _row_maker(types: list[str], stmt: Compiled) -> RowMaker:
-    """Values as the envelope holds them -> the row to bind, for every change of one shape.
-    Built once per run of same-shaped changes, so the per-row work is only what must be."""
-    convs = _conversions(types)
+def _rows_maker(types: list[str], stmt: Compiled) -> RowsMaker:
+    """Values as the envelope holds them -> the rows to bind, for a run of changes of one
+    shape: column by column (shared/types/values.py ``column_form``), so the per-row work is
+    only what must be."""
+    forms = tuple((i, column_form(c)) for i, c in _conversions(types))
     order = stmt.order
-    if order == tuple(range(len(types))):
-        if not convs:
-            return tuple
+    width = len(types)
+    identity = order == tuple(range(width))
+    if identity and not forms:
+        return lambda raw: list(map(tuple, raw))
 
-        def converted(values: list[object]) -> tuple[object, ...]:
-            out = list(values)
-            for i, conv in convs:
-                out[i] = conv(out[i])
-            return tuple(out)
+    def make(raw: list[list[object]]) -> list[tuple[object, ...]]:
+        if not width:
+            return [stmt.params(values) for values in raw]
+        # The envelope's rows all have ``width`` values (shared/wire.py checks).
+        columns: list[Sequence[object]] = list(zip(*raw, strict=True))
+        for i, form in forms:
+            columns[i] = form(columns[i])
+        if not identity:
+            columns = [columns[i] for i in order]
+        return list(zip(*columns, strict=True))
 
-        return converted
-    return lambda values: stmt.params(_converted(types, values))
+    return make
 
 
 @dataclass
 class _Run:
-    """The last upsert shape seen for one source table, and the group it fills."""
+    """The last upsert shape seen for one source table, and the group it fills: its values
+    gather in ``raw`` and become the group's rows at once (``flush``), before anything else
+    goes into the group and at the end of the plan."""
 
     columns: list[str]
     types: list[str]
     key: list[str]
     groups: list[Group]
     group: Group
-    make: RowMaker
+    make: RowsMaker
     count: list[int]  # the (table, "I"/"U") counter cell this run adds to
+    raw: list[list[object]] = field(default_factory=list)
+
+    def flush(self) -> None:
+        if self.raw:
+            self.group.rows.extend(self.make(self.raw))
+            self.raw = []
 
 
 AddFn = Callable[[TargetRef, str, Compiled, "tuple[object, ...] | None", "tuple[str, ...]"], None]
@@ -102,6 +117,9 @@ def build_plan(
     per_table: dict[TargetRef, list[Group]] = {}
     cells: dict[tuple[TargetRef, str], list[int]] = {}
     runs: dict[tuple[str, str, str], _Run] = {}
+    # The run whose rows were gathered last: only its ``raw`` may hold rows, so rows go into
+    # a group (which runs of inserts and plain updates may share) in the order of their changes.
+    active: _Run | None = None
 
     def add(
         table: TargetRef,
@@ -110,6 +128,8 @@ def build_plan(
         row: tuple[object, ...] | None,
         key: tuple[str, ...],
     ) -> None:
+        if active is not None:
+            active.flush()
         groups = per_table.setdefault(table, [])
         if groups and groups[-1].statement is stmt:
             group = groups[-1]
@@ -139,22 +159,34 @@ def build_plan(
                 and ch.types == run.types
                 and ch.key == run.key
             ):
-                run.group.rows.append(run.make(ch.values))
+                if run is not active:
+                    if active is not None:
+                        active.flush()
+                    active = run
+                run.raw.append(ch.values)
                 run.count[0] += 1
                 continue
             table = naming.target(ch.schema, ch.table)
             stmt = statements.upsert(table, tuple(ch.columns), tuple(ch.key))
-            make = _row_maker(ch.types, stmt)
-            add(table, "upsert", stmt, make(ch.values), tuple(ch.key))
+            add(table, "upsert", stmt, None, tuple(ch.key))
             groups = per_table[table]
-            runs[(ch.schema, ch.table, op)] = _Run(
-                ch.columns, ch.types, ch.key, groups, groups[-1], make, count(table, op)
+            runs[(ch.schema, ch.table, op)] = active = _Run(
+                ch.columns,
+                ch.types,
+                ch.key,
+                groups,
+                groups[-1],
+                _rows_maker(ch.types, stmt),
+                count(table, op),
+                [ch.values],
             )
             continue
         table = naming.target(ch.schema, ch.table)
         count(table, op)
         _add_other(add, statements, table, ch, table in has_table)
 
+    if active is not None:
+        active.flush()
     groups = [g for table_groups in per_table.values() for g in table_groups]
     counts = {key: cell[0] for key, cell in cells.items()}
     return Plan(groups, counts)

@@ -19,7 +19,7 @@ import enum
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -270,3 +270,46 @@ def _parse_array(
         items.append(scalar(text[pos:end].strip(_ARRAY_SPACE), False))
         pos = end
     raise RowRejected(f"unterminated array literal: {text[:60]!r}")
+
+
+# ---------------------------------------------------------------- a column at a time
+# The applier converts a run of same-shaped rows column by column (applier/plan.py): the
+# conversions of the bulk of any stream then cost no call per value where one pass in C
+# over the column does the same, value for value.
+
+_TEXT_OR_NULL = frozenset((str, type(None)))
+
+
+def number_texts(column: Sequence[Any]) -> Sequence[Any]:
+    """``number_text`` of each value: nothing to do when they are all text (or NULL)."""
+    if set(map(type, column)) <= _TEXT_OR_NULL:
+        return column
+    return list(map(number_text, column))
+
+
+def timestamptzs(column: Sequence[Any]) -> Sequence[Any]:
+    """``timestamptz`` of each value. The usual case, every value text in UTC (``+00``),
+    is one join, one replace and one split: no value holds a newline, so each ``+00`` before
+    one ends a value, and each value ends before one."""
+    try:
+        joined = "\n".join(column) + "\n"
+    except TypeError:  # a NULL (or not text): value by value
+        return list(map(timestamptz, column))
+    n = len(column)
+    if joined.count("\n") != n or joined.count("+00\n") != n:
+        return list(map(timestamptz, column))
+    return joined.replace("+00\n", "\n").split("\n")[:n]
+
+
+_COLUMN_FORMS: dict[Converter, Callable[[Sequence[Any]], Sequence[Any]]] = {
+    number_text: number_texts,
+    timestamptz: timestamptzs,
+}
+
+
+def column_form(conv: Converter) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """``conv`` over a whole column of values, in order."""
+    form = _COLUMN_FORMS.get(conv)
+    if form is not None:
+        return form
+    return lambda column: list(map(conv, column))

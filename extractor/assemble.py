@@ -74,7 +74,8 @@ class Assembler:
             raise DecodeError(f"begin of xid {begin.xid} inside xid {self._txn.xid}")
         self._txn = begin
         self._copy = copy
-        self._runs = wire.Runs()
+        if self._runs.runs:  # else the empty one the last chunk left (one per chunk, not two)
+            self._runs = wire.Runs()
         self._pending = 0
         self._pending_bytes = 0
         self._chunk = 0

@@ -140,13 +140,20 @@ class TargetSchema:
 
     def shapes(self, changes: Iterable[Change]) -> dict[TargetRef, TableShape]:
         shapes: dict[TargetRef, TableShape] = {}
-        last: tuple[str, str, list[str], list[str]] | None = None
+        last: Change | None = None
         for change in changes:
-            # Runs of changes to one table with the same columns say nothing new.
-            seen = (change.schema, change.table, change.columns, change.types)
-            if seen == last and change.old_key is None:
+            # Runs of changes to one table with the same columns say nothing new (the changes
+            # of one run share their lists: compared by identity first, at no cost).
+            if (
+                last is not None
+                and change.old_key is None
+                and change.table == last.table
+                and change.schema == last.schema
+                and (change.columns is last.columns or change.columns == last.columns)
+                and (change.types is last.types or change.types == last.types)
+            ):
                 continue
-            last = seen
+            last = change
             target = self._naming.target(change.schema, change.table)
             shape = shapes.get(target)
             if shape is None:

@@ -306,6 +306,7 @@ def _flag(value: Any) -> bool:
 
 
 _EMPTY: list[Any] = []
+_TEXT = frozenset((str,))
 
 
 def _run(r: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one check after another
@@ -323,7 +324,8 @@ def _run(r: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one check after 
     if len(columns) != len(types):
         raise DecodeError("columns, types and values differ in length")
     lsns = r["lsn"]
-    if not isinstance(lsns, list) or not all(isinstance(lsn, str) for lsn in lsns):
+    # Checks of every change as one pass in C each (set of types, of lengths): no Python per row.
+    if not isinstance(lsns, list) or not set(map(type, lsns)) <= _TEXT:
         raise DecodeError("a change's lsn must be text")
     count = len(lsns)
     ns = r.get("n")
@@ -342,7 +344,7 @@ def _run(r: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one check after 
         return [Change(op, lsns[0], schema, table, columns, types, values, key, None, n, ddl)]
     rows: list[Any] = r.get("values") or []
     if op in (INSERT, UPDATE):
-        if len(rows) != count or any(len(row) != len(columns) for row in rows):
+        if len(rows) != count or (rows and set(map(len, rows)) != {len(columns)}):
             raise DecodeError("columns, types and values differ in length")
     elif rows:
         raise DecodeError("columns, types and values differ in length")
@@ -353,7 +355,7 @@ def _run(r: dict[str, Any]) -> list[Change]:  # noqa: PLR0912 - one check after 
         if (
             not (len(ocols) == len(otypes))
             or len(old_rows) != count
-            or any(len(row) != len(ocols) for row in old_rows)
+            or (old_rows and set(map(len, old_rows)) != {len(ocols)})
         ):
             raise DecodeError("old_key columns, types and values differ in length")
     elif op == DELETE:

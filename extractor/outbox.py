@@ -166,6 +166,8 @@ class Outbox:
         m.changes.inc(out.changes)
         if out.last:
             m.transactions.inc()
+        if not out.copy:
+            m.published(out.commit_time)
         return seq
 
     def _publish_batch(self, batch: _Batch) -> int:
@@ -179,6 +181,7 @@ class Outbox:
         m.messages.inc()
         m.changes.inc(batch.changes)
         m.transactions.inc(len(batch.outs))
+        m.published(first.commit_time)
         return seq
 
     # ------------------------------------------------------------ confirms

@@ -22,6 +22,7 @@ from applier.acks import Acks
 from applier.batches import BatchRunner
 from applier.checkpoint_keeper import CheckpointKeeper
 from applier.collaborators import Collaborators
+from applier.consumer import Delivery
 from applier.intake import Intake
 from applier.metrics import ApplierMetrics
 from applier.ordering import Ordering
@@ -135,7 +136,6 @@ class ApplierService:
 
     def _consume(self) -> None:
         limit = self._cfg.broker.prefetch
-        budget = self._budget
         while not self._stop.is_set():
             # With a batch in flight, take only what has already arrived: nothing to read
             # means the batch is finished (and acked) now rather than after a wait.
@@ -143,16 +143,14 @@ class ApplierService:
             deliveries = self._broker.poll(0 if busy else _POLL_SECONDS, limit)
             if busy and not deliveries:
                 self._runner.settle()
-            # Decoded changes take far more memory than message bodies: decode and apply in
-            # slices of about one batch, not the whole prefetch window at once.
-            accepted = 0
-            for d in deliveries:
-                accepted += self._intake.accept(d)
-                if accepted >= budget:
-                    self._release()
-                    accepted = 0
-                if self._ordering.rewind:
-                    break
+            accepted, released = self._take(deliveries, 0)
+            if busy and accepted and not released and not self._ordering.rewind:
+                # Less than a batch came while one is in flight. Made into a batch of its own
+                # now, it would wait for that one, and what comes meanwhile would wait for
+                # both: instead it waits unapplied, and goes with what came meanwhile in one
+                # batch as soon as the one in flight is done.
+                self._runner.settle()
+                self._take(self._broker.poll(0, limit), accepted)
             self._release()
             if self._ordering.rewind:
                 self._ordering.rewind = False
@@ -163,6 +161,21 @@ class ApplierService:
             self._sample()
         # A requested stop: what is in flight is committed and acked before leaving.
         self._runner.settle()
+
+    def _take(self, deliveries: list[Delivery], accepted: int) -> tuple[int, bool]:
+        """Decode and hold ``deliveries``; ``accepted``: changes held but not yet released.
+        Returns the changes held unreleased after them, and whether a batch was released."""
+        released = False
+        for d in deliveries:
+            accepted += self._intake.accept(d)
+            # Decoded changes take far more memory than message bodies: decode and apply in
+            # slices of about one batch, not the whole prefetch window at once.
+            if accepted >= self._budget:
+                self._release()
+                accepted, released = 0, True
+            if self._ordering.rewind:
+                break
+        return accepted, released
 
     def _release(self) -> None:
         ready = self._ordering.release(self._runner.settle)

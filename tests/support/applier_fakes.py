@@ -74,6 +74,7 @@ class FakeTarget:
         self.before_execute: Callable[[], None] = lambda: None
         self.before_read: Callable[[int], None] = lambda _: None
         self.reads = 0
+        self.forgotten = 0
         self.closed = False
 
     def checkpoint(self) -> Position | None:
@@ -112,10 +113,16 @@ class FakeTarget:
         self.checkpoint_row = batch[-1].end
         return BatchResult(applied=len(batch), checkpoint=self.checkpoint_row)
 
-    def skip(self, env: Envelope, expect: Position | None) -> None:
+    def skip(self, env: Envelope, expect: Position | None, at: Position | None = None) -> None:
         if self.checkpoint_row != expect:
             raise CheckpointMoved(self.checkpoint_row)
-        self.checkpoint_row = env.end
+        self.checkpoint_row = env.end if at is None else at
+
+    def checkpoints(self) -> list[Position | None]:
+        return [self.checkpoint_row]
+
+    def forget(self) -> None:
+        self.forgotten += 1
 
     def refused(self) -> list[tuple[str, str, str]]:
         return []

@@ -73,6 +73,16 @@ def _partitions_not_built_yet(v: Values) -> None:
         )
 
 
+def _partition_set_within(v: Values) -> None:
+    outside = [i for i in v["target.partition_set"] if i >= v["target.partitions"]]
+    if outside:
+        raise ConfigError(
+            f"{v.label('target.partition_set')} names partition {outside[0]} but "
+            f"target.partitions is {v['target.partitions']} (partitions 0 .. "
+            f"{v['target.partitions'] - 1})"
+        )
+
+
 def _target_tls_needs_ssl(v: Values) -> None:
     if not v["target.ssl"]:
         for name in ("target.ssl_ca", "target.ssl_cert", "target.ssl_key"):
@@ -225,10 +235,26 @@ class NamingConfig:
     rules=[
         client_certificate_needs_its_key("target.ssl_cert", "target.ssl_key"),
         _target_tls_needs_ssl,
+        _partition_set_within,
     ],
 )
 class TargetConfig(NamingConfig):
     """MariaDB: where the applier writes and what it names the tables."""
+
+    partition_set: tuple[int, ...] = setting(
+        "CDC_TARGET_PARTITION_SET",
+        items(p.partition_set),
+        default=(),
+        shown="all",
+        doc="the partitions this applier process consumes, comma-separated (YAML: a list), "
+        "when target.partitions > 1: several processes can share the partitions, and a second "
+        "process consuming a partition is its standby (README, Parallel apply)",
+    )
+
+    @property
+    def mine(self) -> tuple[int, ...]:
+        """The partitions this applier process consumes."""
+        return self.partition_set or tuple(range(self.partitions))
 
     url: Secret = setting(
         "CDC_TARGET_URL",

@@ -93,9 +93,3 @@ def is_barrier(change: Change, partitions: int) -> bool:
     """A change that must be applied in order with the rows of more than one partition.
     A copy is a barrier as a whole (its envelopes say ``copy``), whatever its rows."""
     return len(partitions_of(change, partitions)) > 1
-
-
-def partition_queue(queue: str, partition: int) -> str:
-    """The queue of one partition: ``<queue>.p<i>``, bound to the exchange with that name as
-    its routing key (direct, so a message's partition is the extractor's decision alone)."""
-    return f"{queue}.p{partition}"

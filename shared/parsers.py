@@ -48,13 +48,13 @@ def partition_set(items: list[str], _setting: str) -> tuple[int, ...]:
     """Partition numbers, comma-separated (YAML: a list); empty: every partition."""
     found: set[int] = set()
     for item in items:
-        for part in item.split(","):
-            part = part.strip()
-            if not part:
+        for text in item.split(","):
+            number = text.strip()
+            if not number:
                 continue
-            if not part.isdigit():
+            if not number.isdigit():
                 raise ValueError("must be partition numbers (0, 1, ...), comma-separated")
-            found.add(int(part))
+            found.add(int(number))
     return tuple(sorted(found))
 
 

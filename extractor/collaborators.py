@@ -75,7 +75,9 @@ class Broker(Protocol):
         on_failure: Callable[[CdcError], None],
     ) -> None: ...
 
-    def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> int: ...
+    def publish(
+        self, body: bytes, message_id: str, headers: dict[str, Any], partition: int = 0
+    ) -> int: ...
 
     def publish_state(self, body: bytes) -> int: ...
 
@@ -145,7 +147,11 @@ def connect(cfg: ExtractorConfig, metrics: ExtractorMetrics) -> Collaborators:
     return Collaborators(
         loop=loop,
         source=source,
-        broker=Publisher(cfg.broker, topology_for(cfg.broker, cfg.source.slot), loop),
+        broker=Publisher(
+            cfg.broker,
+            topology_for(cfg.broker, cfg.source.slot, cfg.target.partitions),
+            loop,
+        ),
         catalog=CatalogWatch(cfg.source, metrics, plugin),
         heartbeat=Heartbeat(cfg.source),
         types=TypeResolver(catalog_lookup(source.catalog)),

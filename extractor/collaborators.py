@@ -20,6 +20,7 @@ from extractor.catalog import CatalogWatch, connect_briefly
 from extractor.copying import CopierFactory
 from extractor.decode import Decoder, OutputPlugin
 from extractor.heartbeat import Heartbeat
+from extractor.layout import refuse_other_layouts
 from extractor.loop import Loop
 from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Partitions
@@ -156,5 +157,12 @@ def connect(cfg: ExtractorConfig, metrics: ExtractorMetrics) -> Collaborators:
         heartbeat=Heartbeat(cfg.source),
         types=TypeResolver(catalog_lookup(source.catalog)),
         copier=copier,
-        load_state=lambda: load_state(cfg),
+        load_state=lambda: _stored(cfg),
     )
+
+
+def _stored(cfg: ExtractorConfig) -> Stored:
+    """What a previous run stored, once the queues are known to be this layout's (nothing is
+    published before this)."""
+    refuse_other_layouts(cfg)
+    return load_state(cfg)

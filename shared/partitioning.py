@@ -65,28 +65,70 @@ def partitions_of(change: Change, partitions: int) -> frozenset[int]:
     """Every partition the change touches: one for most; all of them for a barrier, and for
     a change whose key cannot be known (an identity that is another unique index): routing
     it to one partition would be a guess, and a wrong guess breaks per-key order."""
+    old = change.old_key
+    return _partitions(
+        change.op,
+        change.schema,
+        change.table,
+        change.key,
+        change.columns,
+        change.values,
+        None if old is None else (old.columns, old.values),
+        partitions,
+    )
+
+
+def partitions_of_dict(change: dict[str, Any], partitions: int) -> frozenset[int]:
+    """``partitions_of`` for a change in the form the extractor builds (shared/wire.py)."""
+    if partitions == 1:
+        return _ONE
+    old = change.get("old_key")
+    return _partitions(
+        change["op"],
+        change["schema"],
+        change["table"],
+        change.get("key") or [],
+        change.get("columns") or [],
+        change.get("values") or [],
+        None if old is None else (old["columns"], old["values"]),
+        partitions,
+    )
+
+
+_ONE = frozenset({0})
+
+
+def _partitions(  # noqa: PLR0917 - a change's fields, whichever form carries them
+    op: str,
+    schema: str,
+    table: str,
+    key: list[str],
+    columns: list[str],
+    values: list[Any],
+    old: tuple[list[str], list[Any]] | None,
+    partitions: int,
+) -> frozenset[int]:
     every = frozenset(range(partitions))
     if partitions == 1:
         return every
-    if change.op in (TRUNCATE, DDL):
+    if op in (TRUNCATE, DDL):
         return every
-    if not change.key:
+    if not key:
         # A table without a primary key: its rows cannot be told apart by key, so all its
         # changes go to one partition, in order (as the source wrote them).
-        return frozenset({partition_of(change.schema, change.table, (), partitions)})
-    new = _values_of(change.columns, change.values, change.key) if change.op != DELETE else None
-    old = change.old_key
-    before = None if old is None else _values_of(old.columns, old.values, change.key)
-    if change.op == DELETE:
+        return frozenset({partition_of(schema, table, (), partitions)})
+    new = _values_of(columns, values, key) if op != DELETE else None
+    before = None if old is None else _values_of(old[0], old[1], key)
+    if op == DELETE:
         keys = [before]
-    elif change.op == UPDATE and old is not None:
+    elif op == UPDATE and old is not None:
         keys = [new, before]
     else:  # an insert, or an update that kept its key (no old identity sent)
         keys = [new]
     known = [k for k in keys if k is not None]
     if len(known) < len(keys):
         return every
-    return frozenset(partition_of(change.schema, change.table, k, partitions) for k in known)
+    return frozenset(partition_of(schema, table, k, partitions) for k in known)
 
 
 def is_barrier(change: Change, partitions: int) -> bool:

@@ -14,6 +14,7 @@ with its single active consumer. The extractor routes every message to its parti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,32 @@ class Topology:
             elif method == "queue_declare":
                 args["durable"] = True
         return steps
+
+
+def other_layout(topology: Topology, depth: Callable[[str], int | None]) -> str | None:
+    """Why the queues say another ``target.partitions`` layout still has messages to apply
+    (None: they do not). ``depth``: a queue's message count, None if it is not declared.
+
+    A key's partition changes with N, so a pipeline must be drained before N changes. The
+    queues of a layout with more partitions include ``<queue>.p<N>``; of one partition,
+    ``<queue>``; of fewer partitions, some of ``<queue>.p0`` .. while ``<queue>.p<N-1>`` was
+    never declared (the first run with this N declares it)."""
+    n, queue = topology.partitions, topology.queue
+    if n == 1:
+        candidates = [partition_queue(queue, 0)]
+    else:
+        candidates = [queue, partition_queue(queue, n)]
+        if depth(partition_queue(queue, n - 1)) is None:
+            candidates += [partition_queue(queue, i) for i in range(n - 1)]
+    for name in candidates:
+        count = depth(name)
+        if count:
+            return (
+                f"queue {name} holds {count} messages of another target.partitions layout than "
+                f"this one ({n}): drain the pipeline with the old setting first, or delete the "
+                "old queues once they are empty (ARCHITECTURE.md, Parallel apply)"
+            )
+    return None
 
 
 def topology_for(broker: BrokerConfig, slot: str, partitions: int = 1) -> Topology:

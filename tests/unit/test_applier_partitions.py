@@ -1,5 +1,5 @@
 """An applier process of several partitions (target.partitions N > 1), against in-memory
-MariaDB and RabbitMQ (tests/support/partition_fakes.py): each partition its own chain and
+MariaDB and RabbitMQ (tests.support.applier_partition_fakes.py): each partition its own chain and
 checkpoint row; a barrier applied by partition 0 once every partition arrived, and stepped
 past by the others once it is applied; partitions shared between two processes."""
 
@@ -14,7 +14,7 @@ from devstack.system import wait_until
 from shared.errors import SetupError
 from shared.position import Position
 from tests.support.applier_fakes import Rig
-from tests.support.partition_fakes import BARRIER, PartitionedRig, split
+from tests.support.applier_partition_fakes import BARRIER, PartitionedRig, split
 
 
 def end(lsn: int) -> Position:

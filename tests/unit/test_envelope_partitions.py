@@ -4,6 +4,7 @@ and N = 1 exactly as before partitions existed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from shared import envelope
 from shared.errors import DecodeError
 from shared.lsn import parse_lsn
 from shared.position import Position
-from shared.topology import Topology, partition_queue
+from shared.topology import Topology, other_layout, partition_queue
 from shared.wire import decode, decode_all, encode
 
 COMMIT = parse_lsn("16/B374D848")
@@ -209,3 +210,22 @@ def test_partition_queues() -> None:
     assert [(b["queue"], b["routing_key"]) for b in binds] == [(q, q) for q in t.queues]
     one = Topology("cdc", "slot", "cdc.slot", "cdc.dead", "cdc.slot.dead", "classic")
     assert one.queues == ["cdc.slot"] and one.route() == "slot"
+
+
+def test_queues_of_another_layout_with_messages_are_refused() -> None:
+    def layout(n: int) -> Topology:
+        return Topology("cdc", "slot", "q", "cdc.dead", "q.dead", "classic", partitions=n)
+
+    def depths(**queues: int) -> Callable[[str], int | None]:
+        named = {k.replace("_", "."): v for k, v in queues.items()}
+        return named.get
+
+    assert other_layout(layout(1), depths(q=5)) is None
+    assert other_layout(layout(1), depths(q=5, q_p0=0)) is None
+    assert "q.p0 holds 3 messages" in (other_layout(layout(1), depths(q_p0=3)) or "")
+    assert other_layout(layout(4), depths(q_p0=2, q_p3=0)) is None  # its own, as it left them
+    assert "queue q holds" in (other_layout(layout(4), depths(q=1, q_p3=0)) or "")
+    assert "q.p4" in (other_layout(layout(4), depths(q_p0=2, q_p3=0, q_p4=1)) or "")
+    # Two partitions left messages; four were never declared: a smaller layout's.
+    assert "q.p1" in (other_layout(layout(4), depths(q_p0=0, q_p1=7)) or "")
+    assert other_layout(layout(4), depths(q_p0=0, q_p1=0)) is None  # drained: fine

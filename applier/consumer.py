@@ -5,10 +5,10 @@ published them (source commit order); other appliers wait as standbys. Nothing i
 before the caller says its MariaDB transaction committed.
 
 With ``target.partitions`` N > 1 there is one of these per partition the process consumes,
-each on its own connection and queue (``<queue>.p<i>``). On connecting, each checks that the
-queues are laid out for N partitions: ``<queue>.p<N>`` (``<queue>.p0`` for N = 1) must not
-exist, or an extractor runs with more partitions than this applier (a mismatch is refused,
-never run: ARCHITECTURE.md, "Parallel apply").
+each on its own connection and queue (``<queue>.p<i>``). On connecting, each refuses to start
+while queues of another layout hold messages, as the extractor does (a mismatch is refused,
+never run: ARCHITECTURE.md, "Parallel apply"); a message of another layout that still comes is
+refused by applier/intake.py.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pika.exceptions
 
 from shared.amqp import classify_broker_error, connect_blocking, nodes_for
 from shared.config import BrokerConfig
-from shared.errors import BrokerUnavailable, CdcError, PermanentError, SetupError
-from shared.topology import Topology, partition_queue
+from shared.errors import BrokerUnavailable, CdcError, ConfigError, PermanentError
+from shared.topology import Topology, other_layout
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,10 @@ class Consumer:
             # pika's connection workflow raises this when the peer resets the socket right
             # after accepting it (e.g. a broker that is still starting).
             raise BrokerUnavailable(f"RabbitMQ connection failed ({self.where}): {e}") from e
+        self._refuse_other_layout()
         ch = self._conn.channel()
         for method, args in t.declarations():
             getattr(ch, method)(**args)
-        self._refuse_other_layout()
         self.prefetch = self._next_prefetch
         ch.basic_qos(prefetch_count=self.prefetch)
         ch.basic_consume(self._queue, self._on_message, auto_ack=False)
@@ -126,24 +126,25 @@ class Consumer:
         self._dlq_channel = dlq
 
     def _refuse_other_layout(self) -> None:
-        """The queue one partition past ours must not exist (asked passively, on a channel
-        of its own: RabbitMQ closes the channel that asks for a missing queue)."""
-        n = self._topology.partitions
-        beyond = partition_queue(self._topology.queue, n if n > 1 else 0)
-        probe = self._conn.channel()
-        try:
-            probe.queue_declare(beyond, passive=True)
-        except pika.exceptions.ChannelClosedByBroker as e:
-            if e.reply_code == 404:
-                return
-            raise
-        probe.close()
-        raise SetupError(
-            f"the queue {beyond} exists: an extractor publishes for more partitions than "
-            f"target.partitions = {n} of this applier; run both processes with the same "
-            "target.partitions (after draining the pipeline, delete the queues of the old "
-            "layout: README, Parallel apply)"
-        )
+        """Before declaring: no queue of another target.partitions layout may hold messages
+        (shared/topology.py decides, for both processes alike)."""
+
+        def depth(queue: str) -> int | None:
+            # A passive declare of a missing queue closes its channel: one channel each.
+            probe = self._conn.channel()
+            try:
+                frame = probe.queue_declare(queue, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as e:
+                if e.reply_code == 404:
+                    return None
+                raise
+            if probe.is_open:
+                probe.close()
+            return int(frame.method.message_count)
+
+        why = other_layout(self._topology, depth)
+        if why is not None:
+            raise ConfigError(why)
 
     def _on_message(self, _ch: Any, method: Any, properties: Any, body: bytes) -> None:
         self._unacked.add(method.delivery_tag)

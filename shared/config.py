@@ -62,17 +62,6 @@ def _broker_tls_needs_amqps(v: Values) -> None:
                 )
 
 
-def _partitions_not_built_yet(v: Values) -> None:
-    # The routing by key is in shared/partitioning.py, the design in ARCHITECTURE.md
-    # ("Parallel apply"); until both processes and the barriers are built, N > 1 is refused
-    # at start rather than run half-done (issue 14, part 2).
-    if v["target.partitions"] != 1:
-        raise ConfigError(
-            f"{v.label('target.partitions')} is {v['target.partitions']}: parallel apply "
-            "is not built yet, only 1 is supported (issue 14)"
-        )
-
-
 def _partition_set_within(v: Values) -> None:
     outside = [i for i in v["target.partition_set"] if i >= v["target.partitions"]]
     if outside:
@@ -199,7 +188,7 @@ class BrokerConfig:
         return f"{self.queue}.dead"
 
 
-@section("target", rules=[_partitions_not_built_yet])
+@section("target")
 class NamingConfig:
     """What the target's tables are called: the applier names them, and the extractor checks
     at start that no two captured tables would share one. And into how many partitions the
@@ -210,9 +199,9 @@ class NamingConfig:
         "CDC_TARGET_PARTITIONS",
         p.positive_int,
         default=1,
-        doc="partitions the changes are split into by key, applied in parallel (ARCHITECTURE.md, "
-        "Parallel apply); `1`: one queue, one chain, each source transaction atomic. Only `1` "
-        "is supported yet",
+        doc="partitions the changes are split into by key, applied in parallel (README, "
+        "Parallel apply); `1`: one queue, one chain, each source transaction atomic; both "
+        "processes must have the same value",
     )
 
     rename: dict[TableRef, str] = setting(

@@ -138,6 +138,8 @@ class FakeTarget:
         self.checkpoint_row = env.end if at is None else at
 
     def checkpoints(self) -> list[Position | None]:
+        self.reads += 1
+        self.before_read(self.reads)
         return list(self.rows)
 
     def forget(self) -> None:

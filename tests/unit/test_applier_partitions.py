@@ -96,8 +96,8 @@ def test_a_barrier_polls_the_rows_at_most_every_poll_interval() -> None:
     svc = rig.service([0], seconds=5)
     svc.run()
     assert rig.applied(0) == []
-    # Virtual time: 5 s of waiting, read at most once per interval (plus the first).
-    assert rig.targets[0].reads <= 5 / POLL_SECONDS + 3
+    # Virtual time: 5 s of waiting, the rows read again and again, at most once per interval.
+    assert 20 < rig.targets[0].reads <= 5 / POLL_SECONDS + 3
     assert svc.partitions[0].runner.waiting is not None
 
 
@@ -108,3 +108,22 @@ def test_a_message_of_another_layout_is_refused() -> None:
     with pytest.raises(SetupError, match=r"partition 0 of 2, but target\.partitions is 1"):
         rig.run()
     assert rig.target.applied == [] and rig.broker.acked == []
+
+
+def test_a_session_lost_while_waiting_at_a_barrier_decides_it_again() -> None:
+    rig = PartitionedRig(2)
+    rig.publish([(100, 1), (200, BARRIER), (300, 0), (400, 1)])
+    held = rig.targets[1].gate = threading.Event()
+
+    def lose_rabbitmq(read: int) -> None:
+        if read == 2:  # partition 0 waits at the barrier, partition 1 is still at 100
+            rig.brokers[0].lose_connection = True
+            held.set()
+
+    rig.targets[0].before_read = lose_rabbitmq
+    rig.service().run()
+    assert rig.brokers[0].connections == 2 and rig.brokers[1].connections == 2
+    assert rig.applied(0) == [200, 300] and rig.applied(1) == [100, 400]
+    assert rig.rows == [end(300), end(400)]
+    assert rig.log.index((0, 200)) > rig.log.index((1, 100))
+    assert rig.log.index((0, 200)) < rig.log.index((1, 400))

@@ -94,7 +94,8 @@ class BatchRunner:
         self.trouble: str | None = None  # the fault being retried, for /readyz
         # Released, not yet submitted: behind the batch in flight, or a barrier that waits.
         self._queue: list[Item] = []
-        self._next: tuple[Envelope, Prepared | CdcError] | None = None  # the head's plan
+        # The head batch's plan, made ahead: its first message, its size, the plan.
+        self._next: tuple[Envelope, int, Prepared | CdcError] | None = None
         self._patient = patient
 
     @property
@@ -142,7 +143,12 @@ class BatchRunner:
                 self._prepare_next()  # made while the batch before is still in flight
             if self._inflight.busy and not (self._patient or self._inflight.done):
                 return
-            size = self._head()
+            # A batch planned ahead is applied exactly as planned, though more has been
+            # queued since: its plan holds its messages' statements and no others.
+            planned = self._next
+            if planned is not None and planned[0] is not self._queue[0][0]:
+                planned = None
+            size = self._head() if planned is None else planned[1]
             batch = self._queue[:size]
             env = batch[0][0]
             # The batch before must be settled first: its checkpoint is this one's start (and
@@ -160,11 +166,10 @@ class BatchRunner:
             if env.undecodable is not None:
                 self._dead_letter(batch[0], DecodeError(env.undecodable))
                 continue
-            prepared = self._next if self._next is not None and self._next[0] is env else None
             self._next = None
             self._inflight.submit(
                 batch,
-                self._prepare(batch) if prepared is None else prepared[1],
+                self._prepare(batch) if planned is None else planned[2],
                 self._keeper.committed,
             )
 
@@ -174,7 +179,8 @@ class BatchRunner:
             return
         env = self._queue[0][0]
         if env.afters is None and env.undecodable is None:
-            self._next = (env, self._prepare(self._queue[: self._head()]))
+            size = self._head()
+            self._next = (env, size, self._prepare(self._queue[:size]))
 
     def _head(self) -> int:
         """How many queued messages the next batch takes: at most ``budget`` changes; an

@@ -140,6 +140,8 @@ def _drain(bench: Bench, first: int, n: int, proxy: Proxy | None) -> Drain:
     total0, idle0 = machine_busy()
     bench.procs["applier"] = bench.p.start("applier", **env)
     bench.wait_last_row(TABLE, first + n, timeout=max(600, n / 100))
+    # With partitions the last row may land before the others' last rows: all of them.
+    bench.wait_rows(TABLE, first + n, timeout=max(600, n / 100))
     rate = n / (time.time() - started)
     total1, idle1 = machine_busy()
     cpu = cpu_seconds(bench.stack.root, {"applier": bench.procs["applier"]})["applier"]

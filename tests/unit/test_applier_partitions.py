@@ -127,3 +127,25 @@ def test_a_session_lost_while_waiting_at_a_barrier_decides_it_again() -> None:
     assert rig.rows == [end(300), end(400)]
     assert rig.log.index((0, 200)) > rig.log.index((1, 100))
     assert rig.log.index((0, 200)) < rig.log.index((1, 400))
+
+
+def test_a_batch_planned_in_advance_is_applied_as_planned_when_more_arrive() -> None:
+    # 200 is planned while 100 is in flight; 300 arrives after, and would fit in 200's batch:
+    # the batch applied must be the one planned (300 in the next), or 300 is acked unapplied.
+    rig = PartitionedRig(2, CDC_TARGET_MAX_BATCH_CHANGES="3")
+    held = rig.targets[0].gate = threading.Event()
+    rig.publish([(100, 0)])
+    svc = rig.service()
+    running = threading.Thread(target=svc.run, daemon=True)
+    running.start()
+    wait_until(lambda: rig.targets[0].executed == [100], "100 in flight", 10, 0.01)
+    for message_id, body in split(2, [(100, 0), (200, 0)])[0][1:]:
+        rig.brokers[0].publish(body, message_id)
+    wait_until(lambda: rig.targets[0].prepared[-1:] == [200], "200 planned", 10, 0.01)
+    for message_id, body in split(2, [(100, 0), (200, 0), (300, 0)])[0][2:]:
+        rig.brokers[0].publish(body, message_id)
+    wait_until(lambda: rig.brokers[0].unacked == 3, "300 delivered", 10, 0.01)
+    held.set()
+    running.join(10)
+    assert rig.applied(0) == [100, 200, 300]
+    assert rig.rows[0] == end(300)

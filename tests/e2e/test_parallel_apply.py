@@ -44,28 +44,34 @@ def test_four_partitions_shared_by_two_appliers_through_kills_and_barriers(
 ) -> None:
     pipeline.settings["CDC_TARGET_PARTITIONS"] = PARTITIONS
     pipeline.stack.postgres.psql((ROOT / "sql" / "ddl-capture.sql").read_text(), pipeline.source_db)
+    # Small batches and a small prefetch window: many batches in flight one after the other
+    # on each partition, each planned while the one before is applied and while more
+    # messages come in.
+    pipeline.settings["CDC_TARGET_MAX_BATCH_CHANGES"] = "20"
+    pipeline.settings["CDC_BROKER_PREFETCH"] = "8"
     w = pipeline.workload(1402)
     w.run(60)  # rows the initial copy brings: a barrier of its own
-    first = pipeline.start("applier", CDC_TARGET_PARTITION_SET="0,1")
-    first.wait_for("consuming queue=")
-    second = pipeline.start("applier")
     extractor = pipeline.start("extractor")
     extractor.wait_for("streaming slot=")
     extractor.wait_for("ddl_capture installed=true")
+    w.run(300)  # a backlog, as fast as PostgreSQL takes it, before any applier runs
+    first = pipeline.start("applier", CDC_TARGET_PARTITION_SET="0,1")
+    first.wait_for("consuming queue=")
+    second = pipeline.start("applier")
     w.start(600, rate=60)
 
-    wait_until(lambda: w.transactions >= 120, "a fifth of the workload", timeout=60)
+    wait_until(lambda: w.transactions >= 420, "a fifth of the workload", timeout=60)
     pipeline.sql("TRUNCATE notes")
-    wait_until(lambda: w.transactions >= 200, "a third of the workload", timeout=60)
+    wait_until(lambda: w.transactions >= 500, "a third of the workload", timeout=60)
     first.kill()  # kill -9: the other applier's standby consumers take 0 and 1 over
     pipeline.sql("ALTER TABLE accounts ADD COLUMN tier integer DEFAULT 3")
-    wait_until(lambda: w.transactions >= 300, "half of the workload", timeout=60)
+    wait_until(lambda: w.transactions >= 600, "half of the workload", timeout=60)
     extractor.kill()  # kill -9, mid-stream
     extractor = pipeline.start("extractor")
     extractor.wait_for("streaming slot=")
     backfill(pipeline, "public.order_lines")
     first = pipeline.start("applier", CDC_TARGET_PARTITION_SET="0,1")  # a standby now
-    wait_until(lambda: w.transactions >= 450, "most of the workload", timeout=60)
+    wait_until(lambda: w.transactions >= 750, "most of the workload", timeout=60)
     pipeline.sql("UPDATE accounts SET tier = id % 7")
     w.join()
 

@@ -121,11 +121,6 @@ class Applier:
         bulk_rows = self._cfg.target.bulk_rows
         if not bulk_rows:
             return 0
-        if self._schema.galera:
-            # Not yet tested on Galera (temporary tables are not replicated; the INSERT ...
-            # SELECT's rows are): executemany there until a cluster test says otherwise.
-            log.info("bulk_path_off reason=galera (every group goes by executemany)")
-            return 0
         if not local_infile(conn):
             log.warning(
                 "bulk_path_off reason=local_infile_off (the server refuses LOAD DATA LOCAL "

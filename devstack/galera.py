@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.mariadb import MariaDB, loopback_url
-from devstack.rabbit_cluster import in_parallel
-from devstack.system import StackError, cluster_state, free_port, port_open, wait_until
+from devstack.system import (
+    StackError,
+    cluster_state,
+    free_port,
+    in_parallel,
+    port_open,
+    wait_until,
+)
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 _SAFE = re.compile(r"^safe_to_bootstrap:\s*1\s*$", re.MULTILINE)

@@ -9,37 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.rabbitmq import RabbitMQ
-from devstack.system import StackError, cluster_state, free_port, wait_until
+from devstack.system import StackError, cluster_state, free_port, in_parallel, wait_until
 
 _JOINED = "joined"  # a marker in a node's folder: it is a member of the cluster
-
-
-def in_parallel(steps: list[Callable[[], None]]) -> None:
-    """Run the steps side by side (servers booting); the first failure is raised."""
-    errors: list[BaseException] = []
-
-    def guarded(step: Callable[[], None]) -> Callable[[], None]:
-        def runner() -> None:
-            try:
-                step()
-            except BaseException as e:  # noqa: BLE001 - re-raised below in the caller
-                errors.append(e)
-
-        return runner
-
-    threads = [threading.Thread(target=guarded(s)) for s in steps]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 @dataclass

@@ -7,8 +7,6 @@ import json
 import os
 import secrets
 import stat
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from devstack.mariadb import MariaDB
 from devstack.postgres import OWNER_ROLE, Postgres
 from devstack.rabbit_cluster import RabbitCluster
 from devstack.rabbitmq import RabbitMQ
-from devstack.system import StackError, free_port, install_packages
+from devstack.system import StackError, free_port, in_parallel, install_packages
 from devstack.tls import Certificates, ensure_certificates
 
 APP_USER = "cdc"
@@ -130,29 +128,12 @@ class Stack:
         # it) is reloaded or restarted with it by its start step.
         ensure_certificates(self.certificates.folder)
         # RabbitMQ takes the longest to boot; the three start side by side.
-        errors: list[BaseException] = []
-
-        def guarded(step: Callable[[], None]) -> Callable[[], None]:
-            def runner() -> None:
-                try:
-                    step()
-                except BaseException as e:  # noqa: BLE001 - re-raised below in the caller
-                    errors.append(e)
-
-            return runner
-
         steps = [self._start_postgres, self._start_mariadb, self._start_rabbitmq]
         if self.rabbit_cluster is not None:
             steps.append(self.rabbit_cluster.start)
         if self.galera is not None:
             steps.append(self._start_galera)
-        threads = [threading.Thread(target=guarded(s)) for s in steps]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        in_parallel(steps)
 
     def _start_postgres(self) -> None:
         self.postgres.init()

@@ -8,6 +8,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -206,3 +207,25 @@ def cluster_state(
             "stop it and remove the folder to change its size"
         )
     return state
+
+
+def in_parallel(steps: list[Callable[[], None]]) -> None:
+    """Run the steps side by side (servers booting); the first failure is raised."""
+    errors: list[BaseException] = []
+
+    def guarded(step: Callable[[], None]) -> Callable[[], None]:
+        def runner() -> None:
+            try:
+                step()
+            except BaseException as e:  # noqa: BLE001 - re-raised below in the caller
+                errors.append(e)
+
+        return runner
+
+    threads = [threading.Thread(target=guarded(s)) for s in steps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

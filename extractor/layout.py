@@ -8,7 +8,7 @@ from __future__ import annotations
 import pika
 import pika.exceptions
 
-from shared.amqp import classify_broker_error, connect_blocking
+from shared.amqp import classify_broker_error, connect_blocking, queue_depth
 from shared.config import ExtractorConfig
 from shared.errors import ConfigError
 from shared.topology import other_layout, topology_for
@@ -22,21 +22,8 @@ def refuse_other_layouts(cfg: ExtractorConfig) -> None:
         raise classify_broker_error(e, str(cfg.broker.url)) from e
     url = cfg.broker.urls[node]
 
-    def depth(queue: str) -> int | None:
-        # A passive declare of a queue that does not exist closes its channel: one each.
-        ch = conn.channel()
-        try:
-            frame = ch.queue_declare(queue, passive=True)
-        except pika.exceptions.ChannelClosedByBroker as e:
-            if e.reply_code == 404:
-                return None
-            raise
-        if ch.is_open:
-            ch.close()
-        return int(frame.method.message_count)
-
     try:
-        why = other_layout(topology, depth)
+        why = other_layout(topology, lambda queue: queue_depth(conn, queue))
     except (pika.exceptions.AMQPError, OSError) as e:
         raise classify_broker_error(e, str(url), declaring=True) from e
     finally:

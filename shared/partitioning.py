@@ -15,6 +15,7 @@ apply". The decision of which changes are barriers is here too, so that it has o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -55,10 +56,12 @@ def partition_of(schema: str, table: str, key_values: Sequence[Any], partitions:
 
 
 def _values_of(columns: list[str], values: list[Any], key: list[str]) -> list[Any] | None:
-    index = {name: i for i, name in enumerate(columns)}
-    if not all(k in index for k in key):
+    # Once per change on the extractor's hot path: a key has a column or two, found in a
+    # short list faster than through a dict built for it.
+    try:
+        return [values[columns.index(k)] for k in key]
+    except ValueError:
         return None
-    return [values[index[k]] for k in key]
 
 
 def partitions_of(change: Change, partitions: int) -> frozenset[int]:
@@ -81,7 +84,7 @@ def partitions_of(change: Change, partitions: int) -> frozenset[int]:
 def partitions_of_dict(change: dict[str, Any], partitions: int) -> frozenset[int]:
     """``partitions_of`` for a change in the form the extractor builds (shared/wire.py)."""
     if partitions == 1:
-        return _ONE
+        return _one(0)
     old = change.get("old_key")
     return _partitions(
         change["op"],
@@ -95,9 +98,6 @@ def partitions_of_dict(change: dict[str, Any], partitions: int) -> frozenset[int
     )
 
 
-_ONE = frozenset({0})
-
-
 def _partitions(  # noqa: PLR0917 - a change's fields, whichever form carries them
     op: str,
     schema: str,
@@ -108,7 +108,7 @@ def _partitions(  # noqa: PLR0917 - a change's fields, whichever form carries th
     old: tuple[list[str], list[Any]] | None,
     partitions: int,
 ) -> frozenset[int]:
-    every = frozenset(range(partitions))
+    every = _every(partitions)
     if partitions == 1:
         return every
     if op in (TRUNCATE, DDL):
@@ -116,7 +116,7 @@ def _partitions(  # noqa: PLR0917 - a change's fields, whichever form carries th
     if not key:
         # A table without a primary key: its rows cannot be told apart by key, so all its
         # changes go to one partition, in order (as the source wrote them).
-        return frozenset({partition_of(schema, table, (), partitions)})
+        return _one(partition_of(schema, table, (), partitions))
     new = _values_of(columns, values, key) if op != DELETE else None
     before = None if old is None else _values_of(old[0], old[1], key)
     if op == DELETE:
@@ -125,10 +125,21 @@ def _partitions(  # noqa: PLR0917 - a change's fields, whichever form carries th
         keys = [new, before]
     else:  # an insert, or an update that kept its key (no old identity sent)
         keys = [new]
-    known = [k for k in keys if k is not None]
-    if len(known) < len(keys):
+    if None in keys:
         return every
-    return frozenset(partition_of(schema, table, k, partitions) for k in known)
+    if len(keys) == 1 or keys[0] == keys[1]:
+        return _one(partition_of(schema, table, keys[0], partitions))  # type: ignore[arg-type]
+    return frozenset(partition_of(schema, table, k, partitions) for k in keys)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _every(partitions: int) -> frozenset[int]:
+    return frozenset(range(partitions))
+
+
+@functools.cache
+def _one(partition: int) -> frozenset[int]:
+    return frozenset((partition,))
 
 
 def is_barrier(change: Change, partitions: int) -> bool:

@@ -13,10 +13,12 @@ from applier.target import create_target_engine
 from devstack.galera import Galera
 from devstack.rabbit_cluster import RabbitCluster
 from devstack.stack import Stack
+from devstack.system import free_port
 from harness.clusters import MARKS, ClusterServers, mark, serving
 from harness.pipeline import Pipeline, new_pipeline
 from harness.workload import TABLES
 from shared.config import ApplierConfig, load_config
+from tests.support.nasty import NASTY_TABLES, bulk_rows, copy_in, nasty_rows
 
 
 @pytest.fixture
@@ -92,6 +94,32 @@ def test_galera_node_kill_under_load(on_galera: Pipeline, galera: Galera) -> Non
     p.wait_converged([*TABLES, "marks"])
     assert extractor.alive() and applier.alive()
     assert p.stack.app_password not in applier.output()
+
+
+def test_bulk_path_on_galera_reaches_every_node(on_galera: Pipeline, galera: Galera) -> None:
+    """LOAD DATA LOCAL into a temporary table (not replicated), then one INSERT ... SELECT
+    and one DELETE ... JOIN (replicated as rows): every node ends with the source's rows."""
+    p = on_galera
+    p.sql(NASTY_TABLES)
+    port = free_port()
+    applier = p.start("applier", CDC_TARGET_BULK_ROWS="2", CDC_METRICS_PORT=str(port))
+    p.start("extractor").wait_for("streaming slot=")
+    applier.wait_for("consuming queue=")
+    insert = "INSERT INTO nasty VALUES (" + ", ".join(["%s"] * 12) + ")"
+    copy_in(p, [(insert, nasty_rows(1, 400))])
+    p.sql(
+        "UPDATE nasty SET n = -n, ok = NOT ok WHERE id % 2 = 0",
+        "DELETE FROM nasty WHERE id % 3 = 0",
+    )
+    p.wait_converged(["nasty"])
+    assert bulk_rows(port, "nasty") >= 400 + 200 + 133
+    assert "bulk_path_off" not in applier.output()
+    # Each node, read causally, holds what the node the applier wrote to holds.
+    sums = {
+        node.port: node.sql(f"SET SESSION wsrep_sync_wait = 1; CHECKSUM TABLE {p.target_db}.nasty")
+        for node in galera.nodes
+    }
+    assert len(set(sums.values())) == 1, sums
 
 
 def test_applier_sessions_on_galera_read_causally(galera: Galera, local_stack: Stack) -> None:

@@ -18,8 +18,9 @@ from extractor.layout import refuse_other_layouts
 from extractor.metrics import ExtractorMetrics
 from extractor.publisher import Publisher
 from extractor.routing import PartitionedOutbox, assemblers
+from extractor.slot_admin import render, slot_status
 from harness.pipeline import Pipeline
-from shared.config import ExtractorConfig, load_config
+from shared.config import ExtractorConfig, StatusConfig, load_config
 from shared.envelope import Envelope
 from shared.errors import CdcError, ConfigError
 from shared.lsn import parse_lsn
@@ -130,6 +131,9 @@ def test_four_partition_queues_each_a_chain(pipeline: Pipeline) -> None:
         publish_stream(cfg)
         depths = [pipeline.queue_depth(q) for q in queues]
         assert all(depths), depths
+        status = slot_status(load_config(StatusConfig, environ=pipeline.env))
+        assert status.partition_messages == depths  # what `extractor status` shows
+        assert "partitions      " in render(dataclasses.replace(status, exists=True))
         # Messages of 4 partitions wait: a start with 1 or 2 partitions is refused, with 4 not.
         refuse_other_layouts(cfg)
         for other in (1, 2):

@@ -18,7 +18,7 @@ from devstack import mariadb, postgres
 from devstack.__main__ import NODES_RABBITMQ, nodes
 from devstack.galera import Galera
 from devstack.stack import APP_USER, Stack
-from devstack.system import StackError
+from devstack.system import StackError, in_parallel
 from harness import containers
 from harness.containers import (
     COMPOSE,
@@ -264,3 +264,18 @@ def test_cluster_sizes_come_from_the_option_or_the_variable(
     monkeypatch.setenv(NODES_RABBITMQ, "three")
     with pytest.raises(StackError, match="CDC_STACK_RABBITMQ_NODES='three'"):
         nodes(None, NODES_RABBITMQ)
+
+
+def test_in_parallel_runs_every_step_and_raises_the_first_failure() -> None:
+    ran: list[str] = []
+
+    def ok() -> None:
+        ran.append("ok")
+
+    def broken() -> None:
+        ran.append("broken")
+        raise StackError("no port")
+
+    with pytest.raises(StackError, match="no port"):
+        in_parallel([ok, broken, ok])
+    assert sorted(ran) == ["broken", "ok", "ok"]

@@ -69,6 +69,7 @@ class Applier:
         self._engine: Engine | None = None
         self._naming = Naming(cfg.target.rename, cfg.target.schemas)
         self._schema = TargetSchema(self._naming)
+        self._schema.partitioned = cfg.target.partitions > 1
         self._checkpoints = CheckpointStore(cfg.source.slot, partition)
         self._statements: Statements | None = None
         self._max_packet = 0  # the server's max_allowed_packet, read on connecting

@@ -83,3 +83,58 @@ def test_four_partitions_shared_by_two_appliers_through_kills_and_barriers(
         out = proc.output()
         assert "ordering_gap" not in out, out[-3000:]
         assert "Traceback" not in out, out[-3000:]
+
+
+def test_a_partitions_dead_letter_is_replayed_to_its_queue(pipeline: Pipeline) -> None:
+    pipeline.settings["CDC_TARGET_PARTITIONS"] = PARTITIONS
+    pipeline.sql("CREATE TABLE labels (id int PRIMARY KEY, name text)")
+    # The target table exists already, with a column too narrow for one of the rows.
+    maria = pipeline.maria()
+    maria.cursor().execute("CREATE TABLE labels (id int PRIMARY KEY, name varchar(3))")
+    extractor, applier = pipeline.start_pipeline()
+    pipeline.sql(
+        "INSERT INTO labels SELECT g, 'ok' FROM generate_series(1, 20) g",
+        "INSERT INTO labels VALUES (21, 'far too long')",
+        "INSERT INTO labels SELECT g, 'ok' FROM generate_series(22, 40) g",
+    )
+    dead = pipeline.queue + ".dead"
+    wait_until(lambda: pipeline.queue_depth(dead) == 1, "a dead letter")
+    maria.cursor().execute("ALTER TABLE labels MODIFY name text")
+    maria.close()
+    replay = subprocess.run(
+        [sys.executable, "-m", "applier", "dlq", "replay", "--all"],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "1 message(s) sent back" in replay.stdout
+    pipeline.wait_converged(["labels"])
+    assert pipeline.queue_depth(dead) == 0
+    assert applier.alive() and extractor.alive()
+
+
+def test_a_target_table_with_a_foreign_key_is_refused_with_partitions(pipeline: Pipeline) -> None:
+    pipeline.settings["CDC_TARGET_PARTITIONS"] = PARTITIONS
+    pipeline.sql(
+        "CREATE TABLE orders (id int PRIMARY KEY)",
+        "CREATE TABLE items (id int PRIMARY KEY, order_id int)",
+        "CREATE TABLE free (id int PRIMARY KEY)",
+    )
+    maria = pipeline.maria()
+    cur = maria.cursor()
+    cur.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+    cur.execute(
+        "CREATE TABLE items (id int PRIMARY KEY, order_id int,"
+        " CONSTRAINT items_order FOREIGN KEY (order_id) REFERENCES orders (id))"
+    )
+    maria.close()
+    _, applier = pipeline.start_pipeline()
+    pipeline.sql("INSERT INTO orders VALUES (1)", "INSERT INTO items VALUES (1, 1)")
+    pipeline.sql("INSERT INTO free VALUES (1)")  # a transaction of its own
+    wait_until(
+        lambda: "reason=foreign_key_partitions" in applier.output(), "the refusal", timeout=60
+    )
+    out = applier.output()
+    assert "table_refused table=items" in out and "table_refused table=orders" in out
+    pipeline.wait_converged(["free"])  # the other tables go on

@@ -74,6 +74,8 @@ class Intake:
             self._runner.replay(d, envs)
             return 0
         self._acks.expect(d, len(envs))
+        if envs and not envs[0].copy:
+            self._metrics.delivered(envs[0].commit_time)
         for env in envs:
             self._ordering.hold(env, d)
         return sum(len(env.changes) for env in envs)

@@ -53,6 +53,11 @@ class ApplierMetrics:
             "Source commit to target commit, per source transaction",
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.delivery_delay = Histogram(
+            "cdc_applier_delivery_delay_seconds",
+            "Source commit to delivery to the applier, per message (its first transaction)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.queue_depth = Gauge(
             "cdc_applier_queue_depth", "Messages ready in the queue (sampled)", registry=r
         )
@@ -72,6 +77,15 @@ class ApplierMetrics:
         """Serve ``cdc_applier_refused_tables``: 1 per target table and source table whose
         changes are refused, read from ``refused`` at each scrape."""
         self.registry.register(_Refusals(refused))
+
+    def delivered(self, commit_time: str) -> None:
+        """A message whose first transaction committed at ``commit_time`` was delivered
+        (one observation per message: a cost per message, not per row)."""
+        try:
+            committed = datetime.fromisoformat(commit_time).timestamp()
+        except ValueError:
+            return
+        self.delivery_delay.observe(max(0.0, time.time() - committed))
 
     def applied(self, commit_time: str, snapshot: bool, at: float | None = None) -> None:
         """A source transaction committed in the target at ``at`` (wall clock; None: now)."""

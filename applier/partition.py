@@ -22,6 +22,7 @@ from applier.barrier_steps import BarrierSteps
 from applier.batches import BatchRunner
 from applier.checkpoint_keeper import CheckpointKeeper
 from applier.collaborators import Lane
+from applier.consumer import Delivery
 from applier.intake import Intake
 from applier.metrics import ApplierMetrics
 from applier.ordering import Ordering
@@ -90,30 +91,44 @@ class Partition:
     def turn(self, timeout: float) -> bool:
         """One turn of the loop for this partition: take what arrived (waiting up to
         ``timeout`` when nothing is in flight), apply what may be; True if anything arrived."""
+        runner = self.runner
         # With a batch in flight, take only what has already arrived: nothing to read
         # means the batch is finished (and acked) now rather than after a wait.
-        runner = self.runner
         busy = runner.busy
         deliveries = self.broker.poll(0 if busy else timeout, self._limit)
         if busy and not deliveries and (runner.patient or runner.done):
             runner.settle()
-        # Decoded changes take far more memory than message bodies: decode and apply in
-        # slices of about one batch, not the whole prefetch window at once.
-        accepted = 0
-        for d in deliveries:
-            accepted += self.intake.accept(d)
-            if accepted >= self._budget:
-                self._release()
-                accepted = 0
-            if self.ordering.rewind:
-                break
+        accepted, released = self._take(deliveries, 0)
+        if runner.patient and busy and accepted and not released and not self.ordering.rewind:
+            # Less than a batch came while one is in flight. Made into a batch of its own
+            # now, it would wait for that one, and what comes meanwhile would wait for
+            # both: instead it waits unapplied, and goes with what came meanwhile in one
+            # batch as soon as the one in flight is done. (With several partitions in the
+            # process the loop does not wait here: the runner queues it behind that batch.)
+            runner.settle()
+            self._take(self.broker.poll(0, self._limit), accepted)
         self._release()
-        self.runner.resume()
+        runner.resume()
         if self.ordering.rewind:
             self.ordering.rewind = False
-            if self.runner.settle():
+            if runner.settle():
                 self.connect()  # what is held is requeued and comes back in queue order
         return bool(deliveries)
+
+    def _take(self, deliveries: list[Delivery], accepted: int) -> tuple[int, bool]:
+        """Decode and hold ``deliveries``; ``accepted``: changes held but not yet released.
+        Returns the changes held unreleased after them, and whether a batch was released."""
+        released = False
+        for d in deliveries:
+            accepted += self.intake.accept(d)
+            # Decoded changes take far more memory than message bodies: decode and apply in
+            # slices of about one batch, not the whole prefetch window at once.
+            if accepted >= self._budget:
+                self._release()
+                accepted, released = 0, True
+            if self.ordering.rewind:
+                break
+        return accepted, released
 
     def _release(self) -> None:
         ready = self.ordering.release(self.runner.settle)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import resource
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +39,14 @@ def percentile(cumulative: dict[float, float], q: float) -> float:
             return lower + (le - lower) * (rank - below) / max(count - below, 1e-9)
         lower, below = le, count
     return lower
+
+
+def histogram(port: int, name: str) -> dict[float, float]:
+    """The cumulative bucket counts of the histogram ``name`` a process serves on ``port``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    pattern = rf'^{name}_bucket\{{le="([^"]+)"\}} ([0-9.e+]+)$'
+    return {float(m.group(1)): float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
 
 
 def _proc_stat(pid: int) -> tuple[int, float, float]:

@@ -9,14 +9,13 @@ import re
 import subprocess
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 import mariadb
 import psycopg2
 
-from bench.measure import Watch, percentile, wait_for_quiet
+from bench.measure import Watch, histogram, percentile, wait_for_quiet
 from bench.report import Figures
 from devstack.postgres import BIN
 from devstack.stack import Stack
@@ -27,6 +26,27 @@ BULK_TABLE = """CREATE TABLE bulk (
     id bigint PRIMARY KEY, account integer NOT NULL, amount numeric(12,2) NOT NULL,
     note text, at timestamptz NOT NULL)"""
 BULK_ROW = "g, mod(g, 1000), mod(g, 100000) / 100.0, 'row ' || g, now()"
+
+
+# Where the latency goes, each from the source commit (the first two per message, for its first
+# transaction; RabbitMQ's confirm per message from its publish).
+_END_TO_END = "source commit to target commit"
+_STAGES = {
+    "source commit to published (PostgreSQL, extractor; per message)": (
+        "extractor",
+        "cdc_extractor_publish_delay_seconds",
+    ),
+    "publish to RabbitMQ's confirm (per message)": ("extractor", "cdc_extractor_confirm_seconds"),
+    "source commit to delivered to the applier (per message)": (
+        "applier",
+        "cdc_applier_delivery_delay_seconds",
+    ),
+    _END_TO_END: ("applier", "cdc_applier_replication_delay_seconds"),
+}
+
+
+def _ms(quantiles: dict[float, float]) -> str:
+    return " / ".join(f"{v:.0f}" for v in quantiles.values()) + " ms"
 
 
 @dataclass
@@ -53,6 +73,7 @@ class Bench:
         self.sizes = sizes
         self.figures = Figures()
         self.metrics_port = free_port()
+        self.extractor_metrics_port = free_port()
         self.procs: dict[str, Proc] = {}
         self.cpu_per_row = 0.0  # µs, extractor + applier, in the bulk part
 
@@ -63,7 +84,9 @@ class Bench:
         if self.sizes.apply_bulk_rows is not None:
             env["CDC_TARGET_BULK_ROWS"] = str(self.sizes.apply_bulk_rows)
         self.procs["applier"] = self.p.start("applier", **env)
-        self.procs["extractor"] = self.p.start("extractor")
+        self.procs["extractor"] = self.p.start(
+            "extractor", CDC_METRICS_PORT=str(self.extractor_metrics_port)
+        )
         self.procs["extractor"].wait_for("streaming slot=")
         self.procs["applier"].wait_for("consuming queue=")
 
@@ -244,7 +267,7 @@ class Bench:
         self.p.sql(
             "CREATE TABLE lat (id bigserial PRIMARY KEY, v integer NOT NULL, at timestamptz NOT NULL DEFAULT now())"
         )
-        before = self.delay_buckets()
+        before = self.latency_stages()
         threads = 4
         per_thread = sz.latency_rate / threads
         stop_at = time.monotonic() + sz.latency_seconds
@@ -273,14 +296,20 @@ class Bench:
                 total = int(cur.fetchone()[0])
             self.wait_rows("lat", total, timeout=600)
             time.sleep(1)
-        after = self.delay_buckets()
-        delta = {le: after[le] - before.get(le, 0.0) for le in after}
-        result = {q: percentile(delta, q) for q in (0.5, 0.95, 0.99)}
+        after = self.latency_stages()
         self.figures.add("latency", "source transactions/s", f"{total / sz.latency_seconds:,.0f}")
-        for q, v in result.items():
-            self.figures.add(
-                "latency", f"p{int(q * 100)} source commit to target commit", f"{v * 1000:.0f} ms"
-            )
+        result: dict[float, float] = {}
+        for stage, buckets in after.items():
+            was = before[stage]
+            delta = {le: n - was.get(le, 0.0) for le, n in buckets.items()}
+            ms = {q: percentile(delta, q) * 1000 for q in (0.5, 0.95, 0.99)}
+            if stage == _END_TO_END:
+                result = {q: v / 1000 for q, v in ms.items()}
+                for q, v in ms.items():
+                    figure = f"p{int(q * 100)} source commit to target commit"
+                    self.figures.add("latency", figure, f"{v:.0f} ms")
+            else:
+                self.figures.add("latency", f"p50 / p95 / p99 {stage}", _ms(ms))
         self.record("latency", mem)
         return result
 
@@ -365,17 +394,7 @@ class Bench:
         finally:
             maria.close()
 
-    def delay_buckets(self) -> dict[float, float]:
-        text = (
-            urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)
-            .read()
-            .decode()
-        )
-        buckets = {}
-        for m in re.finditer(
-            r'^cdc_applier_replication_delay_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$',
-            text,
-            re.M,
-        ):
-            buckets[float(m.group(1))] = float(m.group(2))
-        return buckets
+    def latency_stages(self) -> dict[str, dict[float, float]]:
+        """Where the latency goes: the histograms of each stage, from the source commit."""
+        ports = {"extractor": self.extractor_metrics_port, "applier": self.metrics_port}
+        return {stage: histogram(ports[proc], name) for stage, (proc, name) in _STAGES.items()}

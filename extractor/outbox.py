@@ -9,14 +9,18 @@ Small transactions that come while RabbitMQ has not confirmed what went before g
 together, several envelopes in one message (a JSON array, in stream order), up to the chunk
 limits: one publish, one confirm, one delivery and one ack for many transactions. When nothing
 awaits a confirm, a transaction goes at once, so an idle pipeline's latency does not grow; the
-batch waiting goes as soon as the confirms are in, or once it is full.
+batch waiting goes as soon as the confirms are in, once it is full, or once its first
+transaction has waited ``linger`` seconds (as Kafka's linger.ms): a confirm RabbitMQ is slow to
+give (its disk stalls) then does not hold back what RabbitMQ would deliver meanwhile
+(docs/performance.md, the latency tail).
 
 With ``target.partitions`` N > 1, routing.py's ``PartitionedOutbox`` does the same per
-partition, on top of this one.
+partition, on top of this one (without the linger yet).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from extractor.assemble import Assembler, Outgoing
@@ -47,9 +51,12 @@ class Outbox:
         *,
         max_changes: int = 1000,
         max_bytes: int = 4 << 20,
+        linger: float = 0.0,
+        later: Callable[[float, Callable[[], None]], None] | None = None,
     ) -> None:
         """``max_changes``, ``max_bytes``: how much a batch of small transactions may hold
-        (the chunk limits)."""
+        (the chunk limits); ``linger``: how long it may wait for confirms, timed by ``later``
+        (the session's loop; None: no limit)."""
         self._assembler = assembler
         self._sink = sink
         self._tracker = tracker
@@ -59,6 +66,8 @@ class Outbox:
         self._max_bytes = max_bytes
         self._closed = False
         self._batch = Batch()
+        self._linger = linger
+        self._later = later
 
     # ------------------------------------------------------------ the window
 
@@ -115,6 +124,8 @@ class Outbox:
         batch = self._batch
         if not batch.outs and self._tracker.inflight == 0:
             return self._publish(out)  # nothing awaits a confirm: no reason to wait
+        if not batch.outs and self._later is not None:
+            self._later(self._linger, lambda: self._lingered(batch))
         batch.add(out)
         if batch.changes >= self._max_changes or batch.size >= self._max_bytes:
             self.flush()
@@ -137,6 +148,10 @@ class Outbox:
         elif batch.outs:
             self._publish_batch(batch)
 
+    def _lingered(self, batch: Batch) -> None:
+        if batch is self._batch and batch.outs and not self._closed:
+            self.flush()
+
     def _batchable(self, out: Outgoing) -> bool:
         # A whole small transaction of the stream; not a copy, not a chunk of a large one, not
         # a schema change (which travels alone).
@@ -156,6 +171,8 @@ class Outbox:
         m.changes.inc(out.changes)
         if out.last:
             m.transactions.inc()
+        if not out.copy:
+            m.published(out.commit_time)
         return seq
 
     def _publish_batch(self, batch: Batch) -> int:
@@ -169,6 +186,7 @@ class Outbox:
         m.messages.inc()
         m.changes.inc(batch.changes)
         m.transactions.inc(len(batch.outs))
+        m.published(first.commit_time)
         return seq
 
     # ------------------------------------------------------------ confirms

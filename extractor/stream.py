@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 # How often the slot's lag is sampled for the metrics.
 _LAG_SECONDS = 5.0
+# How long small transactions waiting for confirms may wait (outbox.py): longer than RabbitMQ's
+# confirms usually take, so that it caps a stall without making more, smaller messages.
+_LINGER_SECONDS = 0.025
 # How long a graceful stop waits for outstanding confirms.
 _STOP_GRACE = 20.0
 
@@ -229,6 +232,8 @@ class StreamSession:
                 metrics,
                 self._cfg.broker.max_inflight,
                 **limits,
+                linger=_LINGER_SECONDS,
+                later=lambda delay, flush: self._timers.later("linger", delay, flush),
             )
         else:
             parts = assemblers(

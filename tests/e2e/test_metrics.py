@@ -48,6 +48,10 @@ def test_metrics_of_a_running_pipeline(pipeline: Pipeline) -> None:
     # (the state message that records the finished copy is confirmed too)
     assert value(ex, "cdc_extractor_confirm_seconds_count") >= messages
     assert 0 < value(ex, "cdc_extractor_confirm_seconds_sum") < messages * 5
+    # Source commit to publish, once per message of the stream (not the copy's).
+    published = value(ex, "cdc_extractor_publish_delay_seconds_count")
+    assert 1 <= published < messages
+    assert 0 <= value(ex, "cdc_extractor_publish_delay_seconds_sum") / published < 10
     assert 0 <= value(ex, "cdc_extractor_slot_lag_bytes") < 16 * 2**20
     assert 0 <= value(ex, "cdc_extractor_seconds_since_last_commit") < 60
     assert value(ex, "cdc_extractor_reconnects_total") == 0
@@ -62,6 +66,9 @@ def test_metrics_of_a_running_pipeline(pipeline: Pipeline) -> None:
     batches = value(ap, "cdc_applier_apply_seconds_count")
     assert 1 <= batches <= value(ap, "cdc_applier_messages_total")
     assert 0 < value(ap, "cdc_applier_apply_seconds_sum") < batches * 5
+    delivered = value(ap, "cdc_applier_delivery_delay_seconds_count")
+    assert 1 <= delivered <= published
+    assert 0 <= value(ap, "cdc_applier_delivery_delay_seconds_sum") / delivered < 10
     delays = value(ap, "cdc_applier_replication_delay_seconds_count")
     assert delays >= 11
     assert 0 <= value(ap, "cdc_applier_replication_delay_seconds_sum") / delays < 10

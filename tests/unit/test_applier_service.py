@@ -8,12 +8,14 @@ import threading
 
 import pytest
 
+from applier.apply import BatchResult, Prepared
 from applier.consumer import REPLAY_HEADER
 from devstack.system import wait_until
 from shared import wire
+from shared.envelope import Envelope
 from shared.errors import DecodeError, RowRejected
 from shared.position import Position
-from tests.support.applier_fakes import Rig, body, headers_of, together
+from tests.support.applier_fakes import Rig, body, chain, headers_of, together
 
 
 def end(lsn: int) -> Position:
@@ -56,7 +58,8 @@ def test_next_batch_is_prepared_while_one_is_in_flight() -> None:
     rig.target.gate = threading.Event()
     rig.publish(100, 200)
     running = in_background(rig)
-    # 200 is prepared at once, though 100 is still being applied (and unacked).
+    # 200 is prepared at once, though 100 is still being applied (and unacked): it is a batch
+    # of its own (max_batch_changes 1), made while MariaDB works on the one before.
     wait_until(lambda: rig.target.prepared == [100, 200], "200 prepared", timeout=10, interval=0.01)
     assert rig.target.executed == [100]
     assert rig.broker.acked == []
@@ -65,6 +68,36 @@ def test_next_batch_is_prepared_while_one_is_in_flight() -> None:
     assert rig.target.applied == [100, 200]
     assert rig.target.executed == [100, 200]
     assert rig.broker.acked == ["100.0", "200.0"]
+
+
+def test_less_than_a_batch_waits_for_the_one_in_flight_and_goes_with_what_came_since() -> None:
+    """A batch of its own made at once behind the one in flight would make whatever comes
+    meanwhile wait for both: the latency of a steady trickle of small transactions."""
+    rig = Rig(CDC_TARGET_MAX_BATCH_CHANGES="100")
+    rig.target.gate = threading.Event()
+    (_, first), (_, second), (_, third) = chain(100, 200, 300)
+    rig.broker.publish(first, "100.0")
+    batches: list[list[int]] = []
+    prepare, execute = rig.target.prepare, rig.target.execute
+
+    def preparing(batch: list[Envelope]) -> Prepared:
+        if [e.commit_lsn for e in batch] == [100]:
+            rig.broker.publish(second, "200.0")  # delivered while 100 is in flight
+        return prepare(batch)
+
+    def executing(prepared: Prepared, expect: Position | None, **kw: bool) -> BatchResult:
+        batches.append([e.commit_lsn for e in prepared.batch])
+        return execute(prepared, expect, **kw)
+
+    rig.target.prepare, rig.target.execute = preparing, executing  # type: ignore[method-assign]
+    running = in_background(rig)
+    wait_until(lambda: rig.broker.unacked == 2, "200 delivered", timeout=10, interval=0.01)
+    rig.broker.publish(third, "300.0")  # comes while 100 is still in flight
+    rig.target.gate.set()
+    running.join(10)
+    assert batches == [[100], [200, 300]]
+    assert rig.target.prepared == [100, 200, 300]  # each prepared once
+    assert rig.broker.acked == ["100.0", "200.0", "300.0"]
 
 
 def test_duplicates_are_acked_unapplied() -> None:

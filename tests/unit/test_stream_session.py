@@ -333,15 +333,20 @@ def test_small_transactions_go_together_while_confirms_are_awaited() -> None:
     def one_alone_the_rest_waiting() -> None:
         # Nothing awaited a confirm for the first: it went at once. The rest wait for it.
         assert [len(m.envelopes) for m in s.broker.published] == [1]
+
+    def the_rest_in_one_message_after_the_linger() -> None:
+        # The first's confirm is late: the rest went together once they had waited the
+        # linger; the slot still waits for both confirms.
+        assert [len(m.envelopes) for m in s.broker.published] == [1, 5]
         assert max(s.slot.feedback, default=0) < lsns[0]
         s.broker.ack(1)
 
-    def the_rest_in_one_message() -> None:
-        assert [len(m.envelopes) for m in s.broker.published] == [1, 5]
+    def confirmed() -> None:
         assert s.slot.feedback[-1] == lsns[-1]
 
-    at(s, 1, one_alone_the_rest_waiting)
-    at(s, 3, the_rest_in_one_message)
+    at(s, 0.005, one_alone_the_rest_waiting)
+    at(s, 1, the_rest_in_one_message_after_the_linger)
+    at(s, 3, confirmed)
     at(s, 4, session.request_stop)
     session.run()
     envs = s.broker.envelopes()
@@ -359,13 +364,13 @@ def test_a_batch_never_lets_the_slot_pass_it_before_its_confirm() -> None:
     session = s.session(until_drained=False)
 
     def batch_out_unconfirmed() -> None:
-        assert [len(m.envelopes) for m in s.broker.published] == [1]
+        # The batch went after the linger, the first still unconfirmed.
+        assert [len(m.envelopes) for m in s.broker.published] == [1, 1]
+        assert max(s.slot.feedback, default=0) < first
         s.broker.ack(1)
 
     def still_behind_the_batch() -> None:
-        # The batch went when the first was confirmed; the transaction with nothing captured
-        # after it waits for the batch's confirm.
-        assert [len(m.envelopes) for m in s.broker.published] == [1, 1]
+        # The transaction with nothing captured after the batch waits for the batch's confirm.
         assert s.slot.feedback[-1] == first
         s.broker.ack(2)
 

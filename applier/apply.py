@@ -63,13 +63,14 @@ class BatchResult:
 
 
 class Applier:
-    def __init__(self, cfg: ApplierConfig) -> None:
+    def __init__(self, cfg: ApplierConfig, partition: int = 0) -> None:
         self._cfg = cfg
         self._where = str(cfg.target.url)
         self._engine: Engine | None = None
         self._naming = Naming(cfg.target.rename, cfg.target.schemas)
         self._schema = TargetSchema(self._naming)
-        self._checkpoints = CheckpointStore(cfg.source.slot)
+        self._schema.partitioned = cfg.target.partitions > 1
+        self._checkpoints = CheckpointStore(cfg.source.slot, partition)
         self._statements: Statements | None = None
         self._max_packet = 0  # the server's max_allowed_packet, read on connecting
         self._bulk: BulkPath | None = None  # large groups by LOAD DATA, where the server allows
@@ -153,6 +154,20 @@ class Applier:
                 return self._checkpoints.read(conn, lock=False)
         except Exception as e:
             raise self._fault(e) from e
+
+    def checkpoints(self) -> list[Position | None]:
+        """Every partition's checkpoint row, read afresh (what a barrier waits on)."""
+        engine = self._connect()
+        try:
+            with engine.connect() as conn:
+                return self._checkpoints.read_all(conn, self._cfg.target.partitions)
+        except Exception as e:
+            raise self._fault(e) from e
+
+    def forget(self) -> None:
+        """Another partition changed the target's tables or _cdc_relations (a barrier's
+        schema change or copy): what this one knew of them is looked up again."""
+        self._schema.forget()
 
     def prepare(self, batch: list[Envelope]) -> Prepared:
         """The batch's statements and rows: work without the target, so it can be done while
@@ -253,13 +268,14 @@ class Applier:
                 raise located(e, group, rows, self._where) from e
         return False
 
-    def skip(self, env: Envelope, expect: Position | None) -> None:
-        """Move the checkpoint past a message that went to the dead-letter queue."""
+    def skip(self, env: Envelope, expect: Position | None, at: Position | None = None) -> None:
+        """Move the checkpoint past a message that went to the dead-letter queue, or a
+        barrier's marker (to ``at``, when arriving at the barrier: applier/barrier.py)."""
         engine = self._connect()
         try:
             with engine.begin() as conn:
                 self._expect(conn, expect)
-                self._checkpoints.write(conn, env)
+                self._checkpoints.write(conn, env, at)
         except CheckpointMoved:
             raise
         except Exception as e:

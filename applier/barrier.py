@@ -10,7 +10,7 @@ the step that was cut is simply decided again from the rows as they are.
 This is the decision alone, a pure function of the barrier and the checkpoint rows; the
 applier's loop does what it says (write, apply, or poll again).
 
-Not wired yet: N > 1 is refused at start (shared/config.py) until the rest is built.
+Carried out by applier/barrier_steps.py.
 """
 
 from __future__ import annotations

@@ -14,15 +14,24 @@ dead-letter queue. The outcome, settled here only:
 - a message that can never be applied: a batch of several is applied again message by
   message, so that only the culprit is parked in the dead-letter queue; the checkpoint steps
   over it; then it is acked.
+
+A barrier (``target.partitions`` N > 1: a copy of a change that spans partitions) is a batch
+of its own, taken once the batches before it are committed; what happens there is
+applier/barrier_steps.py's. While it must wait for the other partitions, it and the messages
+released after it are held here (``waiting``) and the loop goes on; ``resume`` tries again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 
 from applier.acks import Acks
 from applier.apply import BatchResult, Prepared, describe
+from applier.barrier import Step
+from applier.barrier_steps import BarrierSteps
 from applier.checkpoint_keeper import CheckpointKeeper
 from applier.collaborators import Broker, Target
 from applier.consumer import Delivery
@@ -64,6 +73,9 @@ class BatchRunner:
         stop: threading.Event,
         stats: Progress,
         metrics: ApplierMetrics,
+        barriers: BarrierSteps,
+        sleep: Callable[[float], None],
+        patient: bool = True,
     ) -> None:
         self._target = target
         self._broker = broker
@@ -74,47 +86,115 @@ class BatchRunner:
         self._stop = stop
         self._stats = stats
         self._metrics = metrics
+        self._barriers = barriers
+        # Waits that keep every RabbitMQ connection of the process serviced, not only this
+        # partition's.
+        self._sleep = sleep
         self._inflight: InFlight[Delivery] = InFlight(target)
         self.trouble: str | None = None  # the fault being retried, for /readyz
+        # Released, not yet submitted: behind the batch in flight, or a barrier that waits.
+        self._queue: list[Item] = []
+        # The head batch's plan, made ahead: its first message, its size, the plan.
+        self._next: tuple[Envelope, int, Prepared | CdcError] | None = None
+        self._patient = patient
 
     @property
     def busy(self) -> bool:
         return self._inflight.busy
 
+    @property
+    def waiting(self) -> str | None:
+        """The barrier this partition waits at, if it does (for /readyz and the loop)."""
+        if self._barriers.since is None or not self._queue:
+            return None
+        return f"waiting at a barrier ending {self._queue[0][0].end} for the other partitions"
+
+    @property
+    def waiting_since(self) -> float | None:
+        return self._barriers.since
+
+    @property
+    def done(self) -> bool:
+        """Whether the batch in flight, if any, has finished (to be settled without a wait)."""
+        return self._inflight.done
+
+    @property
+    def in_flight(self) -> Future[BatchResult] | None:
+        """The batch in flight, unfinished (for a loop that waits on several partitions)."""
+        future = self._inflight.future
+        return None if future is None or future.done() else future
+
+    @property
+    def patient(self) -> bool:
+        return self._patient
+
     def run(self, ready: list[Item]) -> None:
         """Apply messages released in order, in batches, each after the one before settled."""
-        batches = self._cut(ready)
-        for i, batch in enumerate(batches):
-            rest = [item for later in batches[i + 1 :] for item in later]
+        self._queue += ready
+        self.resume()
+
+    def resume(self) -> None:
+        """Submit what may go now: batches one after the other, each once the one before
+        settled. With ``patient`` (one partition in the process) it waits for the batch in
+        flight; else it leaves the rest queued until that batch is done, and the loop turns to
+        the other partitions. A barrier that must wait leaves it queued the same way."""
+        while self._queue:
+            if self._inflight.busy and self._next is None:
+                self._prepare_next()  # made while the batch before is still in flight
+            if self._inflight.busy and not (self._patient or self._inflight.done):
+                return
+            # A batch planned ahead is applied exactly as planned, though more has been
+            # queued since: its plan holds its messages' statements and no others.
+            planned = self._next
+            if planned is not None and planned[0] is not self._queue[0][0]:
+                planned = None
+            size = self._head() if planned is None else planned[1]
+            batch = self._queue[:size]
             env = batch[0][0]
+            # The batch before must be settled first: its checkpoint is this one's start (and
+            # a barrier's step is decided from the checkpoint rows).
+            if not self.settle():
+                return
+            if env.afters is not None:
+                step = self._barriers.step(env, batch[0][1])
+                if step is Step.WAIT:
+                    return
+                if step is not Step.APPLY:
+                    del self._queue[:size]  # stepped past, or passed already: acked
+                    continue
+            del self._queue[:size]
             if env.undecodable is not None:
-                if not self.settle(batch + rest):
-                    break
                 self._dead_letter(batch[0], DecodeError(env.undecodable))
                 continue
-            # Made while the batch before is still in flight.
-            prepared = self._prepare(batch)
-            # The batch before must be settled first: its checkpoint is this one's start.
-            if not self.settle(batch + rest):
-                break
-            self._inflight.submit(batch, prepared, self._keeper.committed)
+            self._next = None
+            self._inflight.submit(
+                batch,
+                self._prepare(batch) if planned is None else planned[2],
+                self._keeper.committed,
+            )
 
-    def _cut(self, ready: list[Item]) -> list[list[Item]]:
-        """Batches of at most ``budget`` changes; an undecodable message, and a schema change
-        (MariaDB commits DDL by itself), each on its own."""
-        batches: list[list[Item]] = []
+    def _prepare_next(self) -> None:
+        """The next batch's plan, made while the one before is in flight."""
+        if not self._queue:
+            return
+        env = self._queue[0][0]
+        if env.afters is None and env.undecodable is None:
+            size = self._head()
+            self._next = (env, size, self._prepare(self._queue[:size]))
+
+    def _head(self) -> int:
+        """How many queued messages the next batch takes: at most ``budget`` changes; an
+        undecodable message, a schema change (MariaDB commits DDL by itself) and a barrier
+        each on its own."""
         changes = 0
-        for env, d in ready:
-            if env.undecodable is not None or env.schema_change is not None:
-                batches += [[(env, d)], []]
-                changes = 0
-                continue
-            if not batches or (batches[-1] and changes + len(env.changes) > self._budget):
-                batches.append([])
-                changes = 0
-            batches[-1].append((env, d))
+        for i, (env, _) in enumerate(self._queue):
+            alone = env.undecodable is not None or env.schema_change is not None or env.barrier
+            if alone:
+                return i or 1
+            if i and changes + len(env.changes) > self._budget:
+                return i
             changes += len(env.changes)
-        return [b for b in batches if b]
+        return len(self._queue)
 
     def _prepare(self, batch: list[Item]) -> Prepared | CdcError:
         """The batch's plan, or the fault that prevents it (settled like a failed batch)."""
@@ -123,16 +203,19 @@ class BatchRunner:
         except CdcError as e:
             return e
 
-    def settle(self, rest: list[Item] | None = None) -> bool:
+    def settle(self) -> bool:
         """Settle the batch in flight, if any: ack it, or deal with its failure here.
 
-        ``rest`` are released messages not yet applied. False if the checkpoint moved under
-        us: the sequencer then holds the batch and ``rest`` again, to be ordered afresh.
+        False if the checkpoint moved under us: the sequencer then holds the batch and the
+        messages queued after it again, to be ordered afresh.
         """
-        done = self._inflight.finish(self._broker.sleep)
+        done = self._inflight.finish(self._sleep)
         if done is None:
             return True
-        return self._outcome(done, rest or [])
+        if self._outcome(done, self._queue):
+            return True
+        self._queue, self._next = [], None
+        return False
 
     def _outcome(self, done: Done[Delivery], rest: list[Item]) -> bool:
         batch, error = done.items, done.error
@@ -168,12 +251,12 @@ class BatchRunner:
     def _retrying(
         self, batch: list[Item], expect: Position | None, *, replay: bool = False
     ) -> BatchResult:
-        for attempt in retrying("apply", log, stop_event=self._stop, sleep=self._broker.sleep):
+        for attempt in retrying("apply", log, stop_event=self._stop, sleep=self._sleep):
             # Outside the attempt: RabbitMQ lost while waiting is not the batch's fault to
             # retry; it ends the session (the batch in flight is abandoned, its messages
             # come back).
             self._inflight.submit(batch, self._prepare(batch), expect, replay=replay)
-            done = self._inflight.finish(self._broker.sleep)
+            done = self._inflight.finish(self._sleep)
             assert done is not None
             with attempt:
                 if done.error is not None:
@@ -244,6 +327,8 @@ class BatchRunner:
         """The session is lost: what was in flight may have committed or not; the checkpoint
         read on reconnecting says which, and its messages come back either way."""
         self._inflight.abandon()
+        self._queue, self._next = [], None
+        self._barriers.reset()
 
     def close(self) -> None:
         self._inflight.close()

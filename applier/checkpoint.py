@@ -1,9 +1,14 @@
 """The applier's position, kept in the target database in the same transaction as the rows.
 
-One row per slot: the position (shared/position.py) of the last change applied, in its text
+One row per slot and partition (``part``: 0 .. target.partitions - 1; 0 alone when
+partitions = 1): the position (shared/position.py) of the last change applied, in its text
 form, with its transaction's commit LSN and a few columns for people to read. Because the rows
 and the position commit together, a message redelivered after any crash is recognised and
-skipped: replays change nothing.
+skipped: replays change nothing. Each partition's applier writes its own row only; the
+barriers (applier/barrier.py) read every row.
+
+A table made before partitions (keyed by slot alone) is upgraded at start by one ALTER: its
+row becomes partition 0's, which is what a single queue's chain is.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ checkpoint_table = sa.Table(
     TABLE_NAME,
     _metadata,
     sa.Column("slot", mysql.VARCHAR(63), primary_key=True),
+    # Not "partition": a reserved word in MariaDB.
+    sa.Column("part", mysql.SMALLINT(unsigned=True), primary_key=True, autoincrement=False),
     sa.Column("commit_lsn", mysql.BIGINT(unsigned=True), nullable=False),
     # How many changes of that transaction were applied: written by the first version, whose
     # commit_lsn was where the commit record ends; 0 since.
@@ -41,11 +48,22 @@ checkpoint_table = sa.Table(
 )
 # Columns added after the table's first version, added to an existing table at start.
 _ADDED = ("position VARCHAR(80) NULL",)
+# Keyed by slot alone before partitions: one statement (atomic in MariaDB, so a crash leaves the
+# old table or the new one) adds the column, every existing row becoming partition 0's, and
+# widens the key. Two appliers upgrading at once: the second rebuilds the same key again.
+_UPGRADE = (
+    f"ALTER TABLE {TABLE_NAME} ADD COLUMN IF NOT EXISTS part SMALLINT UNSIGNED NOT NULL "
+    "DEFAULT 0 AFTER slot, DROP PRIMARY KEY, ADD PRIMARY KEY (slot, part)"
+)
+_KEY_COLUMNS = sa.text(
+    "SELECT column_name FROM information_schema.statistics WHERE table_schema = DATABASE()"
+    " AND table_name = :table AND index_name = 'PRIMARY' ORDER BY seq_in_index"
+)
 
 
 def _upsert() -> sa.Insert:
     stmt = mysql.insert(checkpoint_table)
-    updated = (c.name for c in checkpoint_table.columns if c.name != "slot")
+    updated = (c.name for c in checkpoint_table.columns if c.name not in ("slot", "part"))
     return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in updated})
 
 
@@ -56,25 +74,43 @@ _UPSERT = _upsert()
 
 
 class CheckpointStore:
-    def __init__(self, slot: str) -> None:
+    def __init__(self, slot: str, partition: int = 0) -> None:
         self._slot = slot
+        self._partition = partition
 
     def ensure_table(self, conn: Connection) -> None:
         checkpoint_table.create(conn, checkfirst=True)
         for column in _ADDED:
             conn.exec_driver_sql(f"ALTER TABLE {TABLE_NAME} ADD COLUMN IF NOT EXISTS {column}")
+        key = [str(r[0]).lower() for r in conn.execute(_KEY_COLUMNS, {"table": TABLE_NAME})]
+        if key == ["slot"]:
+            conn.exec_driver_sql(_UPGRADE)
         conn.commit()
 
     def read(self, conn: Connection, *, lock: bool = True) -> Position | None:
         """Inside the apply transaction, with a row lock so two appliers can never interleave."""
         c = checkpoint_table.c
-        stmt = sa.select(c.commit_lsn, c.complete, c.position).where(c.slot == self._slot)
+        stmt = sa.select(c.commit_lsn, c.complete, c.position).where(
+            c.slot == self._slot, c.part == self._partition
+        )
         if lock:
             stmt = stmt.with_for_update()
         row = conn.execute(stmt).first()
-        if row is None:
-            return None
-        commit_lsn, complete, position = row
+        return None if row is None else self._position(*row)
+
+    def read_all(self, conn: Connection, partitions: int) -> list[Position | None]:
+        """Every partition's row (None: nothing applied there yet), without locks: what the
+        barriers decide by. On Galera the session's wsrep_sync_wait makes the read see every
+        commit made on any node before it (applier/target.py)."""
+        c = checkpoint_table.c
+        stmt = sa.select(c.part, c.commit_lsn, c.complete, c.position).where(c.slot == self._slot)
+        found: list[Position | None] = [None] * partitions
+        for part, commit_lsn, complete, position in conn.execute(stmt):
+            if int(part) < partitions:
+                found[int(part)] = self._position(commit_lsn, complete, position)
+        return found
+
+    def _position(self, commit_lsn: int, complete: bool, position: str | None) -> Position:
         if position is not None:
             return Position.parse(str(position))
         # Written by the first version, which placed a transaction at the END of its commit
@@ -88,10 +124,13 @@ class CheckpointStore:
             "(_cdc_checkpoint.complete = 1), then upgrade (see the README's upgrade notes)"
         )
 
-    def write(self, conn: Connection, env: Envelope) -> Position:
-        end = env.end
+    def write(self, conn: Connection, env: Envelope, at: Position | None = None) -> Position:
+        """This partition's row to ``env``'s end, or to ``at`` (a barrier's arrival: where
+        this partition's chain stood before it)."""
+        end = env.end if at is None else at
         values = {
             "slot": self._slot,
+            "part": self._partition,
             "commit_lsn": env.commit_lsn,
             "done": 0,
             "complete": end.complete,

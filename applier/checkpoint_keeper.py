@@ -82,13 +82,14 @@ class CheckpointKeeper:
         self.committed = self.released = actual
         return True
 
-    def step_over(self, env: Envelope) -> None:
-        """Commit the checkpoint past a message parked in the dead-letter queue."""
+    def step_over(self, env: Envelope, at: Position | None = None) -> None:
+        """Commit the checkpoint past a message parked in the dead-letter queue or a
+        barrier's marker, or (``at``) to where this partition stood before a barrier."""
         try:
             for attempt in retrying("skip", log, stop_event=self._stop, sleep=self._sleep):
                 with attempt:
-                    self._target.skip(env, self.committed)
+                    self._target.skip(env, self.committed, at)
         except CheckpointMoved as e:
             # Another applier wrote meanwhile: we are not the active one any more.
             raise BrokerUnavailable(f"checkpoint moved under us ({e.actual}); reconnecting") from e
-        self.committed = env.end
+        self.committed = env.end if at is None else at

@@ -35,7 +35,17 @@ class Target(Protocol):
         self, prepared: Prepared, expect: Position | None, *, replay: bool = False
     ) -> BatchResult: ...
 
-    def skip(self, env: Envelope, expect: Position | None) -> None: ...
+    def skip(self, env: Envelope, expect: Position | None, at: Position | None = None) -> None:
+        """This partition's checkpoint past ``env`` (or to ``at``), checked against ``expect``."""
+        ...
+
+    def checkpoints(self) -> list[Position | None]:
+        """Every partition's checkpoint row (target.partitions of them)."""
+        ...
+
+    def forget(self) -> None:
+        """Look the target's tables up again (another partition changed them)."""
+        ...
 
     def refused(self) -> list[tuple[str, str, str]]: ...
 
@@ -72,15 +82,31 @@ class Broker(Protocol):
 
 
 @dataclass(frozen=True)
-class Collaborators:
+class Lane:
+    """One partition's outside: its checkpoint row in MariaDB, its queue in RabbitMQ."""
+
+    partition: int
     target: Target
     broker: Broker
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    lanes: tuple[Lane, ...]  # one per partition this process consumes
     clock: Callable[[], float] = field(default=time.monotonic)
+
+    @classmethod
+    def one(
+        cls, target: Target, broker: Broker, clock: Callable[[], float] = time.monotonic
+    ) -> Collaborators:
+        """A single partition's (target.partitions = 1)."""
+        return cls((Lane(0, target, broker),), clock)
 
 
 def connect(cfg: ApplierConfig) -> Collaborators:
-    """The real collaborators (they connect when first used)."""
+    """The real collaborators (they connect when first used): a MariaDB applier and a
+    RabbitMQ connection per partition this process consumes."""
+    topology = topology_for(cfg.broker, cfg.source.slot, cfg.target.partitions)
     return Collaborators(
-        target=Applier(cfg),
-        broker=Consumer(cfg.broker, topology_for(cfg.broker, cfg.source.slot)),
+        tuple(Lane(p, Applier(cfg, p), Consumer(cfg.broker, topology, p)) for p in cfg.target.mine)
     )

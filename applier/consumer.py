@@ -3,6 +3,12 @@
 The queue has a single active consumer, so deliveries come in the order the extractor
 published them (source commit order); other appliers wait as standbys. Nothing is acked
 before the caller says its MariaDB transaction committed.
+
+With ``target.partitions`` N > 1 there is one of these per partition the process consumes,
+each on its own connection and queue (``<queue>.p<i>``). On connecting, each refuses to start
+while queues of another layout hold messages, as the extractor does (a mismatch is refused,
+never run: ARCHITECTURE.md, "Parallel apply"); a message of another layout that still comes is
+refused by applier/intake.py.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ import pika.exceptions
 
 from shared.amqp import classify_broker_error, connect_blocking, nodes_for
 from shared.config import BrokerConfig
-from shared.errors import BrokerUnavailable, CdcError, PermanentError
-from shared.topology import Topology
+from shared.errors import BrokerUnavailable, CdcError, ConfigError, PermanentError
+from shared.topology import Topology, other_layout
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +53,10 @@ class Delivery:
 
 
 class Consumer:
-    def __init__(self, cfg: BrokerConfig, topology: Topology) -> None:
+    def __init__(self, cfg: BrokerConfig, topology: Topology, partition: int = 0) -> None:
         self._cfg = cfg
         self._topology = topology
+        self._queue = topology.queues[partition]
         self._conn: Any = None
         self._node: int | None = None  # which node of broker.url the connection is to
         self._channel: Any = None
@@ -89,7 +96,7 @@ class Consumer:
         self._call(self._connect, declaring=True)
         log.info(
             "consuming queue=%s prefetch=%d broker=%s",
-            self._topology.queue,
+            self._queue,
             self.prefetch,
             self.where,
         )
@@ -106,16 +113,38 @@ class Consumer:
             # pika's connection workflow raises this when the peer resets the socket right
             # after accepting it (e.g. a broker that is still starting).
             raise BrokerUnavailable(f"RabbitMQ connection failed ({self.where}): {e}") from e
+        self._refuse_other_layout()
         ch = self._conn.channel()
         for method, args in t.declarations():
             getattr(ch, method)(**args)
         self.prefetch = self._next_prefetch
         ch.basic_qos(prefetch_count=self.prefetch)
-        ch.basic_consume(t.queue, self._on_message, auto_ack=False)
+        ch.basic_consume(self._queue, self._on_message, auto_ack=False)
         self._channel = ch
         dlq = self._conn.channel()
         dlq.confirm_delivery()
         self._dlq_channel = dlq
+
+    def _refuse_other_layout(self) -> None:
+        """Before declaring: no queue of another target.partitions layout may hold messages
+        (shared/topology.py decides, for both processes alike)."""
+
+        def depth(queue: str) -> int | None:
+            # A passive declare of a missing queue closes its channel: one channel each.
+            probe = self._conn.channel()
+            try:
+                frame = probe.queue_declare(queue, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as e:
+                if e.reply_code == 404:
+                    return None
+                raise
+            if probe.is_open:
+                probe.close()
+            return int(frame.method.message_count)
+
+        why = other_layout(self._topology, depth)
+        if why is not None:
+            raise ConfigError(why)
 
     def _on_message(self, _ch: Any, method: Any, properties: Any, body: bytes) -> None:
         self._unacked.add(method.delivery_tag)
@@ -181,7 +210,7 @@ class Consumer:
 
     def queue_depth(self) -> int:
         """Messages ready in the queue (not counting those delivered to us)."""
-        q = self._topology.queue
+        q = self._queue
         frame = self._call(
             lambda: self._channel.queue_declare(
                 q, durable=True, arguments=self._topology.queue_arguments, passive=True
@@ -207,7 +236,7 @@ class Consumer:
                 "x-cdc-error": reason,
                 "x-cdc-error-type": type(error).__name__,
                 "x-cdc-failed-at": datetime.now(UTC).isoformat(),
-                "x-cdc-original-queue": self._topology.queue,
+                "x-cdc-original-queue": self._queue,
             }
         )
         props = delivery.properties

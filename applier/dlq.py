@@ -124,9 +124,12 @@ def replay(cfg: DlqConfig, ids: set[str] | None, out: TextIO = sys.stdout) -> in
             if ids is not None and p.message_id not in ids:
                 keep.append(p)
                 continue
-            headers = {
-                k: v for k, v in (p.properties.headers or {}).items() if not k.startswith("x-cdc-")
-            }
+            given = p.properties.headers or {}
+            # With target.partitions > 1 it goes back to its partition's queue, which is
+            # bound by its own name (shared/topology.py); else by the slot, as it came.
+            origin = str(given.get("x-cdc-original-queue") or "")
+            route = origin if origin.startswith(f"{topology.queue}.p") else topology.routing_key
+            headers = {k: v for k, v in given.items() if not k.startswith("x-cdc-")}
             headers[REPLAY_HEADER] = 1
             props = pika.BasicProperties(
                 content_type=p.properties.content_type,
@@ -139,14 +142,14 @@ def replay(cfg: DlqConfig, ids: set[str] | None, out: TextIO = sys.stdout) -> in
             try:
                 ch.basic_publish(
                     topology.exchange,
-                    topology.routing_key,
+                    route,
                     p.body,
                     properties=props,
                     mandatory=True,
                 )
             except pika.exceptions.UnroutableError as e:
                 raise BrokerUnavailable(
-                    f"queue {topology.queue} is not bound to {topology.exchange}"
+                    f"no queue is bound to {topology.exchange} by {route}"
                 ) from e
             ch.basic_ack(delivery_tag=p.tag)
             sent += 1

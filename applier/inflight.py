@@ -56,6 +56,15 @@ class InFlight(Generic[T]):
     def busy(self) -> bool:
         return self._future is not None
 
+    @property
+    def done(self) -> bool:
+        """A batch is in flight and has finished (``finish`` returns without waiting)."""
+        return self._future is not None and self._future.done()
+
+    @property
+    def future(self) -> Future[BatchResult] | None:
+        return self._future
+
     def submit(
         self,
         items: list[tuple[Envelope, T]],

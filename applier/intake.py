@@ -6,7 +6,10 @@
 - an undecodable message whose headers say where it stands: a stand-in waits for its turn
   like the others, then goes to the dead-letter queue and the checkpoint steps over it;
 - an undecodable message that does not say where it stands (not from an extractor), or one
-  replayed by hand: it has no place in the order; parked (or replayed) at once, then acked.
+  replayed by hand: it has no place in the order; parked (or replayed) at once, then acked;
+- a message of another partition layout (its ``partitions`` is not target.partitions, or it
+  is on another partition's queue): the applier stops with one line, applying nothing of it
+  (a key's partition depends on the count: both processes must agree).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from applier.metrics import ApplierMetrics
 from applier.ordering import Ordering
 from applier.progress import Progress
 from shared import envelope, wire
-from shared.errors import DecodeError
+from shared.envelope import Envelope
+from shared.errors import DecodeError, SetupError
 
 
 class Intake:
@@ -32,6 +36,8 @@ class Intake:
         *,
         stats: Progress,
         metrics: ApplierMetrics,
+        partition: int = 0,
+        partitions: int = 1,
     ) -> None:
         self._broker = broker
         self._ordering = ordering
@@ -39,6 +45,8 @@ class Intake:
         self._acks = acks
         self._stats = stats
         self._metrics = metrics
+        self._partition = partition
+        self._partitions = partitions
 
     def accept(self, d: Delivery) -> int:
         """Decode and hold a delivery; returns how many changes it brought."""
@@ -56,8 +64,11 @@ class Intake:
             else:
                 # Its headers say where it stands: it waits for its turn like the others,
                 # then goes to the dead-letter queue and the checkpoint steps over it.
+                self._check_layout(stand_in, d)
                 self._ordering.hold(stand_in, d)
             return 0
+        for env in envs:
+            self._check_layout(env, d)
         if d.replay:
             self._runner.settle()  # nothing else runs against the target while a batch is
             self._runner.replay(d, envs)
@@ -68,3 +79,13 @@ class Intake:
         for env in envs:
             self._ordering.hold(env, d)
         return sum(len(env.changes) for env in envs)
+
+    def _check_layout(self, env: Envelope, d: Delivery) -> None:
+        if env.partitions != self._partitions or env.partition != self._partition:
+            raise SetupError(
+                f"message {d.message_id} on partition {self._partition}'s queue says it is "
+                f"partition {env.partition} of {env.partitions}, but target.partitions is "
+                f"{self._partitions} here: run both processes with the same "
+                "target.partitions (changing it needs the pipeline drained first: README, "
+                "Parallel apply)"
+            )

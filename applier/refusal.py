@@ -11,6 +11,9 @@
 - No source table goes to one of the applier's own tables.
 - On a Galera cluster every table needs a primary key (Galera replicates rows by it; a
   DELETE on a keyless table is not supported): a source table without one is refused.
+- With ``target.partitions`` N > 1, a target table with a foreign key (its own, or another
+  table's that references it): the partitions apply rows of different keys apart, so the
+  constraint would fail now and then, or hold rows back, where the source had it hold.
 
 The caller keeps what the target says per table (``TargetFacts``) and reads it again after a
 schema error or a reconnect; a refused table's messages go to the dead-letter queue with the
@@ -44,6 +47,12 @@ owners_table = sa.Table(
 _EXISTS = sa.text(
     "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = :db AND table_name = :t"
 )
+_FOREIGN_KEYS = sa.text(
+    "SELECT constraint_name FROM information_schema.referential_constraints"
+    " WHERE (constraint_schema = :db AND table_name = :t)"
+    " OR (unique_constraint_schema = :db AND referenced_table_name = :t)"
+    " ORDER BY constraint_name"
+)
 _UNIQUE_INDEXES = sa.text(
     "SELECT index_name, column_name FROM information_schema.statistics"
     " WHERE table_schema = :db AND table_name = :t AND non_unique = 0"
@@ -58,12 +67,15 @@ class TargetFacts:
     owner: TableRef | None  # the source table recorded as feeding it
     # index -> its columns (lower case); None: no such table (it is made with the source key)
     uniques: dict[str, tuple[str, ...]] | None = None
+    foreign_keys: tuple[str, ...] = ()  # on the table or referencing it
 
 
 @dataclass(frozen=True)
 class Refusal:
     source: TableRef  # the source table whose changes are refused
-    reason: str  # applier_table, shared_target, galera_needs_key, unique_index, no_unique_key
+    # applier_table, shared_target, galera_needs_key, foreign_key_partitions, unique_index,
+    # no_unique_key
+    reason: str
     text: str
 
 
@@ -76,12 +88,16 @@ def read_facts(conn: Connection, target: TargetRef, database: str) -> TargetFact
         )
     ).first()
     uniques: dict[str, tuple[str, ...]] | None = None
+    foreign: tuple[str, ...] = ()
     if conn.execute(_EXISTS, {"db": db, "t": target.table}).scalar():
         uniques = {}
         for index, column in conn.execute(_UNIQUE_INDEXES, {"db": db, "t": target.table}):
             uniques[str(index)] = (*uniques.get(str(index), ()), str(column).lower())
+        found = conn.execute(_FOREIGN_KEYS, {"db": db, "t": target.table})
+        foreign = tuple(str(r[0]) for r in found)
     conn.commit()
-    return TargetFacts(TableRef(str(owner[0]), str(owner[1])) if owner else None, uniques)
+    owned = TableRef(str(owner[0]), str(owner[1])) if owner else None
+    return TargetFacts(owned, uniques, foreign)
 
 
 def record_owner(conn: Connection, target: TargetRef, database: str, source: TableRef) -> TableRef:
@@ -106,10 +122,12 @@ def refusal(
     facts: TargetFacts | None,
     *,
     galera: bool = False,
+    partitioned: bool = False,
 ) -> Refusal | None:
     """Why ``target`` cannot take the changes of ``sources`` (the first is the one a batch
     met first; more than one is itself a refusal), or None. ``key`` is the source key (None:
-    not known, e.g. a batch with a TRUNCATE only); ``facts`` None: not read yet."""
+    not known, e.g. a batch with a TRUNCATE only); ``facts`` None: not read yet;
+    ``partitioned``: target.partitions > 1."""
     if not sources:
         return None
     source = sources[0]
@@ -140,6 +158,16 @@ def refusal(
             f"target table {target} is on a Galera cluster, which needs a primary key on "
             f"every table it replicates, and the source table {source} has none; fix: add "
             f"a primary key to {source} (ALTER TABLE ... ADD PRIMARY KEY (...)), {replay}",
+        )
+    if partitioned and facts is not None and facts.foreign_keys:
+        return Refusal(
+            source,
+            "foreign_key_partitions",
+            f"target table {target} has foreign keys ({', '.join(facts.foreign_keys)}) and "
+            "target.partitions > 1 applies rows of different keys apart, so a constraint "
+            "between them cannot hold while the partitions run: fix: drop the foreign keys "
+            "in MariaDB, or run with target.partitions 1 (README, Parallel apply), "
+            f"{replay}",
         )
     if key is None or facts is None or facts.uniques is None:
         return None

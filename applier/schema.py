@@ -122,6 +122,7 @@ class TargetSchema:
         self._keys: dict[TargetRef, list[str]] = {}
         self.refused: dict[tuple[TargetRef, TableRef], Refusal] = {}
         self.galera = False  # the target is a Galera node: every table needs a primary key
+        self.partitioned = False  # target.partitions > 1: no foreign keys
 
     def exists(self, target: TargetRef) -> bool:
         """Whether the table is known to exist (after ``ensure`` for this batch)."""
@@ -248,7 +249,14 @@ class TargetSchema:
     def _refusal(self, shape: TableShape) -> Refusal | None:
         key = shape.key if shape.columns else self._keys.get(shape.target)
         facts = self._facts.get(shape.target)
-        return refusal(shape.target, shape.sources, key, facts, galera=self.galera)
+        return refusal(
+            shape.target,
+            shape.sources,
+            key,
+            facts,
+            galera=self.galera,
+            partitioned=self.partitioned,
+        )
 
     def _known(self, conn: Connection, target: TargetRef) -> dict[str, str | None] | None:
         if target in self._columns:

@@ -117,7 +117,7 @@ def cpu_seconds(stack_root: Path, procs: dict[str, Proc]) -> dict[str, float]:
     return totals
 
 
-def _machine_busy() -> tuple[float, float]:
+def machine_busy() -> tuple[float, float]:
     """Total and idle jiffies of all cores, from /proc/stat."""
     fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return sum(fields), fields[3] + fields[4]  # idle + iowait
@@ -130,9 +130,9 @@ def wait_for_quiet(max_seconds: float, busy_cores: float = 0.25, window: float =
     cores = os.cpu_count() or 1
     started = time.monotonic()
     while time.monotonic() - started < max_seconds:
-        total0, idle0 = _machine_busy()
+        total0, idle0 = machine_busy()
         time.sleep(window)  # a sampling interval, not a wait for a condition
-        total1, idle1 = _machine_busy()
+        total1, idle1 = machine_busy()
         if total1 > total0 and (1 - (idle1 - idle0) / (total1 - total0)) * cores < busy_cores:
             break
     return time.monotonic() - started

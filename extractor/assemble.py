@@ -10,6 +10,11 @@ what is new.
 
 In a copy, a chunk never mixes tables: a value MariaDB refuses then parks one table's rows in
 the dead-letter queue, never another table's.
+
+With ``target.partitions`` N > 1 there is one assembler per partition, each its own chain,
+driven by routing.py, which numbers the changes itself (``add_numbered``: a WAL record's
+changes may go to several partitions), cuts chunks before a barrier (``cut``) and marks the
+next chunk as a barrier's copy (``barrier_next``).
 """
 
 from __future__ import annotations
@@ -36,15 +41,29 @@ class Outgoing:
     last: bool
     changes: int
     headers: dict[str, Any]
+    partition: int = 0
+    end: Position | None = None  # where the message ends (its transaction's end if last)
+    barrier: bool = False
 
 
 class Assembler:
     def __init__(
-        self, slot: str, max_changes: int, max_bytes: int, resume: Position | None
+        self,
+        slot: str,
+        max_changes: int,
+        max_bytes: int,
+        resume: Position | None,
+        *,
+        partition: int = 0,
+        partitions: int = 1,
     ) -> None:
         """``resume``: where this session resumed the slot (None: a new slot, before whose
-        first message nothing exists)."""
+        first message nothing exists). ``partition`` of ``partitions``: the chain this one
+        assembles (with N > 1, routing.py)."""
         self._slot = slot
+        self._partition = partition
+        self._partitions = partitions
+        self._barrier: tuple[Position | None, ...] | None = None
         self._max_changes = max_changes
         self._max_bytes = max_bytes
         self._after = resume
@@ -98,7 +117,8 @@ class Assembler:
             change["n"] = n = self._n
         else:
             self._last_lsn = lsn
-            self._n = n = 0
+            self._n = 0
+            n = change.get("n", 0)  # add_numbered's caller numbered it
         out = None
         if self._pending and (
             self._pending >= self._max_changes
@@ -113,6 +133,32 @@ class Assembler:
         if self._copy:
             self._tail_table = (change["schema"], change["table"])
         return out
+
+    def add_numbered(self, change: dict[str, Any], size: int) -> Outgoing | None:
+        """``add`` for a change the caller numbered already (routing.py: the changes of one WAL
+        record may go to several partitions, so only the caller sees them all)."""
+        self._last_lsn = ""  # never the same record as this change's: its ``n`` stands
+        return self.add(change, size)
+
+    @property
+    def tail(self) -> Position | None:
+        """Where this chain stands: the end of its last message (or the session's claim)."""
+        return self._chunk_after if self._txn is not None else self._after
+
+    @property
+    def pending(self) -> int:
+        """Changes buffered for the next chunk."""
+        return self._pending
+
+    def barrier_next(self, afters: tuple[Position | None, ...]) -> None:
+        """The next chunk this assembler emits is a barrier's copy, with every partition's
+        ``after`` of it."""
+        self._barrier = afters
+
+    def cut(self, end: Position | None = None) -> Outgoing:
+        """The changes buffered as a chunk now, not the last of its transaction. ``end``: a
+        marker's (no changes to say where it ends: the barrier's end on partition 0)."""
+        return self._emit(last=False, end=end)
 
     def alone(self, change: dict[str, Any]) -> list[Outgoing]:
         """A change that travels in a message of its own (a schema change: MariaDB commits
@@ -142,12 +188,16 @@ class Assembler:
             raise DecodeError("no transaction in progress")
         return self._txn.commit_end
 
-    def _emit(self, *, last: bool) -> Outgoing:
+    def _emit(self, *, last: bool, end: Position | None = None) -> Outgoing:
         txn = self._txn
         assert txn is not None
         pending, copy, chunk = self._pending, self._copy, self._chunk
+        afters, self._barrier = self._barrier, None
         if last:
             end = Position.end_of(txn.commit_lsn, copy)
+        elif end is not None:
+            if pending:
+                raise ValueError("only a marker, without changes, is given its end")
         else:
             end = Position(txn.commit_lsn, copy, (parse_lsn(self._tail_lsn), self._tail_n))
         after = self._chunk_after
@@ -162,10 +212,15 @@ class Assembler:
             after=after,
             resumed=self._resumed,
             runs=self._runs.runs,
+            partition=self._partition,
+            partitions=self._partitions,
+            afters=afters,
+            end=end,
         )
+        partition = self._partition if self._partitions > 1 else None
         out = Outgoing(
             body=body,
-            message_id=envelope.message_id(txn.commit_lsn, chunk, copy),
+            message_id=envelope.message_id(txn.commit_lsn, chunk, copy, partition),
             commit_lsn=txn.commit_lsn,
             commit_end=txn.commit_end,
             commit_time=txn.commit_time,
@@ -182,7 +237,13 @@ class Assembler:
                 end=end,
                 resumed=self._resumed,
                 count=pending,
+                partition=self._partition,
+                partitions=self._partitions,
+                afters=afters,
             ),
+            partition=self._partition,
+            end=end,
+            barrier=afters is not None,
         )
         self._chunk += 1
         self._chunk_after = end

@@ -20,6 +20,7 @@ from extractor.catalog import CatalogWatch, connect_briefly
 from extractor.copying import CopierFactory
 from extractor.decode import Decoder, OutputPlugin
 from extractor.heartbeat import Heartbeat
+from extractor.layout import refuse_other_layouts
 from extractor.loop import Loop
 from extractor.metrics import ExtractorMetrics
 from extractor.partitions import Partitions
@@ -75,7 +76,9 @@ class Broker(Protocol):
         on_failure: Callable[[CdcError], None],
     ) -> None: ...
 
-    def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> int: ...
+    def publish(
+        self, body: bytes, message_id: str, headers: dict[str, Any], partition: int = 0
+    ) -> int: ...
 
     def publish_state(self, body: bytes) -> int: ...
 
@@ -145,10 +148,21 @@ def connect(cfg: ExtractorConfig, metrics: ExtractorMetrics) -> Collaborators:
     return Collaborators(
         loop=loop,
         source=source,
-        broker=Publisher(cfg.broker, topology_for(cfg.broker, cfg.source.slot), loop),
+        broker=Publisher(
+            cfg.broker,
+            topology_for(cfg.broker, cfg.source.slot, cfg.target.partitions),
+            loop,
+        ),
         catalog=CatalogWatch(cfg.source, metrics, plugin),
         heartbeat=Heartbeat(cfg.source),
         types=TypeResolver(catalog_lookup(source.catalog)),
         copier=copier,
-        load_state=lambda: load_state(cfg),
+        load_state=lambda: _stored(cfg),
     )
+
+
+def _stored(cfg: ExtractorConfig) -> Stored:
+    """What a previous run stored, once the queues are known to be this layout's (nothing is
+    published before this)."""
+    refuse_other_layouts(cfg)
+    return load_state(cfg)

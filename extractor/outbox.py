@@ -13,6 +13,9 @@ batch waiting goes as soon as the confirms are in, once it is full, or once its 
 transaction has waited ``linger`` seconds (as Kafka's linger.ms): a confirm RabbitMQ is slow to
 give (its disk stalls) then does not hold back what RabbitMQ would deliver meanwhile
 (docs/performance.md, the latency tail).
+
+With ``target.partitions`` N > 1, routing.py's ``PartitionedOutbox`` does the same per
+partition, on top of this one (without the linger yet).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from shared import envelope
 class MessageSink(Protocol):
     """Publishing with confirms (publisher.py); each call returns the message's delivery tag."""
 
-    def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> int: ...
+    def publish(
+        self, body: bytes, message_id: str, headers: dict[str, Any], partition: int = 0
+    ) -> int: ...
 
     def publish_state(self, body: bytes) -> int: ...
 
@@ -60,7 +65,7 @@ class Outbox:
         self._max_changes = max_changes
         self._max_bytes = max_bytes
         self._closed = False
-        self._batch = _Batch()
+        self._batch = Batch()
         self._linger = linger
         self._later = later
 
@@ -137,13 +142,13 @@ class Outbox:
 
     def flush(self) -> None:
         """Send the batch of small transactions that waits, if any."""
-        batch, self._batch = self._batch, _Batch()
+        batch, self._batch = self._batch, Batch()
         if len(batch.outs) == 1 and batch.end == batch.outs[0].commit_end:
             self._publish(batch.outs[0])
         elif batch.outs:
             self._publish_batch(batch)
 
-    def _lingered(self, batch: _Batch) -> None:
+    def _lingered(self, batch: Batch) -> None:
         if batch is self._batch and batch.outs and not self._closed:
             self.flush()
 
@@ -170,7 +175,7 @@ class Outbox:
             m.published(out.commit_time)
         return seq
 
-    def _publish_batch(self, batch: _Batch) -> int:
+    def _publish_batch(self, batch: Batch) -> int:
         first, last = batch.outs[0], batch.outs[-1]
         body = b"[" + b",".join(o.body for o in batch.outs) + b"]"
         headers = envelope.batch_headers(first.headers, last.headers, batch.changes)
@@ -192,8 +197,12 @@ class Outbox:
         if not ack:
             self._tracker.nacked(delivery_tag)
         self._tracker.acked(delivery_tag, multiple)
-        if self._batch.outs and self._tracker.inflight == 0 and not self._closed:
+        if self._waiting() and self._tracker.inflight == 0 and not self._closed:
             self.flush()
+
+    def _waiting(self) -> bool:
+        """Whether small transactions wait to go out together."""
+        return bool(self._batch.outs)
 
     def confirmed(self, seq: int) -> bool:
         """This message and every one published before it are confirmed."""
@@ -217,7 +226,7 @@ class Outbox:
         self._closed = True
 
 
-class _Batch:
+class Batch:
     """Small transactions waiting to go out together, and the slot position they reach."""
 
     def __init__(self) -> None:

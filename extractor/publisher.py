@@ -145,7 +145,10 @@ class Publisher:
         def run(index: int) -> None:
             if index == len(calls):
                 log.info(
-                    "broker_ready exchange=%s queue=%s broker=%s", t.exchange, t.queue, self.where
+                    "broker_ready exchange=%s queues=%s broker=%s",
+                    t.exchange,
+                    ",".join(t.queues),
+                    self.where,
                 )
                 self._declaring = False
                 self._on_ready()
@@ -166,8 +169,11 @@ class Publisher:
 
     # ------------------------------------------------------------ publishing
 
-    def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> int:
-        """Hand a message to pika; returns its delivery tag for the confirm that will follow."""
+    def publish(
+        self, body: bytes, message_id: str, headers: dict[str, Any], partition: int = 0
+    ) -> int:
+        """Hand a message to pika; returns its delivery tag for the confirm that will follow.
+        ``partition``: whose queue it goes to (with ``target.partitions`` N > 1)."""
         if self._channel is None or not self._channel.is_open:
             raise BrokerUnavailable("publish on a closed channel")
         properties = pika.BasicProperties(
@@ -180,7 +186,7 @@ class Publisher:
         )
         self._channel.basic_publish(
             self._topology.exchange,
-            self._topology.routing_key,
+            self._topology.route(partition),
             body,
             properties=properties,
             mandatory=True,
@@ -217,7 +223,8 @@ class Publisher:
         self._on_failure(
             BrokerUnavailable(
                 f"RabbitMQ returned message {properties.message_id} as unroutable "
-                f"({method.reply_code} {method.reply_text}): is queue {self._topology.queue} bound?"
+                f"({method.reply_code} {method.reply_text}): are queues "
+                f"{','.join(self._topology.queues)} bound?"
             )
         )
 

@@ -3,14 +3,17 @@ outside, without starting to stream.
 
 The lag shown is what PostgreSQL keeps for the pipeline: the WAL between the server's current
 position and the slot's confirmed flush position (the extractor confirms only what RabbitMQ
-has). The queue depths say how much RabbitMQ holds for the applier.
+has). The queue depths say how much RabbitMQ holds for the applier: with ``target.partitions``
+N > 1, each partition's queue ``<queue>.p<i>`` that exists (found by name, whatever N the
+settings say: draining the pipeline before N changes means all of them at 0).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pika
@@ -18,11 +21,11 @@ import pika.exceptions
 import psycopg2
 import psycopg2.extensions
 
-from shared.amqp import connect_blocking
+from shared.amqp import connect_blocking, queue_depth
 from shared.config import StatusConfig
 from shared.errors import SetupError
 from shared.postgres import connect
-from shared.topology import topology_for
+from shared.topology import partition_queue, topology_for
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class SlotStatus:
     queue_messages: int | None = None
     dead_letter_queue: str | None = None
     dead_letter_messages: int | None = None
+    # Each partition queue's messages, <queue>.p0 upwards while they exist (empty: none).
+    partition_messages: list[int] = field(default_factory=list)
     broker_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,12 +107,12 @@ def _queue_depths(cfg: StatusConfig, status: SlotStatus) -> None:
             (topology.dead_letter_queue, "dead_letter_messages"),
         )
         for name, attr in queues:
-            ch = conn.channel()
-            try:
-                frame = ch.queue_declare(name, passive=True)
-                setattr(status, attr, int(frame.method.message_count))
-            except pika.exceptions.ChannelClosedByBroker:
-                pass  # not declared yet: nothing has run
+            setattr(status, attr, queue_depth(conn, name))
+        for i in itertools.count():
+            depth = queue_depth(conn, partition_queue(topology.queue, i))
+            if depth is None:
+                break
+            status.partition_messages.append(depth)
     except (pika.exceptions.AMQPError, OSError) as e:
         status.broker_error = f"RabbitMQ: {type(e).__name__}: {e}"
     finally:
@@ -131,6 +136,13 @@ def render(status: SlotStatus) -> str:
         lines.append(f"queue           {status.broker_error}")
     else:
         lines.append(f"queue           {status.queue}: {_count(status.queue_messages)}")
+        parts = status.partition_messages
+        if parts:
+            each = ", ".join(f"{n:,}" for n in parts)
+            lines.append(
+                f"partitions      {status.queue}.p0..p{len(parts) - 1}: "
+                f"{sum(parts):,} messages waiting ({each})"
+            )
         lines.append(
             f"dead letters    {status.dead_letter_queue}: {_count(status.dead_letter_messages)}"
         )

@@ -32,6 +32,7 @@ from extractor.metrics import ExtractorMetrics
 from extractor.outbox import Outbox
 from extractor.reading import SlotReader, StallWatch
 from extractor.replication import Exported
+from extractor.routing import PartitionedOutbox, assemblers
 from extractor.shapes import ShapeWatch
 from extractor.targets import refuse_shared_targets
 from shared.amqp import classify_broker_error
@@ -219,18 +220,28 @@ class StreamSession:
         tracker = ConfirmTracker(resume, metrics.confirm_seconds.observe)
         # A slot made just now: nothing exists before this session's first message.
         after = None if self._source.created else Position.before(resume)
-        assembler = Assembler(src.slot, src.max_chunk_changes, src.max_chunk_bytes, after)
-        outbox = Outbox(
-            assembler,
-            self._publisher,
-            tracker,
-            metrics,
-            self._cfg.broker.max_inflight,
-            max_changes=src.max_chunk_changes,
-            max_bytes=src.max_chunk_bytes,
-            linger=_LINGER_SECONDS,
-            later=lambda delay, flush: self._timers.later("linger", delay, flush),
-        )
+        limits = {"max_changes": src.max_chunk_changes, "max_bytes": src.max_chunk_bytes}
+        partitions = self._cfg.target.partitions
+        outbox: Outbox
+        if partitions == 1:
+            assembler = Assembler(src.slot, src.max_chunk_changes, src.max_chunk_bytes, after)
+            outbox = Outbox(
+                assembler,
+                self._publisher,
+                tracker,
+                metrics,
+                self._cfg.broker.max_inflight,
+                **limits,
+                linger=_LINGER_SECONDS,
+                later=lambda delay, flush: self._timers.later("linger", delay, flush),
+            )
+        else:
+            parts = assemblers(
+                src.slot, src.max_chunk_changes, src.max_chunk_bytes, after, partitions
+            )
+            outbox = PartitionedOutbox(
+                parts, self._publisher, tracker, metrics, self._cfg.broker.max_inflight, **limits
+            )
         reader = SlotReader(
             self._source,
             self._timers,

@@ -138,7 +138,8 @@ class Pipeline:
     def topology(self) -> Topology:
         """The exchanges and queues the processes declare with these settings."""
         cfg = load_config(DlqConfig, environ=self.env)  # the slot and the broker
-        return topology_for(cfg.broker, cfg.source.slot)
+        partitions = int(self.env.get("CDC_TARGET_PARTITIONS", "1"))
+        return topology_for(cfg.broker, cfg.source.slot, partitions)
 
     @property
     def queue(self) -> str:
@@ -189,7 +190,7 @@ class Pipeline:
         if self.stack.rabbitmq.running():
             t = self.topology
             with self.channel() as ch:
-                for q in (t.queue, t.dead_letter_queue, t.state_queue):
+                for q in {t.queue, *t.queues, t.dead_letter_queue, t.state_queue}:
                     ch.queue_delete(q)
 
     def start(self, module: str, *args: str, **env: str) -> Proc:

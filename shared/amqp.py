@@ -47,6 +47,20 @@ def connect_blocking(cfg: BrokerConfig, name: str) -> tuple[pika.BlockingConnect
     raise failure
 
 
+def queue_depth(conn: pika.BlockingConnection, queue: str) -> int | None:
+    """The messages in ``queue``; None if it is not declared. A passive declare of a queue that
+    does not exist closes its channel (404), so each look gets a channel of its own."""
+    ch = conn.channel()
+    try:
+        frame = ch.queue_declare(queue, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as e:
+        if e.reply_code == 404:
+            return None
+        raise
+    ch.close()
+    return int(frame.method.message_count)
+
+
 def connection_parameters(cfg: BrokerConfig, name: str, node: int = 0) -> pika.URLParameters:
     """pika's parameters for every RabbitMQ connection of both processes: the URL's (of the
     ``node``-th URL of broker.url), our timeouts where it is silent, and for amqps:// our TLS

@@ -76,4 +76,4 @@ def fatal(prog: str, error: PermanentError) -> int:
     """One clear line for a fault no retry can fix."""
     logging.getLogger(prog).error("fatal error=%s", error)
     print(f"{prog}: {error}", file=sys.stderr)
-    return EXIT_FAULT
+    return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_FAULT

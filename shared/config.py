@@ -62,14 +62,13 @@ def _broker_tls_needs_amqps(v: Values) -> None:
                 )
 
 
-def _partitions_not_built_yet(v: Values) -> None:
-    # The routing by key is in shared/partitioning.py, the design in ARCHITECTURE.md
-    # ("Parallel apply"); until both processes and the barriers are built, N > 1 is refused
-    # at start rather than run half-done (issue 14, part 2).
-    if v["target.partitions"] != 1:
+def _partition_set_within(v: Values) -> None:
+    outside = [i for i in v["target.partition_set"] if i >= v["target.partitions"]]
+    if outside:
         raise ConfigError(
-            f"{v.label('target.partitions')} is {v['target.partitions']}: parallel apply "
-            "is not built yet, only 1 is supported (issue 14)"
+            f"{v.label('target.partition_set')} names partition {outside[0]} but "
+            f"target.partitions is {v['target.partitions']} (partitions 0 .. "
+            f"{v['target.partitions'] - 1})"
         )
 
 
@@ -189,7 +188,7 @@ class BrokerConfig:
         return f"{self.queue}.dead"
 
 
-@section("target", rules=[_partitions_not_built_yet])
+@section("target")
 class NamingConfig:
     """What the target's tables are called: the applier names them, and the extractor checks
     at start that no two captured tables would share one. And into how many partitions the
@@ -200,9 +199,9 @@ class NamingConfig:
         "CDC_TARGET_PARTITIONS",
         p.positive_int,
         default=1,
-        doc="partitions the changes are split into by key, applied in parallel (ARCHITECTURE.md, "
-        "Parallel apply); `1`: one queue, one chain, each source transaction atomic. Only `1` "
-        "is supported yet",
+        doc="partitions the changes are split into by key, applied in parallel (README, "
+        "Parallel apply); `1`: one queue, one chain, each source transaction atomic; both "
+        "processes must have the same value",
     )
 
     rename: dict[TableRef, str] = setting(
@@ -225,10 +224,26 @@ class NamingConfig:
     rules=[
         client_certificate_needs_its_key("target.ssl_cert", "target.ssl_key"),
         _target_tls_needs_ssl,
+        _partition_set_within,
     ],
 )
 class TargetConfig(NamingConfig):
     """MariaDB: where the applier writes and what it names the tables."""
+
+    partition_set: tuple[int, ...] = setting(
+        "CDC_TARGET_PARTITION_SET",
+        items(p.partition_set),
+        default=(),
+        shown="all",
+        doc="the partitions this applier process consumes, comma-separated (YAML: a list), "
+        "when target.partitions > 1: several processes can share the partitions, and a second "
+        "process consuming a partition is its standby (README, Parallel apply)",
+    )
+
+    @property
+    def mine(self) -> tuple[int, ...]:
+        """The partitions this applier process consumes."""
+        return self.partition_set or tuple(range(self.partitions))
 
     url: Secret = setting(
         "CDC_TARGET_URL",

@@ -4,6 +4,28 @@
 Their JSON form on the wire, and its version, are shared/wire.py's; the message's place in
 the stream is repeated in its AMQP headers (``headers_for``), so that a message whose body
 cannot be read still has a place in the order (``stub``).
+
+**Partitions** (``target.partitions`` N, ARCHITECTURE.md "Parallel apply"). Every envelope says
+which partition's queue it is on (``partition``, 0 .. N-1) and into how many the stream is split
+(``partitions``); with N = 1 both keep their defaults (0 and 1) and nothing else differs. The
+contract for N > 1:
+
+- each partition is a chain of its own: ``after`` is the end of the message published before
+  this one *on the same partition* (or the session's resumed claim, or None for a new slot's
+  first message). Positions are the source's and do not depend on the split.
+- a *barrier* (a change that spans partitions: a truncate, a schema change, a key moved into
+  another partition, a change whose key is unknown; and a copy as a whole) goes to every
+  partition. Each copy of it has ``afters``, one position per partition: where that
+  partition's chain stood just before the barrier (each copy's ``after`` is its own partition's
+  entry). Partition 0 (``DESIGNATED``) gets the barrier's changes in full; every other
+  partition a *marker*: no changes, ending exactly where the barrier ends (``end``).
+- a barrier in the middle of a transaction (a truncate after 300,000 rows already published
+  in chunks) ends at its last change: ``Position(commit, copy, ident)``, not the transaction's
+  end. A marker cannot name that end by its changes (it has none), so it carries it
+  (``stub_end``, as a stand-in for an unreadable message does). After a barrier every
+  partition's chain continues from the barrier's end.
+- a copy is one barrier: all its chunks go to partition 0, the first of them carrying
+  ``afters``; every other partition gets one marker ending at the copy's end.
 """
 
 from __future__ import annotations
@@ -21,10 +43,20 @@ MESSAGE_TYPE = "cdc.transaction"
 INSERT, UPDATE, DELETE, TRUNCATE, DDL = "insert", "update", "delete", "truncate", "ddl"
 OPERATIONS = frozenset({INSERT, UPDATE, DELETE, TRUNCATE, DDL})
 
+# The partition that applies a barrier's changes; the others step past it (applier/barrier.py).
+DESIGNATED = 0
 
-def message_id(commit_lsn: int, chunk: int, copy: bool = False) -> str:
-    """Stable across resends: the same chunk of the same transaction has the same id."""
-    return f"{format_lsn(commit_lsn)}{'c' if copy else ''}.{chunk}"
+Afters = tuple[Position | None, ...]
+
+
+def message_id(
+    commit_lsn: int, chunk: int, copy: bool = False, partition: int | None = None
+) -> str:
+    """Stable across resends: the same chunk of the same transaction has the same id. With
+    partitions (``partition`` given), each partition numbers its own chunks: ``@p<i>`` keeps
+    the ids apart where the partitions' messages meet (the dead-letter queue)."""
+    text = f"{format_lsn(commit_lsn)}{'c' if copy else ''}.{chunk}"
+    return text if partition is None else f"{text}@p{partition}"
 
 
 @dataclass(slots=True)
@@ -69,7 +101,22 @@ class Envelope:
     # Set on a stand-in for a message whose body cannot be decoded (see ``stub``): why, and
     # where it ends, from its headers.
     undecodable: str | None = None
+    # Where the message ends when its changes cannot say: a stub's (from its headers), a
+    # barrier's marker's (from the wire: it has no changes, and may end mid-transaction).
     stub_end: Position | None = None
+    partition: int = 0
+    partitions: int = 1
+    # A barrier's copy: every partition's ``after`` of the barrier (None: not a barrier).
+    afters: Afters | None = None
+
+    @property
+    def barrier(self) -> bool:
+        return self.afters is not None
+
+    @property
+    def marker(self) -> bool:
+        """A barrier's copy on a partition that does not apply it: no changes, just its end."""
+        return self.afters is not None and not self.changes
 
     @property
     def end(self) -> Position:
@@ -92,7 +139,8 @@ class Envelope:
 
     @property
     def message_id(self) -> str:
-        return message_id(self.commit_lsn, self.chunk, self.copy)
+        partition = self.partition if self.partitions > 1 else None
+        return message_id(self.commit_lsn, self.chunk, self.copy, partition)
 
     @property
     def schema_change(self) -> Change | None:
@@ -121,6 +169,9 @@ class Envelope:
             applied,
             self.resumed,
             keep,
+            partition=self.partition,
+            partitions=self.partitions,
+            afters=self.afters,
         )
 
 
@@ -134,10 +185,15 @@ def headers_for(
     end: Position,
     resumed: bool,
     count: int,
+    partition: int = 0,
+    partitions: int = 1,
+    afters: Afters | None = None,
 ) -> dict[str, Any]:
     """The message's place in the stream, repeated in AMQP headers: if the body is ever
-    unreadable, the applier can still put the message in order and step over it."""
-    return {
+    unreadable, the applier can still put the message in order and step over it (and, with
+    partitions, still knows its partition and whether it is a barrier). With one partition
+    the headers are exactly what they were before partitions existed."""
+    headers: dict[str, Any] = {
         "commit_lsn": format_lsn(commit_lsn),
         "copy": copy,
         "chunk": chunk,
@@ -147,6 +203,13 @@ def headers_for(
         "resumed": resumed,
         "changes": count,
     }
+    if partitions != 1:
+        headers["partition"] = partition
+        headers["partitions"] = partitions
+        headers["barrier"] = afters is not None
+        if afters is not None:
+            headers["afters"] = [None if a is None else str(a) for a in afters]
+    return headers
 
 
 def batch_headers(first: dict[str, Any], last: dict[str, Any], changes: int) -> dict[str, Any]:
@@ -161,6 +224,15 @@ def stub(headers: dict[str, Any] | None, reason: str) -> Envelope | None:
     h = headers or {}
     try:
         after = h["after"]
+        partitions = int(h.get("partitions", 1))
+        partition = int(h.get("partition", 0))
+        afters = None
+        if h.get("barrier"):
+            afters = tuple(optional(None if a is None else str(a)) for a in h["afters"])
+            if len(afters) != partitions:
+                return None
+        if not 0 <= partition < partitions:
+            return None
         return Envelope(
             slot="",
             xid=0,
@@ -174,6 +246,9 @@ def stub(headers: dict[str, Any] | None, reason: str) -> Envelope | None:
             changes=[],
             undecodable=reason,
             stub_end=Position.parse(str(h["end"])),
+            partition=partition,
+            partitions=partitions,
+            afters=afters,
         )
     except (KeyError, TypeError, ValueError, DecodeError):
         return None

@@ -44,6 +44,20 @@ def count_or_off(v: str) -> int:
     return n
 
 
+def partition_set(items: list[str], _setting: str) -> tuple[int, ...]:
+    """Partition numbers, comma-separated (YAML: a list); empty: every partition."""
+    found: set[int] = set()
+    for item in items:
+        for text in item.split(","):
+            number = text.strip()
+            if not number:
+                continue
+            if not number.isdigit():
+                raise ValueError("must be partition numbers (0, 1, ...), comma-separated")
+            found.add(int(number))
+    return tuple(sorted(found))
+
+
 def positive_float(v: str) -> float:
     x = float(v)
     if not (x > 0 and math.isfinite(x)):

@@ -15,6 +15,7 @@ apply". The decision of which changes are barriers is here too, so that it has o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -55,47 +56,93 @@ def partition_of(schema: str, table: str, key_values: Sequence[Any], partitions:
 
 
 def _values_of(columns: list[str], values: list[Any], key: list[str]) -> list[Any] | None:
-    index = {name: i for i, name in enumerate(columns)}
-    if not all(k in index for k in key):
+    # Once per change on the extractor's hot path: a key has a column or two, found in a
+    # short list faster than through a dict built for it.
+    try:
+        return [values[columns.index(k)] for k in key]
+    except ValueError:
         return None
-    return [values[index[k]] for k in key]
 
 
 def partitions_of(change: Change, partitions: int) -> frozenset[int]:
     """Every partition the change touches: one for most; all of them for a barrier, and for
     a change whose key cannot be known (an identity that is another unique index): routing
     it to one partition would be a guess, and a wrong guess breaks per-key order."""
-    every = frozenset(range(partitions))
+    old = change.old_key
+    return _partitions(
+        change.op,
+        change.schema,
+        change.table,
+        change.key,
+        change.columns,
+        change.values,
+        None if old is None else (old.columns, old.values),
+        partitions,
+    )
+
+
+def partitions_of_dict(change: dict[str, Any], partitions: int) -> frozenset[int]:
+    """``partitions_of`` for a change in the form the extractor builds (shared/wire.py)."""
+    if partitions == 1:
+        return _one(0)
+    old = change.get("old_key")
+    return _partitions(
+        change["op"],
+        change["schema"],
+        change["table"],
+        change.get("key") or [],
+        change.get("columns") or [],
+        change.get("values") or [],
+        None if old is None else (old["columns"], old["values"]),
+        partitions,
+    )
+
+
+def _partitions(  # noqa: PLR0917 - a change's fields, whichever form carries them
+    op: str,
+    schema: str,
+    table: str,
+    key: list[str],
+    columns: list[str],
+    values: list[Any],
+    old: tuple[list[str], list[Any]] | None,
+    partitions: int,
+) -> frozenset[int]:
+    every = _every(partitions)
     if partitions == 1:
         return every
-    if change.op in (TRUNCATE, DDL):
+    if op in (TRUNCATE, DDL):
         return every
-    if not change.key:
+    if not key:
         # A table without a primary key: its rows cannot be told apart by key, so all its
         # changes go to one partition, in order (as the source wrote them).
-        return frozenset({partition_of(change.schema, change.table, (), partitions)})
-    new = _values_of(change.columns, change.values, change.key) if change.op != DELETE else None
-    old = change.old_key
-    before = None if old is None else _values_of(old.columns, old.values, change.key)
-    if change.op == DELETE:
+        return _one(partition_of(schema, table, (), partitions))
+    new = _values_of(columns, values, key) if op != DELETE else None
+    before = None if old is None else _values_of(old[0], old[1], key)
+    if op == DELETE:
         keys = [before]
-    elif change.op == UPDATE and old is not None:
+    elif op == UPDATE and old is not None:
         keys = [new, before]
     else:  # an insert, or an update that kept its key (no old identity sent)
         keys = [new]
-    known = [k for k in keys if k is not None]
-    if len(known) < len(keys):
+    if None in keys:
         return every
-    return frozenset(partition_of(change.schema, change.table, k, partitions) for k in known)
+    if len(keys) == 1 or keys[0] == keys[1]:
+        return _one(partition_of(schema, table, keys[0], partitions))  # type: ignore[arg-type]
+    return frozenset(partition_of(schema, table, k, partitions) for k in keys)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _every(partitions: int) -> frozenset[int]:
+    return frozenset(range(partitions))
+
+
+@functools.cache
+def _one(partition: int) -> frozenset[int]:
+    return frozenset((partition,))
 
 
 def is_barrier(change: Change, partitions: int) -> bool:
     """A change that must be applied in order with the rows of more than one partition.
     A copy is a barrier as a whole (its envelopes say ``copy``), whatever its rows."""
     return len(partitions_of(change, partitions)) > 1
-
-
-def partition_queue(queue: str, partition: int) -> str:
-    """The queue of one partition: ``<queue>.p<i>``, bound to the exchange with that name as
-    its routing key (direct, so a message's partition is the extractor's decision alone)."""
-    return f"{queue}.p{partition}"

@@ -5,14 +5,26 @@ queue with a single active consumer (so the applier sees the source's commit ord
 applier cannot apply goes to a dead-letter exchange and queue beside them. On a cluster the
 queues are quorum queues (broker.queue_type): replicated, a confirm meaning a majority of the
 nodes has the message.
+
+With ``target.partitions`` N > 1 the one change queue becomes N: ``<queue>.p0`` ..
+``<queue>.p<N-1>`` (``partition_queue``), each bound to the exchange by its own name, each
+with its single active consumer. The extractor routes every message to its partition's queue
+(ARCHITECTURE.md, "Parallel apply"); the queue ``<queue>`` itself is not declared then.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from shared.config import BrokerConfig
+
+
+def partition_queue(queue: str, partition: int) -> str:
+    """The queue of one partition: ``<queue>.p<i>``, bound to the exchange with that name as
+    its routing key (direct, so a message's partition is the extractor's decision alone)."""
+    return f"{queue}.p{partition}"
 
 
 @dataclass(frozen=True)
@@ -24,6 +36,22 @@ class Topology:
     dead_letter_queue: str
     queue_type: str
     delivery_limit: int = 1000
+    partitions: int = 1
+
+    @property
+    def queues(self) -> list[str]:
+        """The change queues: ``queue`` alone, or one per partition."""
+        if self.partitions == 1:
+            return [self.queue]
+        return [partition_queue(self.queue, i) for i in range(self.partitions)]
+
+    def route(self, partition: int = 0) -> str:
+        """The routing key of a partition's messages (with one partition, the slot's)."""
+        if self.partitions == 1:
+            return self.routing_key
+        if not 0 <= partition < self.partitions:
+            raise ValueError(f"partition {partition} of {self.partitions}")
+        return partition_queue(self.queue, partition)
 
     @property
     def queue_arguments(self) -> dict[str, Any]:
@@ -86,12 +114,15 @@ class Topology:
                 },
             ),
             ("exchange_declare", {"exchange": self.exchange}),
-            ("queue_declare", {"queue": self.queue, "arguments": self.queue_arguments}),
-            (
-                "queue_bind",
-                {"queue": self.queue, "exchange": self.exchange, "routing_key": self.routing_key},
-            ),
         ]
+        for i, queue in enumerate(self.queues):
+            steps.append(("queue_declare", {"queue": queue, "arguments": self.queue_arguments}))
+            steps.append(
+                (
+                    "queue_bind",
+                    {"queue": queue, "exchange": self.exchange, "routing_key": self.route(i)},
+                )
+            )
         if with_state:
             steps.append(
                 ("queue_declare", {"queue": self.state_queue, "arguments": self.state_arguments})
@@ -104,8 +135,35 @@ class Topology:
         return steps
 
 
-def topology_for(broker: BrokerConfig, slot: str) -> Topology:
+def other_layout(topology: Topology, depth: Callable[[str], int | None]) -> str | None:
+    """Why the queues say another ``target.partitions`` layout still has messages to apply
+    (None: they do not). ``depth``: a queue's message count, None if it is not declared.
+
+    A key's partition changes with N, so a pipeline must be drained before N changes. The
+    queues of a layout with more partitions include ``<queue>.p<N>``; of one partition,
+    ``<queue>``; of fewer partitions, some of ``<queue>.p0`` .. while ``<queue>.p<N-1>`` was
+    never declared (the first run with this N declares it)."""
+    n, queue = topology.partitions, topology.queue
+    if n == 1:
+        candidates = [partition_queue(queue, 0)]
+    else:
+        candidates = [queue, partition_queue(queue, n)]
+        if depth(partition_queue(queue, n - 1)) is None:
+            candidates += [partition_queue(queue, i) for i in range(n - 1)]
+    for name in candidates:
+        count = depth(name)
+        if count:
+            return (
+                f"queue {name} holds {count} messages of another target.partitions layout than "
+                f"this one ({n}): drain the pipeline with the old setting first, or delete the "
+                "old queues once they are empty (ARCHITECTURE.md, Parallel apply)"
+            )
+    return None
+
+
+def topology_for(broker: BrokerConfig, slot: str, partitions: int = 1) -> Topology:
     return Topology(
+        partitions=partitions,
         exchange=broker.exchange,
         routing_key=slot,
         queue=broker.queue,

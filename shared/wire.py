@@ -57,6 +57,22 @@ written once per message, not once per row::
 A ``ddl`` change is always a run of its own. The form of each change described above is what
 the extractor builds and the applier reads (``Change``); only the wire groups them.
 
+Version 3 is version 2 for a stream split into partitions (``target.partitions`` N > 1; the
+contract: shared/envelope.py and ARCHITECTURE.md, "Parallel apply"). With N = 1 the extractor
+writes version 2, byte for byte as before partitions existed, and the applier reads both.
+Version 3 adds::
+
+     "partition": 2, "partitions": 4,        # this message's queue is <queue>.p2 of 4
+     "barrier": true,                        # only on a barrier's copies (left out: false)
+     "afters": ["0/196C858", null, "0/196C858:0/196C900.0", "0/196C000"],
+                                             # each partition's ``after`` of the barrier
+     "end": "0/196D868:0/196DA07.0"          # a barrier copy's end (a marker has no changes)
+
+``after`` is then the end of the message before this one *on this partition*. A marker (a
+barrier's copy on a partition other than 0) has no changes and ends at ``end``, which may be a
+change inside the transaction (a barrier in the middle of a long one) or, with ``last``, the
+transaction's end. An older applier refuses version 3 rather than misread it.
+
 Values keep the text PostgreSQL printed: integers are JSON integers, every other number
 (numeric, real, double) is a JSON string holding its exact decimal text, so no reader ever
 passes one through a binary float. Other types are strings as wal2json prints them.
@@ -72,6 +88,7 @@ import orjson
 from shared.envelope import (
     DDL,
     DELETE,
+    DESIGNATED,
     INSERT,
     OPERATIONS,
     TRUNCATE,
@@ -85,6 +102,7 @@ from shared.lsn import format_lsn, parse_lsn
 from shared.position import Position, optional
 
 VERSION = 2
+PARTITIONED_VERSION = 3  # version 2 with a partition, and barriers (above)
 
 
 def _big_ints_as_text(runs: list[dict[str, Any]]) -> None:
@@ -195,12 +213,18 @@ def encode(
     resumed: bool,
     changes: list[dict[str, Any]] | None = None,
     runs: list[dict[str, Any]] | None = None,
+    partition: int = 0,
+    partitions: int = 1,
+    afters: tuple[Position | None, ...] | None = None,
+    end: Position | None = None,
 ) -> bytes:
     """Serialize a chunk whose changes are already dicts in the form shown above (each
-    change; the wire groups them into runs), or already grouped into ``runs`` (Runs)."""
+    change; the wire groups them into runs), or already grouped into ``runs`` (Runs).
+    ``partition``/``partitions``, and for a barrier's copy ``afters`` and its ``end``:
+    version 3 (above); with one partition, version 2."""
     if runs is None:
         runs = runs_of(changes or [])
-    doc = {
+    doc: dict[str, Any] = {
         "v": VERSION,
         "slot": slot,
         "xid": xid,
@@ -213,6 +237,18 @@ def encode(
         "resumed": resumed,
         "changes": runs,
     }
+    if partitions != 1:
+        doc["v"] = PARTITIONED_VERSION
+        doc["partition"] = partition
+        doc["partitions"] = partitions
+        if afters is not None:
+            if end is None:
+                raise ValueError("a barrier's copy needs its end")
+            doc["barrier"] = True
+            doc["afters"] = [None if a is None else str(a) for a in afters]
+            doc["end"] = str(end)
+    elif afters is not None:
+        raise ValueError("a barrier needs partitions")
     # orjson: several times faster than json.dumps; no binary float ever reaches it.
     try:
         return orjson.dumps(doc)
@@ -265,10 +301,11 @@ def _envelope(doc: Any) -> Envelope:
     if not isinstance(doc, dict):
         raise DecodeError("body is not a JSON object")
     version = doc.get("v")
-    if type(version) is not int or version != VERSION:
+    if type(version) is not int or version not in (VERSION, PARTITIONED_VERSION):
         raise UnsupportedVersion(
-            f"envelope version {version!r} is not supported (expected {VERSION}; an extractor "
-            "of another version wrote it: see the README's upgrade notes)"
+            f"envelope version {version!r} is not supported (expected {VERSION} or "
+            f"{PARTITIONED_VERSION}; an extractor of another version wrote it: see the "
+            "README's upgrade notes)"
         )
     try:
         changes = [c for run in doc["changes"] for c in _run(run)]
@@ -287,16 +324,47 @@ def _envelope(doc: Any) -> Envelope:
             resumed=_flag(doc["resumed"]),
             changes=changes,
         )
+        if version == PARTITIONED_VERSION:
+            _partitioned(env, doc)
     except DecodeError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DecodeError(f"malformed envelope: {type(e).__name__}: {e}") from e
-    if env.chunk < 0 or (not env.last and not env.changes):
+    if env.chunk < 0 or (not env.last and not env.changes and not env.marker):
         raise DecodeError("malformed envelope: bad chunk, or a chunk without changes")
     # Where it starts and ends: computed here once, so a malformed LSN is found now.
     if env.sort_key > env.end:
         raise DecodeError("malformed envelope: its changes are not in order")
     return env
+
+
+def _partitioned(env: Envelope, doc: dict[str, Any]) -> None:
+    """Version 3's fields into ``env``, checked against one another."""
+    partition, partitions = doc["partition"], doc["partitions"]
+    if not (type(partition) is int and type(partitions) is int and 0 <= partition < partitions):
+        raise DecodeError("malformed envelope: partition is not one of partitions")
+    env.partition, env.partitions = partition, partitions
+    if not _flag(doc.get("barrier", False)):
+        return
+    afters = doc["afters"]
+    if not isinstance(afters, list) or len(afters) != partitions:
+        raise DecodeError("malformed envelope: a barrier needs one after per partition")
+    if not all(a is None or isinstance(a, str) for a in afters):
+        raise DecodeError("malformed envelope: an after is not a position")
+    env.afters = tuple(optional(a) for a in afters)
+    if env.afters[partition] != env.after:
+        raise DecodeError("malformed envelope: a barrier's after is not its partition's")
+    end = doc["end"]
+    if not isinstance(end, str):
+        raise DecodeError("malformed envelope: a barrier without its end")
+    given = Position.parse(end)
+    if env.changes or env.last:
+        if env.end != given:
+            raise DecodeError("malformed envelope: a barrier's end is not its changes' end")
+    elif partition == DESIGNATED:
+        raise DecodeError("malformed envelope: partition 0 holds a barrier's changes")
+    else:
+        env.stub_end = given
 
 
 def _flag(value: Any) -> bool:

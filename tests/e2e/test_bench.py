@@ -38,5 +38,6 @@ def test_bench_runs_every_part() -> None:
         "1,000-row batches by multi-row statement",
         "CPU per row µs (extractor + applier = total)",
         "2 ms away / direct",
+        "N = 4 / N = 1, 2 ms away",
     ):
         assert figure in proc.stdout, figure

@@ -58,8 +58,18 @@ class Clock:
 
 
 class FakeTarget:
-    def __init__(self) -> None:
-        self.checkpoint_row: Position | None = None
+    """One partition's view of MariaDB; the partitions of one test share ``rows`` (each
+    partition's checkpoint row) and ``log`` (what committed, in order, on which partition)."""
+
+    def __init__(
+        self,
+        partition: int = 0,
+        rows: list[Position | None] | None = None,
+        log: list[tuple[int, int]] | None = None,
+    ) -> None:
+        self.partition = partition
+        self.rows: list[Position | None] = [None] if rows is None else rows
+        self.log: list[tuple[int, int]] = [] if log is None else log
         self.applied: list[int] = []  # commit LSNs, in the order they committed
         self.replayed: list[int] = []
         self.prepared: list[int] = []
@@ -74,7 +84,16 @@ class FakeTarget:
         self.before_execute: Callable[[], None] = lambda: None
         self.before_read: Callable[[int], None] = lambda _: None
         self.reads = 0
+        self.forgotten = 0
         self.closed = False
+
+    @property
+    def checkpoint_row(self) -> Position | None:
+        return self.rows[self.partition]
+
+    @checkpoint_row.setter
+    def checkpoint_row(self, position: Position | None) -> None:
+        self.rows[self.partition] = position
 
     def checkpoint(self) -> Position | None:
         self.reads += 1
@@ -109,13 +128,22 @@ class FakeTarget:
             self.replayed += [e.commit_lsn for e in batch]
             return BatchResult(applied=len(batch))
         self.applied += [e.commit_lsn for e in batch]
+        self.log += [(self.partition, e.commit_lsn) for e in batch]
         self.checkpoint_row = batch[-1].end
         return BatchResult(applied=len(batch), checkpoint=self.checkpoint_row)
 
-    def skip(self, env: Envelope, expect: Position | None) -> None:
+    def skip(self, env: Envelope, expect: Position | None, at: Position | None = None) -> None:
         if self.checkpoint_row != expect:
             raise CheckpointMoved(self.checkpoint_row)
-        self.checkpoint_row = env.end
+        self.checkpoint_row = env.end if at is None else at
+
+    def checkpoints(self) -> list[Position | None]:
+        self.reads += 1
+        self.before_read(self.reads)
+        return list(self.rows)
+
+    def forget(self) -> None:
+        self.forgotten += 1
 
     def refused(self) -> list[tuple[str, str, str]]:
         return []
@@ -291,7 +319,7 @@ class Rig:
         self.broker = StubBroker(self.clock, self.cfg.broker.prefetch)
 
     def service(self) -> ApplierService:
-        svc = ApplierService(self.cfg, Collaborators(self.target, self.broker, self.clock))
+        svc = ApplierService(self.cfg, Collaborators.one(self.target, self.broker, self.clock))
         self.broker.idle = svc.request_stop
         return svc
 

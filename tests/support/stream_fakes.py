@@ -300,6 +300,7 @@ class Published:
     message_id: str
     headers: dict[str, Any]
     confirmed: bool = False
+    partition: int = 0  # whose queue it went to (target.partitions N > 1)
 
     @property
     def envelopes(self) -> list[Envelope]:
@@ -336,10 +337,12 @@ class StubBroker:
         self._on_confirm, self._on_failure = on_confirm, on_failure
         self.loop.call_later(0, on_ready)
 
-    def publish(self, body: bytes, message_id: str, headers: dict[str, Any]) -> int:
+    def publish(
+        self, body: bytes, message_id: str, headers: dict[str, Any], partition: int = 0
+    ) -> int:
         assert not self.closed, "publish after close"
         self._tag += 1
-        m = Published(self._tag, body, message_id, headers)
+        m = Published(self._tag, body, message_id, headers, partition=partition)
         self.published.append(m)
         self._pending[m.tag] = m
         if not self.withhold(m):

@@ -27,11 +27,13 @@ def test_a_checkpoint_write_upserts_every_column_of_the_slots_row() -> None:
     CheckpointStore("s").write(conn, env)  # type: ignore[arg-type]
     [(stmt, params)] = conn.calls
     assert params["slot"] == "s" and params["position"] == str(env.end)
+    assert params["part"] == 0  # the partition's row (0: the only one with one partition)
     sql = str(stmt.compile(dialect=mariadbconnector.dialect(), column_keys=list(params)))
     insert, update = sql.split("ON DUPLICATE KEY UPDATE")
     assert all(name in insert for name in params)
-    assert all(f"{name} = VALUES({name})" in update for name in params if name != "slot")
-    assert "slot =" not in update
+    key = ("slot", "part")
+    assert all(f"{name} = VALUES({name})" in update for name in params if name not in key)
+    assert "slot =" not in update and "part =" not in update
 
 
 def test_a_checkpoint_write_leaves_no_cyclic_garbage() -> None:

@@ -813,9 +813,15 @@ def test_partitions_default_to_one_in_both_processes() -> None:
     assert cfg.applier.target.partitions == 1
 
 
-def test_more_partitions_are_refused_at_start_until_built() -> None:
-    # Every command refuses with the same one line (read() checks that), naming the setting.
-    with pytest.raises(ConfigError, match=r"target\.partitions \(CDC_TARGET_PARTITIONS\) is 4"):
-        read(environ=full_env(CDC_TARGET_PARTITIONS="4"))
+def test_partitions_and_the_partition_set() -> None:
+    cfg = read(environ=full_env(CDC_TARGET_PARTITIONS="4"))
+    assert cfg.extractor.target.partitions == cfg.applier.target.partitions == 4
+    assert cfg.applier.target.mine == (0, 1, 2, 3)
+    cfg = read(environ=full_env(CDC_TARGET_PARTITIONS="4", CDC_TARGET_PARTITION_SET="3, 1"))
+    assert cfg.applier.target.mine == (1, 3)
     with pytest.raises(ConfigError, match=r"target\.partitions"):
         read(environ=full_env(CDC_TARGET_PARTITIONS="0"))
+    with pytest.raises(ConfigError, match=r"target\.partition_set .* names partition 4"):
+        read(environ=full_env(CDC_TARGET_PARTITIONS="4", CDC_TARGET_PARTITION_SET="0,4"))
+    with pytest.raises(ConfigError, match=r"target\.partition_set .*partition numbers"):
+        read(environ=full_env(CDC_TARGET_PARTITIONS="4", CDC_TARGET_PARTITION_SET="p1"))

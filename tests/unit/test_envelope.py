@@ -217,7 +217,7 @@ def test_not_an_object(payload: bytes) -> None:
         decode(payload)
 
 
-@pytest.mark.parametrize("version", [1, 3, 0, "2", None])
+@pytest.mark.parametrize("version", [1, 4, 0, "2", None])
 def test_unsupported_version(version: object) -> None:
     with pytest.raises(UnsupportedVersion):
         decode(raw(doc(v=version)))

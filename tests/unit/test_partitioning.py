@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 
 from shared.envelope import DDL, DELETE, INSERT, TRUNCATE, UPDATE, Change, OldKey
-from shared.partitioning import partition_of, partition_queue, partitions_of
+from shared.partitioning import partition_of, partitions_of
+from shared.topology import partition_queue
 
 
 def _change(op: str, key: list[object] | None, old: list[object] | None = None) -> Change:

@@ -174,3 +174,16 @@ def test_refusals_are_a_labelled_gauge() -> None:
     assert 'cdc_applier_refused_tables{reason="shared_target",source="s.t",table="t"} 1.0' in text
     refused.clear()
     assert "cdc_applier_refused_tables{" not in generate_latest(metrics.registry).decode()
+
+
+# ---------------------------------------------------------------- foreign keys, partitions
+
+
+def test_a_table_with_a_foreign_key_is_refused_with_partitions() -> None:
+    fk = TargetFacts(A, {"PRIMARY": ("id",)}, foreign_keys=("lines_order_fk",))
+    found = refusal(T, [A], ["id"], fk, partitioned=True)
+    assert found is not None and found.reason == "foreign_key_partitions"
+    assert "lines_order_fk" in found.text and "target.partitions" in found.text
+    # One partition applies in the source's order, whole transactions: a foreign key holds.
+    assert refusal(T, [A], ["id"], fk, partitioned=False) is None
+    assert refusal(T, [A], ["id"], facts(PRIMARY=("id",)), partitioned=True) is None

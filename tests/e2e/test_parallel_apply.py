@@ -13,6 +13,7 @@ import sys
 from devstack.system import wait_until
 from harness.pipeline import ROOT, Pipeline
 from harness.workload import TABLES
+from shared.partitioning import partition_of
 
 PARTITIONS = "4"
 
@@ -138,3 +139,51 @@ def test_a_target_table_with_a_foreign_key_is_refused_with_partitions(pipeline: 
     out = applier.output()
     assert "table_refused table=items" in out and "table_refused table=orders" in out
     pipeline.wait_converged(["free"])  # the other tables go on
+
+
+def test_changing_the_partitions_never_applies_again_what_was_applied(pipeline: Pipeline) -> None:
+    """After a drain, N goes from 1 to 4. The extractor, killed before it told PostgreSQL the
+    last transaction was in RabbitMQ, sends that transaction again: partition 0's row (the
+    single queue's) covers it, but the new partitions' rows do not. A row inserted then
+    moved into another partition must not come back."""
+    # The slot's position goes to PostgreSQL once a confirm moves it (or at a tick, here far
+    # off), at most every 0.2 s: a transaction confirmed right after another waits.
+    pipeline.settings["CDC_SOURCE_FEEDBACK_INTERVAL"] = "10"
+    pipeline.settings["CDC_SOURCE_HEARTBEAT_INTERVAL"] = "0"
+    # The row's first key on a partition other than 0, the key it moves to on a third one.
+    part = [partition_of("public", "doc", [k], int(PARTITIONS)) for k in range(100)]
+    key = next(k for k in range(1, 100) if part[k] != 0)
+    moved = next(k for k in range(1, 100) if part[k] not in (0, part[key]))
+    pipeline.sql(
+        "CREATE TABLE doc (id int PRIMARY KEY, v text)",
+        "CREATE TABLE tick (id int PRIMARY KEY)",
+    )
+    extractor, applier = pipeline.start_pipeline()
+    pipeline.sql("INSERT INTO tick VALUES (0)")
+    pipeline.wait_converged(["doc", "tick"])
+    with pipeline.pg() as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO tick VALUES (1)")  # its confirm moves the slot at once ...
+        cur.execute("SELECT pg_current_wal_lsn()")
+        lsn = cur.fetchone()[0]
+        cur.execute(  # ... this one's waits for the tick
+            f"BEGIN; INSERT INTO doc VALUES ({key}, 'a');"
+            f" UPDATE doc SET id = {moved} WHERE id = {key}; COMMIT"
+        )
+    pipeline.wait_converged(["doc", "tick"])
+    extractor.kill()  # kill -9: the slot's position stays before the transaction
+    with pipeline.pg() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT confirmed_flush_lsn < %s FROM pg_replication_slots WHERE slot_name = %s",
+            (lsn, pipeline.name),
+        )
+        assert cur.fetchone()[0], "the slot passed the transaction: nothing is sent again"
+    assert applier.stop() == 0  # drained: every queue is empty
+    assert pipeline.queue_depth() == 0
+
+    pipeline.settings["CDC_TARGET_PARTITIONS"] = PARTITIONS
+    pipeline.start_pipeline()
+    # A truncate is a barrier: once it is applied, every partition is past what came before.
+    pipeline.sql("TRUNCATE tick")
+    pipeline.wait_converged(["tick"])
+    diff = pipeline.differences(["doc"])["doc"]
+    assert diff.equal, diff.summary()

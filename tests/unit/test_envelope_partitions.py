@@ -229,3 +229,23 @@ def test_queues_of_another_layout_with_messages_are_refused() -> None:
     # Two partitions left messages; four were never declared: a smaller layout's.
     assert "q.p1" in (other_layout(layout(4), depths(q_p0=0, q_p1=7)) or "")
     assert other_layout(layout(4), depths(q_p0=0, q_p1=0)) is None  # drained: fine
+
+
+def test_every_queue_of_a_larger_layout_must_be_empty() -> None:
+    """From eight partitions back to four, or from four to one: a message left in any queue
+    above the new N (not only in ``<queue>.p<N>``) would never be consumed by anyone."""
+
+    def layout(n: int) -> Topology:
+        return Topology("cdc", "slot", "q", "cdc.dead", "q.dead", "classic", partitions=n)
+
+    def depths(**queues: int) -> Callable[[str], int | None]:
+        named = {k.replace("_", "."): v for k, v in queues.items()}
+        return named.get
+
+    eight = {f"q_p{i}": 0 for i in range(8)}
+    assert "q.p5 holds 2" in (other_layout(layout(4), depths(**{**eight, "q_p5": 2})) or "")
+    assert "q.p7 holds 1" in (other_layout(layout(4), depths(**{**eight, "q_p7": 1})) or "")
+    four = {f"q_p{i}": 0 for i in range(4)}
+    assert "q.p2 holds 4" in (other_layout(layout(1), depths(q=0, **{**four, "q_p2": 4})) or "")
+    assert other_layout(layout(1), depths(q=0, **four)) is None  # drained: fine
+    assert other_layout(layout(4), depths(**eight)) is None

@@ -140,25 +140,33 @@ def other_layout(topology: Topology, depth: Callable[[str], int | None]) -> str 
     (None: they do not). ``depth``: a queue's message count, None if it is not declared.
 
     A key's partition changes with N, so a pipeline must be drained before N changes. The
-    queues of a layout with more partitions include ``<queue>.p<N>``; of one partition,
-    ``<queue>``; of fewer partitions, some of ``<queue>.p0`` .. while ``<queue>.p<N-1>`` was
-    never declared (the first run with this N declares it)."""
+    queues of a layout with more partitions are ``<queue>.p<N>`` and up: every one of them
+    is looked at, up to the first never declared (each layout declares all of its own), as
+    a message left in ``<queue>.p5`` when N goes from 8 to 4 would be applied by no one. Of
+    one partition: ``<queue>``; of fewer partitions, some of ``<queue>.p0`` .. while
+    ``<queue>.p<N-1>`` was never declared (the first run with this N declares it)."""
     n, queue = topology.partitions, topology.queue
-    if n == 1:
-        candidates = [partition_queue(queue, 0)]
-    else:
-        candidates = [queue, partition_queue(queue, n)]
-        if depth(partition_queue(queue, n - 1)) is None:
-            candidates += [partition_queue(queue, i) for i in range(n - 1)]
+    candidates = [] if n == 1 else [queue]
+    if n > 1 and depth(partition_queue(queue, n - 1)) is None:
+        candidates += [partition_queue(queue, i) for i in range(n - 1)]
     for name in candidates:
         count = depth(name)
         if count:
-            return (
-                f"queue {name} holds {count} messages of another target.partitions layout than "
-                f"this one ({n}): drain the pipeline with the old setting first, or delete the "
-                "old queues once they are empty (ARCHITECTURE.md, Parallel apply)"
-            )
+            return _refusal(name, count, n)
+    i = 0 if n == 1 else n
+    while (count := depth(partition_queue(queue, i))) is not None:
+        if count:
+            return _refusal(partition_queue(queue, i), count, n)
+        i += 1
     return None
+
+
+def _refusal(name: str, count: int, n: int) -> str:
+    return (
+        f"queue {name} holds {count} messages of another target.partitions layout than "
+        f"this one ({n}): drain the pipeline with the old setting first, or delete the "
+        "old queues once they are empty (ARCHITECTURE.md, Parallel apply)"
+    )
 
 
 def topology_for(broker: BrokerConfig, slot: str, partitions: int = 1) -> Topology:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 from devstack.system import wait_until
 from harness.pipeline import ROOT, Pipeline
@@ -16,6 +17,7 @@ from harness.workload import TABLES
 from shared.partitioning import partition_of
 
 PARTITIONS = "4"
+MOVED = 1_000_000  # what a moved row's key becomes
 
 
 def backfill(pipeline: Pipeline, *tables: str) -> None:
@@ -142,46 +144,99 @@ def test_a_target_table_with_a_foreign_key_is_refused_with_partitions(pipeline: 
 
 
 def test_changing_the_partitions_never_applies_again_what_was_applied(pipeline: Pipeline) -> None:
-    """After a drain, N goes from 1 to 4. The extractor, killed before it told PostgreSQL the
-    last transaction was in RabbitMQ, sends that transaction again: partition 0's row (the
-    single queue's) covers it, but the new partitions' rows do not. A row inserted then
-    moved into another partition must not come back."""
-    # The slot's position goes to PostgreSQL once a confirm moves it (or at a tick, here far
-    # off), at most every 0.2 s: a transaction confirmed right after another waits.
-    pipeline.settings["CDC_SOURCE_FEEDBACK_INTERVAL"] = "10"
-    pipeline.settings["CDC_SOURCE_HEARTBEAT_INTERVAL"] = "0"
-    # The row's first key on a partition other than 0, the key it moves to on a third one.
-    part = [partition_of("public", "doc", [k], int(PARTITIONS)) for k in range(100)]
-    key = next(k for k in range(1, 100) if part[k] != 0)
-    moved = next(k for k in range(1, 100) if part[k] not in (0, part[key]))
+    """N goes from 1 to 4 after a drain. The extractor was killed with transactions in
+    RabbitMQ that PostgreSQL had not been told of: the slot sends them again. Partition 0's
+    row (the single queue's) covers them, the new partitions' rows do not: a row inserted then
+    moved into another partition (a barrier, which partition 0 passes as done) must not come
+    back."""
+    # Each transaction inserts a row on a partition other than 0 and moves it to a third one.
+    n = int(PARTITIONS)
+    keys = [
+        k
+        for k in range(1, 100_000)
+        if partition_of("public", "doc", [k], n) != 0
+        and partition_of("public", "doc", [k + MOVED], n)
+        not in (0, partition_of("public", "doc", [k], n))
+    ]
     pipeline.sql(
         "CREATE TABLE doc (id int PRIMARY KEY, v text)",
         "CREATE TABLE tick (id int PRIMARY KEY)",
     )
     extractor, applier = pipeline.start_pipeline()
-    pipeline.sql("INSERT INTO tick VALUES (0)")
     pipeline.wait_converged(["doc", "tick"])
-    with pipeline.pg() as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO tick VALUES (1)")  # its confirm moves the slot at once ...
-        cur.execute("SELECT pg_current_wal_lsn()")
-        lsn = cur.fetchone()[0]
-        cur.execute(  # ... this one's waits for the tick
-            f"BEGIN; INSERT INTO doc VALUES ({key}, 'a');"
-            f" UPDATE doc SET id = {moved} WHERE id = {key}; COMMIT"
-        )
-    pipeline.wait_converged(["doc", "tick"])
-    extractor.kill()  # kill -9: the slot's position stays before the transaction
-    with pipeline.pg() as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT confirmed_flush_lsn < %s FROM pg_replication_slots WHERE slot_name = %s",
-            (lsn, pipeline.name),
-        )
-        assert cur.fetchone()[0], "the slot passed the transaction: nothing is sent again"
-    assert applier.stop() == 0  # drained: every queue is empty
-    assert pipeline.queue_depth() == 0
+    stop = threading.Event()
+
+    def moves() -> None:
+        with pipeline.pg() as conn, conn.cursor() as cur:
+            while not stop.is_set() and keys:
+                k = keys.pop(0)
+                cur.execute(
+                    f"BEGIN; INSERT INTO doc VALUES ({k}, 'a');"
+                    f" UPDATE doc SET id = {k + MOVED} WHERE id = {k}; COMMIT"
+                )
+
+    def resent() -> bool:
+        """Whether the slot's position is behind a transaction already applied."""
+        with pipeline.pg() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = %s",
+                (pipeline.name,),
+            )
+            confirmed = int(cur.fetchone()[0])
+        return applied_lsn() > confirmed
+
+    def applied_lsn() -> int:
+        maria = pipeline.maria()
+        try:
+            cur = maria.cursor()
+            cur.execute("SELECT MAX(commit_lsn) FROM _cdc_checkpoint")
+            return int(cur.fetchone()[0] or 0)
+        finally:
+            maria.close()
+
+    seen = [-1]
+
+    def idle() -> bool:
+        """The applier's checkpoint did not move since the last look (interval 0.5 s)."""
+        now = applied_lsn()
+        same, seen[0] = now == seen[0], now
+        return same
+
+    def target_rows() -> int:
+        maria = pipeline.maria()
+        try:
+            cur = maria.cursor()
+            cur.execute("SELECT COUNT(*) FROM doc")
+            return int(cur.fetchone()[0])
+        finally:
+            maria.close()
+
+    for _ in range(10):  # a kill -9 under load leaves confirms unsent, nearly always at once
+        writer = threading.Thread(target=moves)
+        writer.start()
+        floor = target_rows() + 20
+        wait_until(lambda floor=floor: target_rows() > floor, "moves applied", interval=0.05)
+        extractor.kill()
+        stop.set()
+        writer.join()
+        stop.clear()
+        wait_until(lambda: pipeline.queue_depth() == 0, "the queue drained")
+        try:
+            wait_until(resent, "the slot behind what was applied", timeout=3)
+            break
+        except AssertionError:
+            extractor = pipeline.start("extractor")
+            extractor.wait_for("streaming slot=")
+    else:
+        raise AssertionError("the slot was never behind what was applied")
+    wait_until(idle, "the applier idle", interval=0.5)
+    assert applier.stop() == 0
+    assert pipeline.queue_depth() == 0  # drained
 
     pipeline.settings["CDC_TARGET_PARTITIONS"] = PARTITIONS
     pipeline.start_pipeline()
+    pipeline.sql("INSERT INTO tick VALUES (1)")
+    pipeline.wait_converged(["tick"])
     # A truncate is a barrier: once it is applied, every partition is past what came before.
     pipeline.sql("TRUNCATE tick")
     pipeline.wait_converged(["tick"])

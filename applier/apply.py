@@ -70,7 +70,7 @@ class Applier:
         self._naming = Naming(cfg.target.rename, cfg.target.schemas)
         self._schema = TargetSchema(self._naming)
         self._schema.partitioned = cfg.target.partitions > 1
-        self._checkpoints = CheckpointStore(cfg.source.slot, partition)
+        self._checkpoints = CheckpointStore(cfg.source.slot, partition, cfg.target.partitions)
         self._statements: Statements | None = None
         self._max_packet = 0  # the server's max_allowed_packet, read on connecting
         self._bulk: BulkPath | None = None  # large groups by LOAD DATA, where the server allows
@@ -82,6 +82,14 @@ class Applier:
             try:
                 with engine.connect() as conn:
                     self._checkpoints.ensure_table(conn)
+                    start = self._checkpoints.relayout(conn)
+                    if start is not None:
+                        log.warning(
+                            "checkpoint_relayout partitions=%d at=%s (target.partitions "
+                            "changed: every partition starts from the newest checkpoint)",
+                            self._cfg.target.partitions,
+                            start,
+                        )
                     self._schema.ensure_catalog(conn)
                     self._max_packet = max_allowed_packet(conn)
                     relations.ensure_table(conn)

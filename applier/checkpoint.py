@@ -43,11 +43,13 @@ checkpoint_table = sa.Table(
     sa.Column("commit_time", mysql.VARCHAR(40), nullable=False),
     sa.Column("applied_at", mysql.DATETIME(fsp=6), nullable=False),
     sa.Column("position", mysql.VARCHAR(80), nullable=True),  # NULL: written by the first version
+    # target.partitions when the row was written; NULL: by a version that did not record it.
+    sa.Column("parts", mysql.SMALLINT(unsigned=True), nullable=True),
     mariadb_engine="InnoDB",
     mariadb_charset="utf8mb4",
 )
 # Columns added after the table's first version, added to an existing table at start.
-_ADDED = ("position VARCHAR(80) NULL",)
+_ADDED = ("position VARCHAR(80) NULL", "parts SMALLINT UNSIGNED NULL")
 # Keyed by slot alone before partitions: one statement (atomic in MariaDB, so a crash leaves the
 # old table or the new one) adds the column, every existing row becoming partition 0's, and
 # widens the key. Two appliers upgrading at once: the second rebuilds the same key again.
@@ -73,10 +75,21 @@ def _upsert() -> sa.Insert:
 _UPSERT = _upsert()
 
 
+def another_layout(rows: list[tuple[int, int | None]], partitions: int) -> bool:
+    """Whether the slot's checkpoint rows, (part, parts) each, were written under another
+    target.partitions than ``partitions``. A row that does not say (NULL parts) is taken to
+    be of this layout, unless it is a single queue's row alone (from before partitions)."""
+    if any(part >= partitions or parts not in (None, partitions) for part, parts in rows):
+        return True
+    unrecorded = all(parts is None for _, parts in rows)
+    return partitions > 1 and unrecorded and [part for part, _ in rows] == [0]
+
+
 class CheckpointStore:
-    def __init__(self, slot: str, partition: int = 0) -> None:
+    def __init__(self, slot: str, partition: int = 0, partitions: int = 1) -> None:
         self._slot = slot
         self._partition = partition
+        self._partitions = partitions
 
     def ensure_table(self, conn: Connection) -> None:
         checkpoint_table.create(conn, checkfirst=True)
@@ -86,6 +99,40 @@ class CheckpointStore:
         if key == ["slot"]:
             conn.exec_driver_sql(_UPGRADE)
         conn.commit()
+
+    def relayout(self, conn: Connection) -> Position | None:
+        """After target.partitions changed: every partition's row to the newest of the slot's
+        rows; the position they start from, or None if the layout did not change.
+
+        The rows of another layout describe its chains, not this one's. A transaction the
+        slot sends again (its position was not yet confirmed to PostgreSQL when the extractor
+        stopped) goes to other partitions now, whose rows may be behind it: applied again
+        there, after what followed it elsewhere (a key moved away by a barrier that partition
+        0's row passed already), it would bring back what the source no longer has. Both
+        processes refuse to start while a queue of another layout holds messages, so the old
+        layout applied everything it was sent: up to its newest row, every partition may
+        start from there, and what is sent again is a duplicate everywhere."""
+        c = checkpoint_table.c
+        found = (
+            conn.execute(sa.select(checkpoint_table).where(c.slot == self._slot).with_for_update())
+            .mappings()
+            .all()
+        )
+        if not found or not another_layout(
+            [(r["part"], r["parts"]) for r in found], self._partitions
+        ):
+            conn.commit()
+            return None
+        newest = max(
+            found, key=lambda r: self._position(r["commit_lsn"], r["complete"], r["position"])
+        )
+        conn.execute(
+            sa.delete(checkpoint_table).where(c.slot == self._slot, c.part >= self._partitions)
+        )
+        for part in range(self._partitions):
+            conn.execute(_UPSERT, {**newest, "part": part, "parts": self._partitions})
+        conn.commit()
+        return self._position(newest["commit_lsn"], newest["complete"], newest["position"])
 
     def read(self, conn: Connection, *, lock: bool = True) -> Position | None:
         """Inside the apply transaction, with a row lock so two appliers can never interleave."""
@@ -140,6 +187,7 @@ class CheckpointStore:
             "commit_time": env.commit_time[:40],
             "applied_at": datetime.now(UTC).replace(tzinfo=None),
             "position": str(end),
+            "parts": self._partitions,
         }
         conn.execute(_UPSERT, values)
         return end

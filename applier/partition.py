@@ -82,11 +82,14 @@ class Partition:
 
     def connect(self) -> None:
         self.broker.close()
-        self.checkpoint.load()
         # Deliveries of a lost connection come back; nothing held survives a reconnect.
         self.ordering.restart()
         self.acks.clear()
+        # RabbitMQ first: it refuses to start while queues of another layout hold messages,
+        # which must be known before the checkpoint rows are read (and, after a change of
+        # target.partitions, moved: applier/checkpoint.py, ``relayout``).
         self.broker.connect()
+        self.checkpoint.load()
 
     def turn(self, timeout: float) -> bool:
         """One turn of the loop for this partition: take what arrived (waiting up to

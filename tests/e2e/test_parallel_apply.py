@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from functools import partial
 
 from devstack.system import wait_until
 from harness.pipeline import ROOT, Pipeline
@@ -211,11 +212,13 @@ def test_changing_the_partitions_never_applies_again_what_was_applied(pipeline: 
         finally:
             maria.close()
 
+    def grown(floor: int) -> bool:
+        return target_rows() > floor
+
     for _ in range(10):  # a kill -9 under load leaves confirms unsent, nearly always at once
         writer = threading.Thread(target=moves)
         writer.start()
-        floor = target_rows() + 20
-        wait_until(lambda floor=floor: target_rows() > floor, "moves applied", interval=0.05)
+        wait_until(partial(grown, target_rows() + 20), "moves applied", interval=0.05)
         extractor.kill()
         stop.set()
         writer.join()

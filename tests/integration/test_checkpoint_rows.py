@@ -20,6 +20,9 @@ OLD_TABLE = """CREATE TABLE _cdc_checkpoint (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
 
 
+OTHER = [("other", 0, "0/5")]  # another slot's row, in the same table
+
+
 def appliers(pipeline: Pipeline, partitions: int) -> list[Applier]:
     cfg = load_config(ApplierConfig, environ=pipeline.env)
     cfg = dataclasses.replace(cfg, target=dataclasses.replace(cfg.target, partitions=partitions))
@@ -53,14 +56,18 @@ def test_an_old_checkpoint_row_becomes_partition_0s(pipeline: Pipeline) -> None:
     maria.close()
 
     zero, one = appliers(pipeline, 2)
+    old = Position.parse("0/258")
     try:
-        assert zero.checkpoint() == Position.parse("0/258")
-        assert one.checkpoint() is None
-        assert one.checkpoints() == [Position.parse("0/258"), None]
-        assert sorted(rows(pipeline)) == sorted([(pipeline.name, 0, "0/258"), ("other", 0, "0/5")])
+        assert zero.checkpoint() == old
+        # One queue drained (the applier starts only then) into two partitions: the new one
+        # starts where the single queue's chain ended.
+        assert one.checkpoint() == old
+        assert one.checkpoints() == [old, old]
+        name = pipeline.name
+        assert sorted(rows(pipeline)) == sorted([(name, 0, "0/258"), (name, 1, "0/258"), *OTHER])
         # Started again (or by a second applier at once): nothing more changes.
         again = appliers(pipeline, 2)[1]
-        assert again.checkpoints() == [Position.parse("0/258"), None]
+        assert again.checkpoints() == [old, old]
         again.close()
     finally:
         zero.close()
@@ -83,4 +90,42 @@ def test_each_partition_writes_its_own_row(pipeline: Pipeline) -> None:
         assert rows(pipeline) == [(pipeline.name, 1, "0/300"), (pipeline.name, 2, "0/500")]
     finally:
         for p in parts:
+            p.close()
+
+
+def test_a_change_of_partitions_starts_every_partition_from_the_newest_row(
+    pipeline: Pipeline,
+) -> None:
+    """From four partitions to two, then back to four: each time every partition's row is
+    the newest of the slot's rows, and rows past N are gone (a transaction the slot sends
+    again is then a duplicate on every partition, wherever it goes now)."""
+    four = appliers(pipeline, 4)
+    try:
+        for i, lsn in enumerate((0x300, 0x700, 0x500, 0x100)):
+            four[i].skip(marker(lsn), None)
+        assert four[0].checkpoints() == [Position.end_of(n) for n in (0x300, 0x700, 0x500, 0x100)]
+    finally:
+        for p in four:
+            p.close()
+    two = appliers(pipeline, 2)
+    try:
+        assert [p.checkpoint() for p in two] == [Position.end_of(0x700)] * 2
+        assert rows(pipeline) == [(pipeline.name, 0, "0/700"), (pipeline.name, 1, "0/700")]
+        two[1].skip(marker(0x900), Position.end_of(0x700))
+    finally:
+        for p in two:
+            p.close()
+    again = appliers(pipeline, 4)
+    try:
+        assert again[3].checkpoints() == [Position.end_of(0x900)] * 4
+        # The same layout started again: the rows stay as they are.
+        again[2].skip(marker(0xA00), Position.end_of(0x900))
+        again += appliers(pipeline, 4)
+        assert again[-1].checkpoints() == [
+            *[Position.end_of(0x900)] * 2,
+            Position.end_of(0xA00),
+            Position.end_of(0x900),
+        ]
+    finally:
+        for p in again:
             p.close()

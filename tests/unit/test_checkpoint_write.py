@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.dialects.mysql import mariadbconnector
 
-from applier.checkpoint import CheckpointStore
+from applier.checkpoint import CheckpointStore, another_layout
 from shared import wire
 from tests.support.applier_fakes import body
 
@@ -48,3 +48,19 @@ def test_a_checkpoint_write_leaves_no_cyclic_garbage() -> None:
         store.write(conn, env)  # type: ignore[arg-type]
         conn.calls.clear()  # as MariaDB's connection, nothing of it is kept
     assert gc.collect() == 0
+
+
+def test_rows_of_another_layout_are_told_apart() -> None:
+    """(part, parts) of each of the slot's rows: parts is target.partitions when written,
+    None when written by a version that did not record it."""
+    assert not another_layout([], 4)
+    assert not another_layout([(0, 4), (1, 4), (2, 4), (3, 4)], 4)
+    assert another_layout([(0, 1)], 4)  # one queue before: from 1 to 4
+    assert another_layout([(0, 4), (1, 4), (2, 4), (3, 4)], 2)  # from 4 to 2
+    assert another_layout([(0, 2), (1, 2)], 4)  # from 2 to 4
+    assert another_layout([(0, None)], 4)  # a single queue's row, from before partitions
+    assert not another_layout([(0, None)], 1)
+    # Rows that do not say, all within N: taken as this layout's (written before parts was
+    # recorded, by N partitions).
+    assert not another_layout([(0, None), (1, None), (2, None)], 4)
+    assert another_layout([(0, None), (1, None), (2, None), (3, None)], 2)

@@ -245,3 +245,40 @@ def test_changing_the_partitions_never_applies_again_what_was_applied(pipeline: 
     pipeline.wait_converged(["tick"])
     diff = pipeline.differences(["doc"])["doc"]
     assert diff.equal, diff.summary()
+
+
+def test_a_primary_key_added_without_ddl_capture_keeps_the_rows_order(
+    pipeline: Pipeline,
+) -> None:
+    """A table without a key goes to one partition by its name; once it has a key, its rows go
+    by key. Without the DDL capture nothing marks the moment (the shape of the rows is the
+    same): a row inserted before the key was added, still waiting on the table's partition,
+    must not be applied after its delete, made since on the key's partition."""
+    n = int(PARTITIONS)
+    whole = partition_of("public", "nk", [], n)
+    key = next(k for k in range(1, 100) if partition_of("public", "nk", [k], n) != whole)
+    pipeline.sql(
+        "CREATE TABLE nk (a int NOT NULL, b text)",
+        "ALTER TABLE nk REPLICA IDENTITY FULL",
+        "CREATE TABLE tick (id int PRIMARY KEY)",
+    )
+    pipeline.settings["CDC_TARGET_PARTITIONS"] = PARTITIONS
+    _, applier = pipeline.start_pipeline()
+    pipeline.wait_converged(["nk", "tick"])
+    assert applier.stop() == 0
+    # The table's partition waits (no consumer) while the others are applied.
+    others = ",".join(str(i) for i in range(n) if i != whole)
+    pipeline.start("applier", CDC_TARGET_PARTITION_SET=others).wait_for("consuming queue=")
+    pipeline.sql(
+        f"INSERT INTO nk VALUES ({key}, 'x')",
+        "ALTER TABLE nk ADD PRIMARY KEY (a)",
+        f"DELETE FROM nk WHERE a = {key}",
+        "INSERT INTO tick VALUES (1)",
+    )
+    pipeline.start("applier", CDC_TARGET_PARTITION_SET=str(whole)).wait_for("consuming queue=")
+    pipeline.wait_converged(["tick"])
+    # A truncate is a barrier: once it is applied, every partition is past what came before.
+    pipeline.sql("TRUNCATE tick")
+    pipeline.wait_converged(["tick"])
+    diff = pipeline.differences(["nk"])["nk"]
+    assert diff.equal, diff.summary()

@@ -74,6 +74,10 @@ class PartitionedOutbox(Outbox):
         self._copy = False
         self._last_lsn = ""
         self._n = 0
+        # Each table's key columns as its last change had them: a table that gains, loses or
+        # changes its primary key changes partitions, which only a barrier keeps in order
+        # when no schema change says so (the DDL capture not installed).
+        self._keys: dict[tuple[str, str], list[str]] = {}
         # The barrier being gathered on partition 0, if any: its changes and bytes so far.
         self._barrier: tuple[Position | None, ...] | None = None
         self._barrier_changes = 0
@@ -104,6 +108,8 @@ class PartitionedOutbox(Outbox):
             self._send(self._parts[DESIGNATED].add_numbered(change, size))
             return
         partitions = partitions_of_dict(change, self._count)
+        if len(partitions) == 1 and self._rekeyed(change):
+            partitions = frozenset(range(self._count))
         if len(partitions) == 1:
             if self._barrier is not None:
                 self._end_barrier()
@@ -122,6 +128,17 @@ class PartitionedOutbox(Outbox):
         assert out is None, "a barrier cut by the chunk limits"
         self._barrier_changes += 1
         self._barrier_bytes += size
+
+    def _rekeyed(self, change: dict[str, Any]) -> bool:
+        """Whether the change's table had other key columns at its last change (in this
+        session): its rows were routed otherwise until now."""
+        table = (change["schema"], change["table"])
+        key = change.get("key") or []
+        seen = self._keys.get(table)
+        if seen == key:
+            return False
+        self._keys[table] = key
+        return seen is not None
 
     def alone(self, change: dict[str, Any]) -> None:
         """A schema change: a barrier of its own, in a message of its own."""

@@ -227,6 +227,30 @@ def test_a_key_moved_to_another_partition_is_a_barrier_and_a_kept_key_is_not() -
         check_chain(q, RESUME)
 
 
+def test_a_table_whose_key_changed_is_a_barrier_once() -> None:
+    """A primary key added without a schema change in the stream (no DDL capture): the rows
+    of the table went to one partition by its name, now they go by key; the first change
+    under the new key is a barrier, so what waits on the table's partition goes first."""
+    box, sink, _tracker = outbox(N, resume=RESUME)
+    keyless = insert(1)
+    keyless["key"] = []
+    keyed = [insert(k) for k in keys_on(2, 2)]
+    box.begin(begin(1))
+    box.add(keyless, 10)
+    box.commit()
+    box.begin(begin(2))
+    for change in keyed:
+        box.add(change, 10)
+    box.commit()
+    queues = all_queues(sink)
+    barriers = [e for q in queues for e in q if e.barrier]
+    assert len(barriers) == N  # the first keyed change: on partition 0, a marker elsewhere
+    assert [c.values[0] for c in barriers[0].changes] == [keys_on(2)[0]]
+    assert [c.values[0] for e in queues[2] for c in e.changes] == [keys_on(2, 2)[1]]
+    for q in queues:
+        check_chain(q, RESUME)
+
+
 def test_many_key_moves_are_barriers_within_the_chunk_limits() -> None:
     box, sink, _tracker = outbox(N, resume=RESUME, max_changes=3)
     moves = [(k, k + 1) for k in range(0, 40, 2)]

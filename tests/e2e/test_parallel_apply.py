@@ -218,11 +218,13 @@ def test_changing_the_partitions_never_applies_again_what_was_applied(pipeline: 
     for _ in range(10):  # a kill -9 under load leaves confirms unsent, nearly always at once
         writer = threading.Thread(target=moves)
         writer.start()
-        wait_until(partial(grown, target_rows() + 20), "moves applied", interval=0.05)
-        extractor.kill()
-        stop.set()
-        writer.join()
-        stop.clear()
+        try:
+            wait_until(partial(grown, target_rows() + 20), "moves applied", interval=0.05)
+            extractor.kill()
+        finally:
+            stop.set()
+            writer.join()
+            stop.clear()
         wait_until(lambda: pipeline.queue_depth() == 0, "the queue drained")
         try:
             wait_until(resent, "the slot behind what was applied", timeout=3)

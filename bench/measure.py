@@ -123,6 +123,9 @@ def machine_busy() -> tuple[float, float]:
     return sum(fields), fields[3] + fields[4]  # idle + iowait
 
 
+_DIRTY_PAGES_LEFT = 50  # of InnoDB's 16 KiB pages: what a quiet server keeps dirty
+
+
 def wait_for_quiet(max_seconds: float, busy_cores: float = 0.25, window: float = 2.0) -> float:
     """Wait until the whole machine uses less than ``busy_cores`` over ``window`` seconds (the
     servers' own clean-up of the part before: autovacuum, InnoDB purge, checkpoints), at most
@@ -135,6 +138,28 @@ def wait_for_quiet(max_seconds: float, busy_cores: float = 0.25, window: float =
         total1, idle1 = machine_busy()
         if total1 > total0 and (1 - (idle1 - idle0) / (total1 - total0)) * cores < busy_cores:
             break
+    return time.monotonic() - started
+
+
+def flush_innodb(sql: Callable[[str], str], max_seconds: float) -> float:
+    """Have InnoDB write out its dirty pages before a part (after a million-row part its page
+    cleaner writes for a while: little CPU, which ``wait_for_quiet`` does not see, but disk
+    flushes that slow every commit of the next part). At most ``max_seconds``; returns the
+    seconds waited."""
+    started = time.monotonic()
+    before = sql("SELECT @@GLOBAL.innodb_max_dirty_pages_pct").strip()
+    sql("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+    try:
+        dirty = (
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS"
+            " WHERE VARIABLE_NAME = 'INNODB_BUFFER_POOL_PAGES_DIRTY'"
+        )
+        while time.monotonic() - started < max_seconds:
+            if int(sql(dirty).strip() or 0) <= _DIRTY_PAGES_LEFT:
+                break
+            time.sleep(0.5)  # polled: the page cleaner reports no event to wait on
+    finally:
+        sql(f"SET GLOBAL innodb_max_dirty_pages_pct = {float(before)}")
     return time.monotonic() - started
 
 

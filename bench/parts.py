@@ -15,7 +15,7 @@ from typing import Any
 import mariadb
 import psycopg2
 
-from bench.measure import Watch, histogram, percentile, wait_for_quiet
+from bench.measure import Watch, flush_innodb, histogram, percentile, wait_for_quiet
 from bench.report import Figures
 from devstack.postgres import BIN
 from devstack.stack import Stack
@@ -117,7 +117,9 @@ class Bench:
                 cur.execute("CHECKPOINT")
         finally:
             conn.close()
-        waited = wait_for_quiet(max_seconds=10 if self.sizes is TINY else 120)
+        limit = 10 if self.sizes is TINY else 120
+        waited = flush_innodb(self.stack.mariadb.sql, limit)
+        waited += wait_for_quiet(max_seconds=limit)
         print(f"bench: settled {waited:.0f} s before {part}", flush=True)
 
     def target_count(self, table: str) -> int:
@@ -312,87 +314,6 @@ class Bench:
                 self.figures.add("latency", f"p50 / p95 / p99 {stage}", _ms(ms))
         self.record("latency", mem)
         return result
-
-    def drain(self) -> tuple[float, float]:
-        """Single-row transactions queued in the slot while nothing reads it, then drained:
-        by this pipeline, and by the simplest one in the field (bench/naive.py) from a slot of
-        its own holding the same transactions. Transactions/s of each."""
-        n = self.sizes.drain_transactions
-        table = "drain"
-        self.p.sql(f"CREATE TABLE {table} (id bigint PRIMARY KEY, v integer NOT NULL)")
-        naive_slot, naive_db = f"{self.p.name}_naive", f"{self.p.name}_naive"
-        self.p.sql(f"SELECT pg_create_logical_replication_slot('{naive_slot}', 'wal2json')")
-        self.stack.mariadb.sql(
-            f"CREATE DATABASE `{naive_db}`;\n"
-            f"CREATE TABLE `{naive_db}`.`{table}` (id BIGINT PRIMARY KEY, v INT NOT NULL);\n"
-        )
-        try:
-            for name in ("applier", "extractor"):
-                self.procs[name].stop()  # the backlog builds up in the slot
-            # One transaction per row, written fast: a loop that commits (outside a
-            # transaction block: no "with", which would open one).
-            conn = self.pg()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(
-                        f"DO $$ BEGIN FOR i IN 1..{n} LOOP INSERT INTO {table} VALUES (i, i);"
-                        " COMMIT; END LOOP; END $$"
-                    )
-            finally:
-                conn.close()
-            with self.watch() as mem:
-                started = time.time()
-                self.start_pipeline()
-                mem.watch(self.procs)
-                self.wait_last_row(table, n, timeout=max(600, n / 100))
-                ours = n / (time.time() - started)
-            self.record("drain", mem)
-            naive = self._naive_drain(naive_slot, naive_db, table, n)
-        finally:
-            self.p.sql(f"SELECT pg_drop_replication_slot('{naive_slot}')")
-            self.stack.mariadb.sql(f"DROP DATABASE IF EXISTS `{naive_db}`;\n")
-        self.figures.add("drain", "single-row transactions queued in the slot", f"{n:,}")
-        self.figures.add("drain", "this pipeline, transactions/s", f"{ours:,.0f}")
-        self.figures.add(
-            "drain", "naive pipeline (bench/naive.py), transactions/s", f"{naive:,.0f}"
-        )
-        self.figures.add("drain", "ratio (target 5, goal 8)", f"{ours / naive:.1f}")
-        return ours, naive
-
-    def _naive_drain(self, slot: str, database: str, table: str, n: int) -> float:
-        pg, maria, rabbit = self.stack.postgres, self.stack.mariadb, self.stack.rabbitmq
-        queue = f"{slot}.naive"
-        started = time.time()
-        procs = [
-            self.p.start("bench.naive", "apply", rabbit.url(), queue, maria.url(database), table),
-            self.p.start(
-                "bench.naive", "extract", pg.dsn(self.p.source_db), slot, rabbit.url(), queue
-            ),
-        ]
-        try:
-            wait_until(
-                lambda: self._naive_count(database, table) >= n,
-                f"{n} rows through the naive pipeline",
-                max(600, n / 50),
-                0.1,
-            )
-            return n / (time.time() - started)
-        finally:
-            for proc in procs:
-                proc.kill()
-            with self.p.channel() as ch:
-                ch.queue_delete(queue)
-
-    def _naive_count(self, database: str, table: str) -> int:
-        maria = self.p.maria(database)
-        try:
-            cur = maria.cursor()
-            cur.execute(f"SELECT COUNT(*) FROM `{table}`")
-            return int(cur.fetchone()[0])
-        except mariadb.Error:
-            return 0
-        finally:
-            maria.close()
 
     def latency_stages(self) -> dict[str, dict[float, float]]:
         """Where the latency goes: the histograms of each stage, from the source commit."""

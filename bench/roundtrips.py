@@ -6,8 +6,8 @@ Each measurement: single-row transactions written while the applier is stopped, 
 the extractor (the slot confirmed past them), then the applier started and timed to the last
 row. First with ``target.partitions`` 1 (direct, then 2 ms away), then with 4 (the extractor
 restarted with it, and what it publishes at its start, a copy of the table, applied before the
-clock starts; one applier process consuming the four partitions; 2 ms away, then direct),
-then back to 1. With each figure: the applier's CPU seconds and how many of the machine's
+clock starts; one applier process consuming the four partitions; 2 ms away, then direct;
+then two applier processes sharing them, 2 ms away), then back to 1. With each figure: the applier's CPU seconds and how many of the machine's
 cores were busy meanwhile, since on a small machine the CPU, not the round trips, is what
 four partitions run into.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bench.measure import cpu_seconds, machine_busy
-from devstack.system import wait_until
+from devstack.system import free_port, wait_until
 from harness.proxy import Proxy
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ DELAY = 0.002
 
 
 PARTITIONS = 4
+SHARED_BY_TWO = ("0,1", "2,3")  # target.partition_set of each applier process
 
 
 @dataclass
@@ -52,6 +53,9 @@ def roundtrips(bench: Bench) -> tuple[float, float]:
         _partitions(bench, PARTITIONS)
         parallel = _drain(bench, 2 * n, n, proxy)
         parallel_direct = _drain(bench, 3 * n, n, None)
+        # The same four partitions shared by two applier processes: a core each, where one
+        # process's threads share one interpreter lock.
+        two = _drain(bench, 4 * n, n, proxy, SHARED_BY_TWO)
     finally:
         proxy.close()
         _partitions(bench, 1)
@@ -63,6 +67,7 @@ def roundtrips(bench: Bench) -> tuple[float, float]:
         ("N = 1, MariaDB 2 ms away", delayed),
         (f"N = {PARTITIONS}, MariaDB 2 ms away", parallel),
         (f"N = {PARTITIONS}, MariaDB direct", parallel_direct),
+        (f"N = {PARTITIONS} in two processes, MariaDB 2 ms away", two),
     ):
         add(
             "round trips",
@@ -74,6 +79,11 @@ def roundtrips(bench: Bench) -> tuple[float, float]:
         "round trips",
         f"N = {PARTITIONS} / N = 1, 2 ms away",
         f"{parallel.rate / delayed.rate:.2f} (on {os.cpu_count()} cores)",
+    )
+    add(
+        "round trips",
+        f"N = {PARTITIONS} in two processes / N = 1, 2 ms away",
+        f"{two.rate / delayed.rate:.2f}",
     )
     add(
         "round trips",
@@ -117,7 +127,10 @@ def _empty_queues(bench: Bench) -> None:
         applier.stop()
 
 
-def _drain(bench: Bench, first: int, n: int, proxy: Proxy | None) -> Drain:
+def _drain(
+    bench: Bench, first: int, n: int, proxy: Proxy | None, sets: tuple[str, ...] = ()
+) -> Drain:
+    """``sets``: the partitions of each applier process, when more than one runs."""
     bench.procs["applier"].stop()
     conn = bench.pg()  # autocommit, no "with": the loop commits each row itself
     try:
@@ -149,13 +162,25 @@ def _drain(bench: Bench, first: int, n: int, proxy: Proxy | None) -> Drain:
         )
     started = time.time()
     total0, idle0 = machine_busy()
+    others = {
+        f"applier {i + 2}": bench.p.start(
+            "applier",
+            **{**env, "CDC_TARGET_PARTITION_SET": one, "CDC_METRICS_PORT": str(free_port())},
+        )
+        for i, one in enumerate(sets[1:])
+    }
+    if sets:
+        env["CDC_TARGET_PARTITION_SET"] = sets[0]
     bench.procs["applier"] = bench.p.start("applier", **env)
     bench.wait_last_row(TABLE, first + n, timeout=max(600, n / 100))
     # With partitions the last row may land before the others' last rows: all of them.
     bench.wait_rows(TABLE, first + n, timeout=max(600, n / 100))
     rate = n / (time.time() - started)
     total1, idle1 = machine_busy()
-    cpu = cpu_seconds(bench.stack.root, {"applier": bench.procs["applier"]})["applier"]
-    bench.procs["applier"].stop()
+    appliers = {"applier": bench.procs["applier"], **others}
+    used = cpu_seconds(bench.stack.root, appliers)
+    cpu = sum(used[name] for name in appliers)
+    for proc in appliers.values():
+        proc.stop()
     busy = (1 - (idle1 - idle0) / max(total1 - total0, 1)) * (os.cpu_count() or 1)
     return Drain(rate, cpu, busy)

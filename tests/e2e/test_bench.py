@@ -39,5 +39,6 @@ def test_bench_runs_every_part() -> None:
         "CPU per row µs (extractor + applier = total)",
         "2 ms away / direct",
         "N = 4 / N = 1, 2 ms away",
+        "N = 4 in two processes / N = 1, 2 ms away",
     ):
         assert figure in proc.stdout, figure

@@ -162,6 +162,7 @@ def test_changing_the_partitions_never_applies_again_what_was_applied(pipeline: 
     pipeline.sql(
         "CREATE TABLE doc (id int PRIMARY KEY, v text)",
         "CREATE TABLE tick (id int PRIMARY KEY)",
+        "INSERT INTO doc VALUES (0, 'copied')",  # converged: the copy made the target table
     )
     extractor, applier = pipeline.start_pipeline()
     pipeline.wait_converged(["doc", "tick"])
@@ -263,6 +264,7 @@ def test_a_primary_key_added_without_ddl_capture_keeps_the_rows_order(
         "CREATE TABLE nk (a int NOT NULL, b text)",
         "ALTER TABLE nk REPLICA IDENTITY FULL",
         "CREATE TABLE tick (id int PRIMARY KEY)",
+        "INSERT INTO tick VALUES (0)",  # converged: the copy was applied
     )
     pipeline.settings["CDC_TARGET_PARTITIONS"] = PARTITIONS
     _, applier = pipeline.start_pipeline()

@@ -27,6 +27,7 @@ from shared import envelope, wire
 from shared.errors import DecodeError
 from shared.lsn import parse_lsn
 from shared.position import Position
+from shared.runs import Runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ class Assembler:
         self._txn: Begin | None = None
         # The chunk being filled: its changes already in the wire's runs (no change object is
         # kept), how many, their bytes, and what its last change was.
-        self._runs = wire.Runs()
+        self._runs = Runs()
         self._pending = 0
         self._pending_bytes = 0
         self._tail_lsn = ""
@@ -94,7 +95,7 @@ class Assembler:
         self._txn = begin
         self._copy = copy
         if self._runs.runs:  # else the empty one the last chunk left (one per chunk, not two)
-            self._runs = wire.Runs()
+            self._runs = Runs()
         self._pending = 0
         self._pending_bytes = 0
         self._chunk = 0
@@ -248,7 +249,7 @@ class Assembler:
         self._chunk += 1
         self._chunk_after = end
         self._resumed = False  # only a session's first message continues from the slot
-        self._runs = wire.Runs()
+        self._runs = Runs()
         self._pending = 0
         self._pending_bytes = 0
         return out

@@ -39,7 +39,6 @@ import logging
 import struct
 from collections.abc import Callable, Mapping
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +46,7 @@ import psycopg2
 
 from extractor.decode import Begin, Commit, LogicalMessage, Record, RowChange
 from extractor.encoding import SourceCodec
+from extractor.pgoutput_wire import U32, UNCHANGED, Reader, Relation, columns_into, read_tuple
 from extractor.publication import Publication
 from shared.envelope import DELETE, INSERT, TRUNCATE, UPDATE
 from shared.errors import DecodeError, SourceUnavailable
@@ -59,14 +59,8 @@ log = logging.getLogger(__name__)
 PLUGIN = "pgoutput"
 PROTO_VERSION = "1"
 
-_BOOL, _INT8, _INT2, _INT4, _OID, _BYTEA = 16, 20, 21, 23, 26, 17
-_INTEGERS = frozenset((_INT8, _INT2, _INT4, _OID))
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
-_U8 = struct.Struct("!B")
-_I16 = struct.Struct("!h")
-_I32 = struct.Struct("!i")
-_U32 = struct.Struct("!I")
 _BEGIN = struct.Struct("!QqI")  # final LSN, commit time, xid
 _COMMIT = struct.Struct("!BQQq")  # flags, commit LSN, end LSN, commit time
 _MESSAGE = struct.Struct("!BQ")  # flags, LSN
@@ -143,70 +137,6 @@ def catalog_lookups(connect: Callable[[], Any]) -> tuple[TypeLookup, KeyLookup]:
     return types, key
 
 
-@dataclass(slots=True)
-class Relation:
-    schema: str
-    table: str
-    columns: list[str]
-    types: list[str]
-    oids: list[int]
-    identity: list[bool]  # the column is part of the replica identity
-    full: bool  # REPLICA IDENTITY FULL
-    key: list[str]
-    kinds: tuple[int, ...] = ()  # what each column's text value becomes (_kind)
-    has_identity: bool = False  # not FULL, and some column is the identity's
-
-    def __post_init__(self) -> None:
-        self.kinds = tuple(map(_kind, self.oids))
-        self.has_identity = not self.full and any(self.identity)
-
-
-class _Reader:
-    """A cursor over one message's bytes."""
-
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, buf: bytes, pos: int = 1) -> None:
-        self.buf = buf
-        self.pos = pos
-
-    def u8(self) -> int:
-        (v,) = _U8.unpack_from(self.buf, self.pos)
-        self.pos += 1
-        return int(v)
-
-    def i16(self) -> int:
-        (v,) = _I16.unpack_from(self.buf, self.pos)
-        self.pos += 2
-        return int(v)
-
-    def i32(self) -> int:
-        (v,) = _I32.unpack_from(self.buf, self.pos)
-        self.pos += 4
-        return int(v)
-
-    def u32(self) -> int:
-        (v,) = _U32.unpack_from(self.buf, self.pos)
-        self.pos += 4
-        return int(v)
-
-    def string(self) -> bytes:
-        end = self.buf.index(b"\0", self.pos)
-        s = self.buf[self.pos : end]
-        self.pos = end + 1
-        return s
-
-    def take(self, n: int) -> bytes:
-        s = self.buf[self.pos : self.pos + n]
-        if len(s) != n:
-            raise DecodeError("pgoutput message ends early")
-        self.pos += n
-        return s
-
-
-_UNCHANGED = object()  # an unchanged TOASTed value ('u'): left out of the change
-
-
 class PgOutputDecoder:
     """Reads pgoutput's messages; keeps the session's Relation messages."""
 
@@ -248,7 +178,7 @@ class PgOutputDecoder:
     # ------------------------------------------------------------------ relations
 
     def _relation(self, payload: bytes) -> None:
-        r = _Reader(payload)
+        r = Reader(payload)
         relid = r.u32()
         schema = r.string().decode() or "pg_catalog"
         table = r.string().decode()
@@ -289,7 +219,7 @@ class PgOutputDecoder:
     # ------------------------------------------------------------------ changes
 
     def _row(self, kind: bytes, payload: bytes, wal_start: int) -> RowChange:
-        (relid,) = _U32.unpack_from(payload, 1)
+        (relid,) = U32.unpack_from(payload, 1)
         rel = self._relations.get(relid)
         if rel is None:
             raise DecodeError(f"pgoutput sent a change of relation {relid} before describing it")
@@ -301,7 +231,7 @@ class PgOutputDecoder:
         old: list[Any] | None = None
         old_full = tag == b"O"
         if tag in (b"K", b"O"):
-            old, pos = _tuple(payload, text, pos, rel.kinds)
+            old, pos = read_tuple(payload, text, pos, rel.kinds)
             if kind == b"U":
                 tag = payload[pos : pos + 1]
                 pos += 1
@@ -309,7 +239,7 @@ class PgOutputDecoder:
         if kind != b"D":
             if tag != b"N":
                 raise DecodeError(f"pgoutput change without its new row: {payload[:200]!r}")
-            new, pos = _tuple(payload, text, pos, rel.kinds)
+            new, pos = read_tuple(payload, text, pos, rel.kinds)
         if pos > len(payload):
             raise DecodeError("pgoutput message ends early")
         lsn = format_lsn(wal_start)
@@ -324,7 +254,7 @@ class PgOutputDecoder:
                 "values": [],
                 "key": rel.key,
             }
-        elif _UNCHANGED not in new:
+        elif UNCHANGED not in new:
             # The relation's own lists, shared by its changes (decode.py: never edited in place).
             change = {
                 "op": INSERT if kind == b"I" else UPDATE,
@@ -338,18 +268,18 @@ class PgOutputDecoder:
             }
         else:
             change = {"op": UPDATE, "lsn": lsn, "schema": rel.schema, "table": rel.table}
-            _columns(change, rel, new, None)
+            columns_into(change, rel, new, None)
             change["key"] = rel.key
         if old is not None:
-            change["old_key"] = _columns({}, rel, old, None if old_full else rel.identity)
+            change["old_key"] = columns_into({}, rel, old, None if old_full else rel.identity)
         elif kind == b"U" and rel.has_identity:
             # The key did not change: wal2json gives the new row's identity columns.
             assert new is not None
-            change["old_key"] = _columns({}, rel, new, rel.identity)
+            change["old_key"] = columns_into({}, rel, new, rel.identity)
         return RowChange(change, len(payload))
 
     def _truncate(self, payload: bytes, wal_start: int) -> list[RowChange]:
-        r = _Reader(payload)
+        r = Reader(payload)
         count = r.i32()
         r.u8()  # CASCADE / RESTART IDENTITY: the tables are listed anyway
         lsn = format_lsn(wal_start)
@@ -362,7 +292,7 @@ class PgOutputDecoder:
 
     def _message(self, payload: bytes) -> LogicalMessage:
         flags, lsn = _MESSAGE.unpack_from(payload, 1)
-        r = _Reader(payload, 1 + _MESSAGE.size)
+        r = Reader(payload, 1 + _MESSAGE.size)
         prefix = r.string().decode()
         content = r.take(r.i32())
         if self._codec is not None:
@@ -371,74 +301,6 @@ class PgOutputDecoder:
 
 
 # What a column's text value becomes (Relation.kinds): as wal2json's JSON gives it.
-_TEXT, _INT, _BOOLEAN, _HEX = 0, 1, 2, 3
-
-
-def _kind(oid: int) -> int:
-    if oid in _INTEGERS:
-        return _INT
-    if oid == _BOOL:
-        return _BOOLEAN
-    if oid == _BYTEA:
-        return _HEX
-    return _TEXT
-
-
-def _tuple(buf: bytes, text: str, pos: int, kinds: tuple[int, ...]) -> tuple[list[Any], int]:
-    """A TupleData at ``pos``: its values, and where it ends. ``text``: ``buf`` decoded as
-    latin-1 (a slice of it that is ASCII is the value's UTF-8 text too; isascii() on a str
-    costs nothing, CPython knows it from building the slice)."""
-    (n,) = _I16.unpack_from(buf, pos)
-    if n != len(kinds):
-        raise DecodeError(f"pgoutput sent {n} columns of a relation of {len(kinds)}")
-    pos += 2
-    out: list[Any] = []
-    append = out.append
-    size_at = _I32.unpack_from
-    for kind in kinds:
-        k = buf[pos]
-        if k == 0x74:  # 't'
-            (size,) = size_at(buf, pos + 1)
-            start = pos + 5
-            pos = start + size
-            if kind == _TEXT:
-                value = text[start:pos]
-                append(value if value.isascii() else buf[start:pos].decode())
-            elif kind == _INT:
-                append(int(buf[start:pos]))
-            elif kind == _BOOLEAN:
-                append(buf[start:pos] == b"t")
-            else:
-                # bare hex, as wal2json prints it (the session asks for bytea_output=hex)
-                raw = buf[start:pos]
-                append((raw[2:] if raw[:2] == b"\\x" else raw).decode())
-        elif k == 0x6E:  # 'n'
-            append(None)
-            pos += 1
-        elif k == 0x75:  # 'u'
-            append(_UNCHANGED)
-            pos += 1
-        else:
-            raise DecodeError(f"unknown pgoutput column kind {chr(k)!r}")
-    return out, pos
-
-
-def _columns(
-    into: dict[str, Any], rel: Relation, values: list[Any], only: list[bool] | None
-) -> dict[str, Any]:
-    """The columns of a tuple into ``into`` (all, or those ``only`` marks), in wal2json's form;
-    unchanged TOASTed values left out."""
-    if only is None and _UNCHANGED not in values:
-        # The relation's own lists, shared by its changes (decode.py: never edited in place).
-        into["columns"], into["types"], into["values"] = rel.columns, rel.types, values
-        return into
-    keep = [i for i, v in enumerate(values) if v is not _UNCHANGED and (only is None or only[i])]
-    into["columns"] = [rel.columns[i] for i in keep]
-    into["types"] = [rel.types[i] for i in keep]
-    into["values"] = [values[i] for i in keep]
-    return into
-
-
 def _timestamp(micros: int) -> str:
     """A commit time as PostgreSQL prints a timestamptz in UTC (wal2json's ``timestamp``)."""
     t = _EPOCH + timedelta(microseconds=micros)

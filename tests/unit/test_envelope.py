@@ -10,6 +10,7 @@ from shared.envelope import Change, OldKey, message_id
 from shared.errors import DecodeError, UnsupportedVersion
 from shared.lsn import parse_lsn
 from shared.position import END, Position
+from shared.runs import runs_of
 from shared.wire import decode, encode
 
 COMMIT_LSN = parse_lsn("16/B374D848")
@@ -255,7 +256,7 @@ def test_missing_changes() -> None:
 
 @pytest.mark.parametrize("field", ["op", "lsn", "schema", "table"])
 def test_missing_change_field(field: str) -> None:
-    run = wire.runs_of([INSERT])[0]
+    run = runs_of([INSERT])[0]
     del run[field]
     with pytest.raises(DecodeError):
         decode(raw(doc(changes=[run])))
@@ -301,7 +302,7 @@ def test_mismatched_old_key_lengths() -> None:
 
 
 def test_old_key_missing_part() -> None:
-    run = wire.runs_of([DELETE])[0]
+    run = runs_of([DELETE])[0]
     del run["old_values"]
     with pytest.raises(DecodeError):
         decode(raw(doc(changes=[run])))
@@ -339,7 +340,7 @@ def test_ordinal_of_changes_of_one_record() -> None:
 
 @pytest.mark.parametrize("n", [-1, "1", 1.5, None])
 def test_bad_ordinal(n: object) -> None:
-    run = dict(wire.runs_of([INSERT])[0], n=[n])
+    run = dict(runs_of([INSERT])[0], n=[n])
     with pytest.raises(DecodeError, match="whole number"):
         decode(raw(doc(changes=[run])))
 

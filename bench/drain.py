@@ -7,8 +7,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import mariadb
-
 from devstack.system import wait_until
 
 if TYPE_CHECKING:
@@ -72,7 +70,7 @@ def _naive_drain(bench: Bench, slot: str, database: str, table: str, n: int) -> 
     ]
     try:
         wait_until(
-            lambda: _naive_count(bench, database, table) >= n,
+            lambda: bench.target_count(table, database) >= n,
             f"{n} rows through the naive pipeline",
             max(600, n / 50),
             0.1,
@@ -83,15 +81,3 @@ def _naive_drain(bench: Bench, slot: str, database: str, table: str, n: int) -> 
             proc.kill()
         with bench.p.channel() as ch:
             ch.queue_delete(queue)
-
-
-def _naive_count(bench: Bench, database: str, table: str) -> int:
-    maria = bench.p.maria(database)
-    try:
-        cur = maria.cursor()
-        cur.execute(f"SELECT COUNT(*) FROM `{table}`")
-        return int(cur.fetchone()[0])
-    except mariadb.Error:
-        return 0
-    finally:
-        maria.close()

@@ -122,8 +122,8 @@ class Bench:
         waited += wait_for_quiet(max_seconds=limit)
         print(f"bench: settled {waited:.0f} s before {part}", flush=True)
 
-    def target_count(self, table: str) -> int:
-        maria = self.p.maria()
+    def target_count(self, table: str, database: str | None = None) -> int:
+        maria = self.p.maria(database)
         try:
             cur = maria.cursor()
             cur.execute(f"SELECT COUNT(*) FROM `{table}`")

@@ -264,6 +264,17 @@ class Pipeline:
         w.create_schema()
         return w
 
+    def backfill(self, *tables: str) -> subprocess.CompletedProcess[str]:
+        """``python -m extractor backfill`` with this pipeline's settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "extractor", "backfill", *tables],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
     def sql(self, *statements: str) -> None:
         with self.pg() as conn, conn.cursor() as cur:
             for s in statements:

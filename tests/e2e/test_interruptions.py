@@ -9,8 +9,6 @@ transaction, and one refused value sinking every table of a copy.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -32,14 +30,7 @@ def target_count(pipeline: Pipeline, table: str) -> int:
 
 
 def backfill(pipeline: Pipeline, *tables: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "extractor", "backfill", *tables],
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = pipeline.backfill(*tables)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -22,14 +22,7 @@ MOVED = 1_000_000  # what a moved row's key becomes
 
 
 def backfill(pipeline: Pipeline, *tables: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "extractor", "backfill", *tables],
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = pipeline.backfill(*tables)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -76,17 +74,6 @@ def parent_converged(pipeline: Pipeline) -> None:
     )
 
 
-def backfill(pipeline: Pipeline, *tables: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "extractor", "backfill", *tables],
-        env=pipeline.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.decoders
 def test_partitioned_root_is_one_table_that_follows_its_partitions(pipeline: Pipeline) -> None:
     pipeline.sql(*EVENTS, *FAMILY)
@@ -142,7 +129,7 @@ def test_partitioned_root_is_one_table_that_follows_its_partitions(pipeline: Pip
     extractor.wait_for("partition_attached table=public.events partition=public.events_att")
     extractor.wait_for("partition_detached table=public.events partition=public.events_other")
     assert "python -m extractor backfill public.events" in extractor.output()
-    proc = backfill(pipeline, "public.events")
+    proc = pipeline.backfill("public.events")
     assert proc.returncode == 0, proc.stderr
     pipeline.sql("INSERT INTO events VALUES (3, 201, 'in the attached one')")
 
@@ -160,7 +147,7 @@ def test_a_filter_naming_a_partition_is_refused(pipeline: Pipeline) -> None:
     extractor = pipeline.start("extractor", CDC_TABLES="public.events_mid_a")
     assert extractor.popen.wait(timeout=60) == 2  # a setting's fault, found once connected
     assert "public.events_mid_a is a partition of public.events" in extractor.output()
-    proc = backfill(pipeline, "public.events_mid_a")
+    proc = pipeline.backfill("public.events_mid_a")
     assert proc.returncode == 2
     assert "backfill: public.events_mid_a is a partition of public.events" in proc.stderr
 
@@ -220,7 +207,7 @@ def test_tables_postgres_cannot_identify_are_named(pipeline: Pipeline) -> None:
     for t in ("public.dk", "public.kl", "public.ri", "public.nt", "public.pt"):
         extractor.wait_for(f"table_identified table={t}")
     wait_until(lambda: value(scrape(port), "cdc_extractor_unidentified_tables") == 0, "gauge")
-    proc = backfill(pipeline, "dk", "kl", "ri", "nt", "pt")
+    proc = pipeline.backfill("dk", "kl", "ri", "nt", "pt")
     assert proc.returncode == 0, proc.stderr
     pipeline.sql(
         *(f"UPDATE {t} SET v = 'kept' WHERE id = 2" for t in ("dk", "ri", "nt", "pt")),

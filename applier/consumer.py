@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pika
 import pika.exceptions
 
-from shared.amqp import classify_broker_error, connect_blocking, nodes_for
+from shared.amqp import classify_broker_error, connect_blocking, nodes_for, queue_depth
 from shared.config import BrokerConfig
 from shared.errors import BrokerUnavailable, CdcError, ConfigError, PermanentError
 from shared.topology import Topology, other_layout
@@ -129,20 +129,7 @@ class Consumer:
         """Before declaring: no queue of another target.partitions layout may hold messages
         (shared/topology.py decides, for both processes alike)."""
 
-        def depth(queue: str) -> int | None:
-            # A passive declare of a missing queue closes its channel: one channel each.
-            probe = self._conn.channel()
-            try:
-                frame = probe.queue_declare(queue, passive=True)
-            except pika.exceptions.ChannelClosedByBroker as e:
-                if e.reply_code == 404:
-                    return None
-                raise
-            if probe.is_open:
-                probe.close()
-            return int(frame.method.message_count)
-
-        why = other_layout(self._topology, depth)
+        why = other_layout(self._topology, lambda queue: queue_depth(self._conn, queue))
         if why is not None:
             raise ConfigError(why)
 

@@ -57,7 +57,8 @@ def queue_depth(conn: pika.BlockingConnection, queue: str) -> int | None:
         if e.reply_code == 404:
             return None
         raise
-    ch.close()
+    if ch.is_open:
+        ch.close()
     return int(frame.method.message_count)
 
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pika
 from psycopg2.extensions import parse_dsn
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from shared.secret import Secret, split_urls
 from shared.tables import Pattern, TableRef, parse_patterns
@@ -181,6 +179,11 @@ def broker_urls(items: list[str], _setting: str) -> Secret:
 
 
 def target_url(v: str) -> Secret:
+    # Imported here: the extractor never reads target.url, and SQLAlchemy is a fifth of its
+    # start-up (a drain of a queued backlog is timed from the process's start).
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
     hosts = target_hosts(v)
     for n, one in enumerate(hosts, 1):
         which = f"(host {n} of {len(hosts)}) " if len(hosts) > 1 else ""

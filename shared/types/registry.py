@@ -25,10 +25,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
-
-from sqlalchemy.dialects import mysql
-from sqlalchemy.types import TypeEngine
+from typing import TYPE_CHECKING, Any
 
 from shared.types import comparison as cmp
 from shared.types import values
@@ -36,13 +33,16 @@ from shared.types.comparison import Comparison
 from shared.types.names import PgType, parse_type, printed_name
 from shared.types.values import MAX_DECIMAL_PRECISION, MAX_DECIMAL_SCALE, Converter, Element
 
+if TYPE_CHECKING:
+    from sqlalchemy.types import TypeEngine
+
 # A key column must be bounded; 255 utf8mb4 characters keep three of them under InnoDB's
 # 3072-byte key limit.
 KEY_VARCHAR = 255
 # Longer VARCHARs would eat MariaDB's 65,535-byte row limit; they become TEXT types.
 MAX_INLINE_VARCHAR = 4000
 
-Column = Callable[[tuple[int, ...], bool], TypeEngine[Any]]  # (typmod, is key) -> column type
+Column = Callable[[tuple[int, ...], bool], "TypeEngine[Any]"]  # (typmod, is key) -> column type
 Conversion = Callable[[tuple[int, ...]], Converter | None]  # typmod -> converter (None: as is)
 
 
@@ -54,12 +54,22 @@ class Travels(enum.Enum):
     BOOLEAN = "boolean"  # a JSON boolean
 
 
+def _mysql(name: str, *args: Any, **kwargs: Any) -> TypeEngine[Any]:
+    """MariaDB's column type ``name`` (SQLAlchemy's mysql dialect). Imported here, when the
+    applier asks for a column: the extractor loads this registry too, and SQLAlchemy is a
+    fifth of its start-up (a drain of a queued backlog is timed from the process's start)."""
+    from sqlalchemy.dialects import mysql  # noqa: PLC0415 (see the docstring)
+
+    column: TypeEngine[Any] = getattr(mysql, name)(*args, **kwargs)
+    return column
+
+
 def _text_column(_args: tuple[int, ...], is_key: bool) -> TypeEngine[Any]:
-    return mysql.VARCHAR(KEY_VARCHAR) if is_key else mysql.LONGTEXT()
+    return _mysql("VARCHAR", KEY_VARCHAR) if is_key else _mysql("LONGTEXT")
 
 
-def _fixed(make: Callable[[], TypeEngine[Any]]) -> Column:
-    return lambda _args, _is_key: make()
+def _fixed(name: str, *args: Any, **kwargs: Any) -> Column:
+    return lambda _args, _is_key: _mysql(name, *args, **kwargs)
 
 
 def _as_is(_args: tuple[int, ...]) -> Converter | None:
@@ -106,8 +116,8 @@ def decimal_for(args: tuple[int, ...]) -> tuple[int, int] | None:
 def _numeric_column(args: tuple[int, ...], _is_key: bool) -> TypeEngine[Any]:
     exact = decimal_for(args)
     if exact is not None:
-        return mysql.DECIMAL(*exact)
-    return mysql.DECIMAL(MAX_DECIMAL_PRECISION, MAX_DECIMAL_SCALE)
+        return _mysql("DECIMAL", *exact)
+    return _mysql("DECIMAL", MAX_DECIMAL_PRECISION, MAX_DECIMAL_SCALE)
 
 
 def _numeric_conversion(args: tuple[int, ...]) -> Converter:
@@ -115,15 +125,15 @@ def _numeric_conversion(args: tuple[int, ...]) -> Converter:
 
 
 def _datetime(args: tuple[int, ...], _is_key: bool) -> TypeEngine[Any]:
-    return mysql.DATETIME(fsp=args[0] if args else 6)
+    return _mysql("DATETIME", fsp=args[0] if args else 6)
 
 
 def _time(args: tuple[int, ...], _is_key: bool) -> TypeEngine[Any]:
-    return mysql.TIME(fsp=args[0] if args else 6)
+    return _mysql("TIME", fsp=args[0] if args else 6)
 
 
 def _bytea(_args: tuple[int, ...], is_key: bool) -> TypeEngine[Any]:
-    return mysql.VARBINARY(KEY_VARCHAR) if is_key else mysql.LONGBLOB()
+    return _mysql("VARBINARY", KEY_VARCHAR) if is_key else _mysql("LONGBLOB")
 
 
 def _character(args: tuple[int, ...], is_key: bool) -> TypeEngine[Any]:
@@ -133,21 +143,21 @@ def _character(args: tuple[int, ...], is_key: bool) -> TypeEngine[Any]:
         return _text_column(args, is_key)
     length = min(args[0], KEY_VARCHAR) if is_key else args[0]
     if length > MAX_INLINE_VARCHAR:
-        return mysql.LONGTEXT()
-    return mysql.VARCHAR(length)
+        return _mysql("LONGTEXT")
+    return _mysql("VARCHAR", length)
 
 
 def _array_column(_args: tuple[int, ...], is_key: bool) -> TypeEngine[Any]:
-    return mysql.VARCHAR(KEY_VARCHAR) if is_key else mysql.JSON()
+    return _mysql("VARCHAR", KEY_VARCHAR) if is_key else _mysql("JSON")
 
 
 # ---------------------------------------------------------------- the rules
 
 
-def _integer(name: str, column: Callable[[], TypeEngine[Any]]) -> TypeRule:
+def _integer(name: str, column: str, **kwargs: Any) -> TypeRule:
     return TypeRule(
         (name,),
-        _fixed(column),
+        _fixed(column, **kwargs),
         travels=Travels.INTEGER,
         compared=cmp.INTEGER,
         element=Element.NUMBER,
@@ -165,16 +175,16 @@ _TEXT_BUILTINS = (
 )  # fmt: skip
 
 _RULES = (
-    _integer("smallint", mysql.SMALLINT),
-    _integer("integer", mysql.INTEGER),
-    _integer("bigint", mysql.BIGINT),
-    _integer("oid", lambda: mysql.INTEGER(unsigned=True)),
+    _integer("smallint", "SMALLINT"),
+    _integer("integer", "INTEGER"),
+    _integer("bigint", "BIGINT"),
+    _integer("oid", "INTEGER", unsigned=True),
     # DOUBLE, not FLOAT: a real arrives as the shortest decimal text of the float4, and a
     # DOUBLE holds that text exactly, so whole-row matches (tables without a key) compare
     # equal; FLOAT would store a nearby binary value that no longer does.
     TypeRule(
         ("real", "double precision"),
-        _fixed(mysql.DOUBLE),
+        _fixed("DOUBLE"),
         _always(values.number_text),
         compared=cmp.FLOAT,
         element=Element.NUMBER,
@@ -188,13 +198,13 @@ _RULES = (
     ),
     TypeRule(
         ("boolean",),
-        _fixed(mysql.BOOLEAN),
+        _fixed("BOOLEAN"),
         _always(values.boolean),
         Travels.BOOLEAN,
         cmp.BOOLEAN,
         Element.BOOLEAN,
     ),
-    TypeRule(("date",), _fixed(mysql.DATE), compared=cmp.DATE),
+    TypeRule(("date",), _fixed("DATE"), compared=cmp.DATE),
     TypeRule(("timestamp without time zone",), _datetime, compared=cmp.TIMESTAMP),
     TypeRule(
         ("timestamp with time zone",),
@@ -205,13 +215,13 @@ _RULES = (
     TypeRule(("time without time zone",), _time, compared=cmp.TIME),
     # MariaDB's TIME has no offset, and a time of day cannot be moved to UTC without a date:
     # kept as PostgreSQL's text, e.g. 12:00:00+02.
-    TypeRule(("time with time zone",), _fixed(lambda: mysql.VARCHAR(32))),
+    TypeRule(("time with time zone",), _fixed("VARCHAR", 32)),
     TypeRule(("bytea",), _bytea, _always(values.bytea), compared=cmp.BYTEA),
     TypeRule(("text",), compared=cmp.TEXT),
     TypeRule(("character varying",), _character, compared=cmp.TEXT),
     TypeRule(("character", "bpchar"), _character),
-    TypeRule(("json", "jsonb"), _fixed(mysql.JSON), _always(values.json_text)),
-    TypeRule(("uuid",), _fixed(lambda: mysql.CHAR(36))),
+    TypeRule(("json", "jsonb"), _fixed("JSON"), _always(values.json_text)),
+    TypeRule(("uuid",), _fixed("CHAR", 36)),
     # box's text has commas of its own: the one built-in type with another delimiter. An
     # array of any other type with another delimiter travels under its array type's own name
     # (_geometry), which is stored as PostgreSQL's text of the whole array

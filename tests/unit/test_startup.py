@@ -16,9 +16,13 @@ def _modules_after(statement: str) -> set[str]:
 
 
 def test_the_extractor_starts_without_sqlalchemy() -> None:
+    # Every command checks every setting given, target.url too (one file for all commands).
     loaded = _modules_after(
         "import extractor.__main__\n"
-        "from shared.config import ExtractorConfig\n"
+        "from shared.config import ExtractorConfig, load_config\n"
+        "from tests.support.settings import full_env\n"
+        "cfg = load_config(ExtractorConfig, environ=full_env())\n"
+        "assert cfg.target is not None\n"
         "from shared.types import column_type, comparison, converter"
     )
     assert "extractor.service" in loaded

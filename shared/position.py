@@ -23,9 +23,6 @@ including the change 0/196D980, ordinal 3).
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-
 from shared.errors import DecodeError
 from shared.lsn import format_lsn, parse_lsn
 
@@ -36,21 +33,33 @@ START = (0, 0)
 Ident = tuple[int, int]
 
 
-@functools.total_ordering
-@dataclass(frozen=True, slots=True)
-class Position:
-    commit_lsn: int
-    copy: bool
-    change: Ident = END
+class Position(tuple[int, bool, Ident]):
+    """Held as the tuple ``(commit_lsn, not copy, change)``: positions are compared many
+    times per change on the applier's path, and tuples compare in C. At one LSN a copy comes
+    first (False before True): it holds what committed before that point."""
 
-    def _key(self) -> tuple[int, int, Ident]:
-        # At one LSN a copy comes first: it holds what committed before that point.
-        return (self.commit_lsn, 0 if self.copy else 1, self.change)
+    __slots__ = ()
 
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Position):
-            return NotImplemented
-        return self._key() < other._key()
+    def __new__(cls, commit_lsn: int, copy: bool, change: Ident = END) -> Position:
+        return tuple.__new__(cls, (commit_lsn, not copy, change))
+
+    @property
+    def commit_lsn(self) -> int:
+        return self[0]
+
+    @property
+    def copy(self) -> bool:
+        return not self[1]
+
+    @property
+    def change(self) -> Ident:
+        return self[2]
+
+    def __repr__(self) -> str:
+        return f"Position(commit_lsn={self[0]}, copy={not self[1]}, change={self[2]})"
+
+    def __getnewargs__(self) -> tuple[int, bool, Ident]:  # copy and pickle: the arguments
+        return (self[0], not self[1], self[2])
 
     @property
     def complete(self) -> bool:

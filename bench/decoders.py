@@ -32,8 +32,9 @@ from shared.tables import TableFilter
 PUBLICATION = "bench_decoders"
 
 
-def compare(p: Pipeline, rows: int, add: Callable[[str, str, str], None]) -> dict[str, float]:
-    """Both decoders on ``rows`` inserted rows; adds the figures; returns µs per row of ours."""
+def compare(p: Pipeline, rows: int, add: Callable[[str, str, str, str], None]) -> dict[str, float]:
+    """Both decoders on ``rows`` inserted rows; adds the figures (``add(decoder, part,
+    figure, value)``: a column each in the report); returns µs per row of ours."""
     conn = p.pg()
     slots = {"wal2json": f"{p.name}_w", "pgoutput": f"{p.name}_p"}
     with conn.cursor() as cur:
@@ -68,18 +69,14 @@ def compare(p: Pipeline, rows: int, add: Callable[[str, str, str], None]) -> dic
                 )
                 messages = [(_lsn(lsn), bytes(data)) for lsn, data in cur.fetchall()]
             took = time.monotonic() - started
-            add(
-                "decoders",
-                f"{plugin}: PostgreSQL decoding and sending rows/s",
-                f"{rows / took:,.0f}",
-            )
+            add(plugin, "decoders", "PostgreSQL decoding and sending rows/s", f"{rows / took:,.0f}")
             decoder: Decoder = (
                 Wal2JsonDecoder(None) if plugin == "wal2json" else _pgoutput_decoder(p.pg)
             )
             ours[plugin] = _decode_micros(decoder, messages, rows)
-            add("decoders", f"{plugin}: our decoder µs/row", f"{ours[plugin]:.2f}")
+            add(plugin, "decoders", "our decoder µs/row", f"{ours[plugin]:.2f}")
             size = sum(len(d) for _, d in messages) / rows
-            add("decoders", f"{plugin}: bytes/row from PostgreSQL", f"{size:.0f}")
+            add(plugin, "decoders", "bytes/row from PostgreSQL", f"{size:.0f}")
     finally:
         with conn.cursor() as cur:
             for slot in slots.values():
@@ -121,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     logdir.mkdir(exist_ok=True)
     pipeline = new_pipeline(stack, logdir)
     try:
-        compare(pipeline, args.rows, lambda part, figure, value: print(f"{figure}: {value}"))
+        compare(
+            pipeline,
+            args.rows,
+            lambda plugin, _, figure, value: print(f"{plugin}: {figure}: {value}"),
+        )
     finally:
         pipeline.destroy()
     return 0

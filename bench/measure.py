@@ -185,8 +185,10 @@ class Watch:
         self._cpu_before: dict[str, float] = {}
 
     def watch(self, procs: dict[str, Proc]) -> None:
-        """Processes started during the part (the initial copy starts the pipeline)."""
+        """Processes started during the part (the initial copy starts the pipeline); sampled
+        at once, as a part shorter than a sampling interval (a tiny drain) has them too."""
         self._procs = dict(procs)
+        self._sample_memory()
 
     def __enter__(self) -> Watch:
         self._started = time.monotonic()
@@ -212,12 +214,15 @@ class Watch:
                 # A missed sample is no reason to stop measuring.
                 with contextlib.suppress(Exception):
                     self.backlog.append(self._backlog())
-            for name, proc in list(self._procs.items()):
-                try:
-                    with open(f"/proc/{proc.popen.pid}/status") as f:
-                        for line in f:
-                            if line.startswith("VmRSS:"):
-                                mb = int(line.split()[1]) / 1024
-                                self.peak[name] = max(self.peak.get(name, 0.0), mb)
-                except OSError:
-                    pass
+            self._sample_memory()
+
+    def _sample_memory(self) -> None:
+        for name, proc in list(self._procs.items()):
+            try:
+                with open(f"/proc/{proc.popen.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            mb = int(line.split()[1]) / 1024
+                            self.peak[name] = max(self.peak.get(name, 0.0), mb)
+            except OSError:
+                pass

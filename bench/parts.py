@@ -67,11 +67,14 @@ TINY = Sizes(20_000, 20_000, 5, 1, 2, 100, 5, 20_000, 2_000)
 
 
 class Bench:
-    def __init__(self, stack: Stack, pipeline: Pipeline, sizes: Sizes) -> None:
+    def __init__(
+        self, stack: Stack, pipeline: Pipeline, sizes: Sizes, figures: Figures | None = None
+    ) -> None:
         self.stack = stack
         self.p = pipeline
         self.sizes = sizes
-        self.figures = Figures()
+        # Shared by the pipelines of one run (one per decoder): one table.
+        self.figures = figures or Figures()
         self.metrics_port = free_port()
         self.extractor_metrics_port = free_port()
         self.procs: dict[str, Proc] = {}
@@ -94,8 +97,8 @@ class Bench:
         return Watch(self.stack.root, self.procs, self.p.queue_depth)
 
     def record(self, part: str, watch: Watch) -> None:
-        self.figures.memory[part] = watch.peak
-        self.figures.cpu[part] = watch.cpu
+        self.figures.memory[part, self.figures.decoder] = watch.peak
+        self.figures.cpu[part, self.figures.decoder] = watch.cpu
         if watch.backlog:
             mean = sum(watch.backlog) / len(watch.backlog)
             self.figures.add(

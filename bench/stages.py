@@ -1,4 +1,5 @@
-"""Each stage's own limit, measured alone: wal2json decoding (pg_recvlogical), RabbitMQ
+"""Each stage's own limit, measured alone: decoding (pg_recvlogical, with the pipeline's
+decoder plugin: wal2json or pgoutput), RabbitMQ
 publishing with confirms (the extractor's publisher), MariaDB batched upserts. The slowest of
 the three bounds what the whole pipeline can do on this machine.
 
@@ -20,23 +21,27 @@ from applier.target import create_target_engine
 from applier.upsert import Compiled, driver_safe
 from bench.parts import BULK_ROW
 from devstack.postgres import BIN
+from extractor.pgoutput import PROTO_VERSION
 from extractor.publisher import Publisher
+from extractor.wal2json import wal2json_options
 from harness.pipeline import Pipeline
 from shared import wire
 from shared.config import BrokerConfig, TargetConfig
 from shared.errors import CdcError
 from shared.naming import TargetRef
 from shared.secret import Secret
+from shared.tables import TableFilter
 from shared.topology import Topology
 
 
 def decoding_alone(p: Pipeline, rows: int) -> float:
-    """wal2json alone: pg_recvlogical writing the decoded stream to /dev/null. Rows/s."""
+    """The pipeline's decoder plugin alone (``p.decoder``): pg_recvlogical writing the decoded
+    stream to /dev/null, with the options the extractor starts it with. Rows/s."""
     slot = f"{p.name}_decode"
     conn = p.pg()
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE stage_decode (LIKE bulk)")
-        cur.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (slot,))
+        cur.execute("SELECT pg_create_logical_replication_slot(%s, %s)", (slot, p.decoder))
         for lo in range(1, rows + 1, 1000):
             cur.execute(
                 f"INSERT INTO stage_decode SELECT {BULK_ROW} FROM generate_series(%s, %s) g",
@@ -48,9 +53,9 @@ def decoding_alone(p: Pipeline, rows: int) -> float:
     argv = [
         str(BIN / "pg_recvlogical"), "-d", p.stack.postgres.dsn(p.source_db), "-S", slot, "--start",
         "-E", end, "-f", "/dev/null", "--no-loop",
-        "-o", "format-version=2", "-o", "include-lsn=1", "-o", "include-pk=1",
-        "-o", "include-types=1", "-o", "include-timestamp=1", "-o", "include-xids=1",
     ]  # fmt: skip
+    for name, value in _plugin_options(p).items():
+        argv += ["-o", f"{name}={value}"]
     started = time.monotonic()
     subprocess.run(argv, check=True, capture_output=True, timeout=1800)
     took = time.monotonic() - started
@@ -60,6 +65,18 @@ def decoding_alone(p: Pipeline, rows: int) -> float:
         cur.execute("DROP TABLE stage_decode")
     conn.close()
     return rows / took
+
+
+def _plugin_options(p: Pipeline) -> dict[str, str]:
+    if p.decoder == "pgoutput":
+        # The pipeline's publication (FOR ALL TABLES, harness/pipeline.py), so stage_decode's
+        # rows are sent as the extractor would have them sent.
+        return {
+            "proto_version": PROTO_VERSION,
+            "publication_names": f"cdc_{p.name}",
+            "messages": "true",
+        }
+    return wal2json_options(TableFilter())
 
 
 _STAGE_TABLE = (

@@ -1,4 +1,5 @@
-"""The benchmark still runs (tiny sizes); no timing is asserted, the figures are printed."""
+"""The benchmark still runs (tiny sizes), with both decoders; no timing is asserted, the
+figures are printed."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def test_bench_runs_every_part() -> None:
         "p50 / p95 / p99 source commit to published",
         "p50 / p95 / p99 publish to RabbitMQ's confirm",
         "p50 / p95 / p99 source commit to delivered to the applier",
-        "wal2json decoding alone",
+        "decoding alone (pg_recvlogical)",
         "RabbitMQ publishing with confirms alone",
         "MariaDB batched upserts alone",
         "bulk / slowest stage",
@@ -40,5 +41,14 @@ def test_bench_runs_every_part() -> None:
         "2 ms away / direct",
         "N = 4 / N = 1, 2 ms away",
         "N = 4 in two processes / N = 1, 2 ms away",
+    ):
+        assert figure in proc.stdout, figure
+    # The second decoder's pipeline (bench/__main__.py TINY_AGAIN), a column each.
+    for figure in (
+        "bulk [pgoutput]: end-to-end rows/s",
+        "drain [pgoutput]: ratio",
+        "stage limits [pgoutput]: decoding alone (pg_recvlogical)",
+        "| part | figure | wal2json | pgoutput |",
+        "- drain of queued single-row transactions, this pipeline / naive: wal2json ",
     ):
         assert figure in proc.stdout, figure

@@ -36,9 +36,10 @@ from devstack.stack import Stack, default_dir
 
 # What the tiny run (CI) measures with the second decoder: its pipeline end to end, the
 # decoding alone of its plugin, the report's columns and targets with two decoders. OLTP and
-# latency run with the first only: their code does not depend on the decoder, and with the
-# second they cost CI about 28 s more (the whole second pipeline about 45 s instead of 18 s,
-# of a tiny run of about 85 s, on 2 shared cores).
+# latency run with the first only: their code does not depend on the decoder. Measured on 2
+# shared cores, a tiny run took 75 - 79 s with one decoder, 96 - 103 s with these parts of the
+# second (about 20 s more); with OLTP and latency too the second pipeline took about 45 s.
+# () would run the first only.
 TINY_AGAIN = ("bulk", "drain", "stages")
 
 

@@ -13,6 +13,7 @@ receives moves the slot: confirms that arrive after the failure are ignored.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -222,6 +223,7 @@ class StreamSession:
         after = None if self._source.created else Position.before(resume)
         limits = {"max_changes": src.max_chunk_changes, "max_bytes": src.max_chunk_bytes}
         partitions = self._cfg.target.partitions
+        later = functools.partial(self._timers.later, "linger")  # times the outbox's batches
         outbox: Outbox
         if partitions == 1:
             assembler = Assembler(src.slot, src.max_chunk_changes, src.max_chunk_bytes, after)
@@ -233,14 +235,21 @@ class StreamSession:
                 self._cfg.broker.max_inflight,
                 **limits,
                 linger=_LINGER_SECONDS,
-                later=lambda delay, flush: self._timers.later("linger", delay, flush),
+                later=later,
             )
         else:
             parts = assemblers(
                 src.slot, src.max_chunk_changes, src.max_chunk_bytes, after, partitions
             )
             outbox = PartitionedOutbox(
-                parts, self._publisher, tracker, metrics, self._cfg.broker.max_inflight, **limits
+                parts,
+                self._publisher,
+                tracker,
+                metrics,
+                self._cfg.broker.max_inflight,
+                **limits,
+                linger=_LINGER_SECONDS,
+                later=later,
             )
         reader = SlotReader(
             self._source,

@@ -274,6 +274,8 @@ class PartitionedOutbox(Outbox):
         self._tracker.published(seq, end, ends_txn)
         self._metrics.messages.inc()
         self._metrics.changes.inc(out.changes)
+        if not out.copy:
+            self._metrics.published(out.commit_time)
         return seq
 
     def _send_batch(self, batch: Batch, ends_txn: bool, end: int) -> int:
@@ -285,4 +287,5 @@ class PartitionedOutbox(Outbox):
         self._tracker.published(seq, end, ends_txn)
         self._metrics.messages.inc()
         self._metrics.changes.inc(batch.changes)
+        self._metrics.published(first.commit_time)
         return seq

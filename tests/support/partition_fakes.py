@@ -63,6 +63,7 @@ def outbox(
     max_inflight: int = 100,
     linger: float = 0.0,
     later: Callable[[float, Callable[[], None]], None] | None = None,
+    metrics: ExtractorMetrics | None = None,
 ) -> tuple[PartitionedOutbox, PartitionSink, ConfirmTracker]:
     sink = PartitionSink()
     tracker = ConfirmTracker(start_lsn)
@@ -71,7 +72,7 @@ def outbox(
         parts,
         sink,
         tracker,
-        ExtractorMetrics(),
+        metrics or ExtractorMetrics(),
         max_inflight,
         max_changes=max_changes,
         max_bytes=max_bytes,

@@ -12,6 +12,7 @@ import pytest
 
 from extractor.assemble import Assembler
 from extractor.decode import Begin
+from extractor.metrics import ExtractorMetrics
 from shared.envelope import Envelope
 from shared.lsn import format_lsn, parse_lsn
 from shared.partitioning import partition_of
@@ -455,3 +456,27 @@ def test_queues_hold_every_change_once(partitions: int) -> None:
     for p in range(partitions):
         check_chain(sink.queue(p), None)
     assert format_lsn(sink.sent[0].envelopes[0].commit_lsn) == "1/0"
+
+
+def _observed(metrics: ExtractorMetrics) -> float:
+    return sum(
+        s.value
+        for m in metrics.publish_delay.collect()
+        for s in m.samples
+        if s.name.endswith("_count")
+    )
+
+
+def test_each_stream_message_observes_its_publish_delay() -> None:
+    # The latency's first stage (commit to publish) with N > 1 as with one queue: once per
+    # message, a batch's from its first transaction.
+    metrics = ExtractorMetrics()
+    box, sink, _tracker = outbox(N, resume=RESUME, metrics=metrics)
+    k1 = keys_on(1, 3)
+    small(box, 1, k1[0])  # alone
+    small(box, 2, k1[1])  # these two wait for its confirm, then go as one batch
+    small(box, 3, k1[2])
+    assert _observed(metrics) == 1
+    confirm_all(box, sink)
+    assert len(sink.sent) == 2
+    assert _observed(metrics) == 2

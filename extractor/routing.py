@@ -50,6 +50,34 @@ def assemblers(
     ]
 
 
+def outbox_for(
+    sink: MessageSink,
+    tracker: ConfirmTracker,
+    metrics: ExtractorMetrics,
+    *,
+    slot: str,
+    partitions: int,
+    resume: Position | None,
+    max_inflight: int,
+    max_changes: int,
+    max_bytes: int,
+    linger: float,
+    later: Callable[[float, Callable[[], None]], None],
+) -> Outbox:
+    """A session's outbox: one chain (outbox.py), or one per partition (below)."""
+    options: dict[str, Any] = {
+        "max_changes": max_changes,
+        "max_bytes": max_bytes,
+        "linger": linger,
+        "later": later,
+    }
+    if partitions == 1:
+        one = Assembler(slot, max_changes, max_bytes, resume)
+        return Outbox(one, sink, tracker, metrics, max_inflight, **options)
+    parts = assemblers(slot, max_changes, max_bytes, resume, partitions)
+    return PartitionedOutbox(parts, sink, tracker, metrics, max_inflight, **options)
+
+
 class PartitionedOutbox(Outbox):
     def __init__(
         self,

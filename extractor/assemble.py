@@ -33,7 +33,6 @@ from shared.runs import Runs
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     body: bytes
-    message_id: str
     commit_lsn: int
     commit_end: int  # where the commit record ends: what the slot may be confirmed up to
     commit_time: str
@@ -41,10 +40,37 @@ class Outgoing:
     chunk: int
     last: bool
     changes: int
-    headers: dict[str, Any]
+    after: Position | None  # where the message continues from
+    end: Position  # where the message ends (its transaction's end if last)
+    resumed: bool
     partition: int = 0
-    end: Position | None = None  # where the message ends (its transaction's end if last)
+    partitions: int = 1
+    afters: tuple[Position | None, ...] | None = None  # a barrier's copy: every partition's
     barrier: bool = False
+
+    # The message's id and headers are made when it is published alone: a small transaction
+    # batched with others goes under the batch's (the first's and the last's), and making
+    # them for every one was a tenth of the extractor's CPU on single-row transactions.
+    @property
+    def message_id(self) -> str:
+        partition = self.partition if self.partitions > 1 else None
+        return envelope.message_id(self.commit_lsn, self.chunk, self.copy, partition)
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return envelope.headers_for(
+            commit_lsn=self.commit_lsn,
+            copy=self.copy,
+            chunk=self.chunk,
+            last=self.last,
+            after=self.after,
+            end=self.end,
+            resumed=self.resumed,
+            count=self.changes,
+            partition=self.partition,
+            partitions=self.partitions,
+            afters=self.afters,
+        )
 
 
 class Assembler:
@@ -218,10 +244,8 @@ class Assembler:
             afters=afters,
             end=end,
         )
-        partition = self._partition if self._partitions > 1 else None
         out = Outgoing(
             body=body,
-            message_id=envelope.message_id(txn.commit_lsn, chunk, copy, partition),
             commit_lsn=txn.commit_lsn,
             commit_end=txn.commit_end,
             commit_time=txn.commit_time,
@@ -229,21 +253,12 @@ class Assembler:
             chunk=chunk,
             last=last,
             changes=pending,
-            headers=envelope.headers_for(
-                commit_lsn=txn.commit_lsn,
-                copy=copy,
-                chunk=chunk,
-                last=last,
-                after=after,
-                end=end,
-                resumed=self._resumed,
-                count=pending,
-                partition=self._partition,
-                partitions=self._partitions,
-                afters=afters,
-            ),
-            partition=self._partition,
+            after=after,
             end=end,
+            resumed=self._resumed,
+            partition=self._partition,
+            partitions=self._partitions,
+            afters=afters,
             barrier=afters is not None,
         )
         self._chunk += 1

@@ -15,7 +15,9 @@ give (its disk stalls) then does not hold back what RabbitMQ would deliver meanw
 (docs/performance.md, the latency tail).
 
 With ``target.partitions`` N > 1, routing.py's ``PartitionedOutbox`` does the same per
-partition, on top of this one (without the linger yet).
+partition, on top of this one: the batches waiting on all partitions go together, when the
+confirms are in, when one of them is full, and at most ``linger`` seconds after the first
+transaction of them began to wait.
 """
 
 from __future__ import annotations
@@ -124,8 +126,8 @@ class Outbox:
         batch = self._batch
         if not batch.outs and self._tracker.inflight == 0:
             return self._publish(out)  # nothing awaits a confirm: no reason to wait
-        if not batch.outs and self._later is not None:
-            self._later(self._linger, lambda: self._lingered(batch))
+        if not batch.outs:
+            self._linger_from_now()
         batch.add(out)
         if batch.changes >= self._max_changes or batch.size >= self._max_bytes:
             self.flush()
@@ -148,8 +150,21 @@ class Outbox:
         elif batch.outs:
             self._publish_batch(batch)
 
-    def _lingered(self, batch: Batch) -> None:
-        if batch is self._batch and batch.outs and not self._closed:
+    def _linger_from_now(self) -> None:
+        """The first transaction of a batch begins to wait: the batch goes at most
+        ``linger`` seconds from now."""
+        if self._later is not None:
+            group = self._group()
+            self._later(self._linger, lambda: self._lingered(group))
+
+    def _group(self) -> object:
+        """What waits to go out together; each flush starts a new one."""
+        return self._batch
+
+    def _lingered(self, group: object) -> None:
+        # Confirms, a full batch or a message after it may have sent the batch first: its
+        # linger then has nothing to do (the batch waiting now has a linger of its own).
+        if group is self._group() and self._waiting() and not self._closed:
             self.flush()
 
     def _batchable(self, out: Outgoing) -> bool:

@@ -17,11 +17,15 @@ The slot moves past a transaction only when every message of it, on every partit
 everything before it are confirmed: of a transaction's messages only the last one published
 ends it for the confirm tracker (confirms.py), and the small transactions batched per
 partition go out together, all batches at once, the last of them ending the group at the
-newest commit any of them holds.
+newest commit any of them holds. The group goes as the single outbox's batch does
+(outbox.py): when the confirms are in, when one of its batches is full, before any other
+message, and at most ``linger`` seconds after its first transaction began to wait, confirmed
+or not (the linger of a group already gone does nothing).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from extractor.assemble import Assembler, Outgoing
@@ -46,6 +50,34 @@ def assemblers(
     ]
 
 
+def outbox_for(
+    sink: MessageSink,
+    tracker: ConfirmTracker,
+    metrics: ExtractorMetrics,
+    *,
+    slot: str,
+    partitions: int,
+    resume: Position | None,
+    max_inflight: int,
+    max_changes: int,
+    max_bytes: int,
+    linger: float,
+    later: Callable[[float, Callable[[], None]], None],
+) -> Outbox:
+    """A session's outbox: one chain (outbox.py), or one per partition (below)."""
+    options: dict[str, Any] = {
+        "max_changes": max_changes,
+        "max_bytes": max_bytes,
+        "linger": linger,
+        "later": later,
+    }
+    if partitions == 1:
+        one = Assembler(slot, max_changes, max_bytes, resume)
+        return Outbox(one, sink, tracker, metrics, max_inflight, **options)
+    parts = assemblers(slot, max_changes, max_bytes, resume, partitions)
+    return PartitionedOutbox(parts, sink, tracker, metrics, max_inflight, **options)
+
+
 class PartitionedOutbox(Outbox):
     def __init__(
         self,
@@ -57,6 +89,8 @@ class PartitionedOutbox(Outbox):
         *,
         max_changes: int = 1000,
         max_bytes: int = 4 << 20,
+        linger: float = 0.0,
+        later: Callable[[float, Callable[[], None]], None] | None = None,
     ) -> None:
         super().__init__(
             parts[DESIGNATED],
@@ -66,6 +100,8 @@ class PartitionedOutbox(Outbox):
             max_inflight,
             max_changes=max_changes,
             max_bytes=max_bytes,
+            linger=linger,
+            later=later,
         )
         self._parts = parts
         self._count = len(parts)
@@ -171,6 +207,8 @@ class PartitionedOutbox(Outbox):
             for i, out in enumerate(outs):
                 seq = self._publish_one(out, ends_txn=i == len(outs) - 1)
             return seq
+        if not self._waiting():
+            self._linger_from_now()  # one linger for the group, on whatever partitions
         for out in outs:
             self._batches[out.partition].add(out)
             self._group_end = max(self._group_end, out.commit_end)
@@ -197,6 +235,9 @@ class PartitionedOutbox(Outbox):
                 self._send_one(batch.outs[0], final, end)
             else:
                 self._send_batch(batch, final, end)
+
+    def _group(self) -> object:
+        return self._batches  # a new list at each flush
 
     def _batchable(self, out: Outgoing) -> bool:
         return super()._batchable(out) and not out.barrier
@@ -261,6 +302,8 @@ class PartitionedOutbox(Outbox):
         self._tracker.published(seq, end, ends_txn)
         self._metrics.messages.inc()
         self._metrics.changes.inc(out.changes)
+        if not out.copy:
+            self._metrics.published(out.commit_time)
         return seq
 
     def _send_batch(self, batch: Batch, ends_txn: bool, end: int) -> int:
@@ -272,4 +315,5 @@ class PartitionedOutbox(Outbox):
         self._tracker.published(seq, end, ends_txn)
         self._metrics.messages.inc()
         self._metrics.changes.inc(batch.changes)
+        self._metrics.published(first.commit_time)
         return seq

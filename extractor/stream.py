@@ -13,12 +13,12 @@ receives moves the slot: confirms that arrive after the failure are ignored.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
 import pika.exceptions
 
-from extractor.assemble import Assembler
 from extractor.catalog import CHECK_SECONDS
 from extractor.collaborators import Collaborators
 from extractor.confirms import ConfirmTracker
@@ -32,7 +32,7 @@ from extractor.metrics import ExtractorMetrics
 from extractor.outbox import Outbox
 from extractor.reading import SlotReader, StallWatch
 from extractor.replication import Exported
-from extractor.routing import PartitionedOutbox, assemblers
+from extractor.routing import outbox_for
 from extractor.shapes import ShapeWatch
 from extractor.targets import refuse_shared_targets
 from shared.amqp import classify_broker_error
@@ -220,28 +220,19 @@ class StreamSession:
         tracker = ConfirmTracker(resume, metrics.confirm_seconds.observe)
         # A slot made just now: nothing exists before this session's first message.
         after = None if self._source.created else Position.before(resume)
-        limits = {"max_changes": src.max_chunk_changes, "max_bytes": src.max_chunk_bytes}
-        partitions = self._cfg.target.partitions
-        outbox: Outbox
-        if partitions == 1:
-            assembler = Assembler(src.slot, src.max_chunk_changes, src.max_chunk_bytes, after)
-            outbox = Outbox(
-                assembler,
-                self._publisher,
-                tracker,
-                metrics,
-                self._cfg.broker.max_inflight,
-                **limits,
-                linger=_LINGER_SECONDS,
-                later=lambda delay, flush: self._timers.later("linger", delay, flush),
-            )
-        else:
-            parts = assemblers(
-                src.slot, src.max_chunk_changes, src.max_chunk_bytes, after, partitions
-            )
-            outbox = PartitionedOutbox(
-                parts, self._publisher, tracker, metrics, self._cfg.broker.max_inflight, **limits
-            )
+        outbox = outbox_for(
+            self._publisher,
+            tracker,
+            metrics,
+            slot=src.slot,
+            partitions=self._cfg.target.partitions,
+            resume=after,
+            max_inflight=self._cfg.broker.max_inflight,
+            max_changes=src.max_chunk_changes,
+            max_bytes=src.max_chunk_bytes,
+            linger=_LINGER_SECONDS,
+            later=functools.partial(self._timers.later, "linger"),  # times its batches
+        )
         reader = SlotReader(
             self._source,
             self._timers,

@@ -30,7 +30,7 @@ contract for N > 1:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import DecodeError
@@ -79,11 +79,17 @@ class Change:
     old_key: OldKey | None
     n: int = 0  # ordinal among the captured changes of one WAL record
     ddl: dict[str, Any] | None = None  # a schema change's, or a copy's truncate's (above)
+    # The identity, parsed once: the applier orders by it several times per change. A change
+    # is never altered once made (a trimmed envelope is a new one).
+    _ident: Ident | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def ident(self) -> Ident:
         """The change's identity within its transaction (see shared/position.py)."""
-        return (parse_lsn(self.lsn), self.n)
+        ident = self._ident
+        if ident is None:
+            ident = self._ident = (parse_lsn(self.lsn), self.n)
+        return ident
 
 
 @dataclass(slots=True)
@@ -108,6 +114,11 @@ class Envelope:
     partitions: int = 1
     # A barrier's copy: every partition's ``after`` of the barrier (None: not a barrier).
     afters: Afters | None = None
+    # Where it starts and ends, made once (the applier orders by them several times per
+    # message). Only a stand-in's or a marker's stub_end is set after the envelope is made,
+    # before either is asked for; anything else that differs is a new envelope.
+    _start: Position | None = field(default=None, init=False, repr=False, compare=False)
+    _end: Position | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def barrier(self) -> bool:
@@ -122,6 +133,12 @@ class Envelope:
     def end(self) -> Position:
         """The position of the last change this message carries (its transaction's end if
         it is the last chunk)."""
+        end = self._end
+        if end is None:
+            end = self._end = self._find_end()
+        return end
+
+    def _find_end(self) -> Position:
         if self.last:
             return Position.end_of(self.commit_lsn, self.copy)
         if self.stub_end is not None:
@@ -133,9 +150,14 @@ class Envelope:
     @property
     def sort_key(self) -> Position:
         """Where the message's first change stands: messages sort by it."""
-        if self.changes:
-            return Position(self.commit_lsn, self.copy, self.changes[0].ident)
-        return self.end
+        start = self._start
+        if start is None:
+            if self.changes:
+                start = Position(self.commit_lsn, self.copy, self.changes[0].ident)
+            else:
+                start = self.end
+            self._start = start
+        return start
 
     @property
     def message_id(self) -> str:

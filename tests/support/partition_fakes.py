@@ -4,6 +4,7 @@ read back as the applier would."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,9 @@ def outbox(
     max_changes: int = 1000,
     max_bytes: int = 1 << 20,
     max_inflight: int = 100,
+    linger: float = 0.0,
+    later: Callable[[float, Callable[[], None]], None] | None = None,
+    metrics: ExtractorMetrics | None = None,
 ) -> tuple[PartitionedOutbox, PartitionSink, ConfirmTracker]:
     sink = PartitionSink()
     tracker = ConfirmTracker(start_lsn)
@@ -68,12 +72,30 @@ def outbox(
         parts,
         sink,
         tracker,
-        ExtractorMetrics(),
+        metrics or ExtractorMetrics(),
         max_inflight,
         max_changes=max_changes,
         max_bytes=max_bytes,
+        linger=linger,
+        later=later,
     )
     return box, sink, tracker
+
+
+class Timers:
+    """A loop's timers on command: what was asked to run later, run when the test says (an
+    outbox's linger)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.pending.append((delay, callback))
+
+    def fire(self, index: int = 0) -> None:
+        """Run that timer (the oldest by default), as the loop would once its delay passed."""
+        _delay, callback = self.pending.pop(index)
+        callback()
 
 
 def check_chain(envs: list[Envelope], first_after: Position | None) -> None:

@@ -12,15 +12,17 @@ import pytest
 
 from extractor.assemble import Assembler
 from extractor.decode import Begin
+from extractor.metrics import ExtractorMetrics
 from shared.envelope import Envelope
 from shared.lsn import format_lsn, parse_lsn
 from shared.partitioning import partition_of
 from shared.position import Position
 from shared.wire import decode
-from tests.support.partition_fakes import PartitionSink, check_chain, outbox
+from tests.support.partition_fakes import PartitionSink, Timers, check_chain, outbox
 
 N = 4
 RESUME = Position.before(parse_lsn("0/1000"))
+LINGER = 0.025
 
 
 def begin(i: int, end: int = 0) -> Begin:
@@ -363,6 +365,81 @@ def test_a_transaction_on_several_partitions_is_passed_only_once_all_are_confirm
     assert tracker.flush_lsn == begin(1).commit_end
 
 
+def small(box: Any, i: int, *keys: int) -> None:
+    """A small transaction ``i`` with a change of each key."""
+    box.begin(begin(i))
+    for key in keys:
+        box.add(insert(key), 10)
+    box.commit()
+
+
+def test_batches_wait_for_confirms_at_most_the_linger() -> None:
+    timers = Timers()
+    box, sink, tracker = outbox(N, resume=RESUME, start_lsn=0x10, linger=LINGER, later=timers.later)
+    k1, k2 = keys_on(1, 2), keys_on(2, 2)
+    small(box, 1, k1[0])  # nothing awaits a confirm: goes at once, nothing to time
+    assert len(sink.sent) == 1 and timers.pending == []
+    for i, key in ((2, k1[1]), (3, k2[0]), (4, k2[1])):
+        small(box, i, key)
+    assert len(sink.sent) == 1  # waiting for message 1's confirm
+    # One linger for all the partitions' batches, from the first transaction that waits.
+    assert [delay for delay, _ in timers.pending] == [LINGER]
+    timers.fire()  # message 1's confirm is late: the batches go without it
+    one, two = sink.sent[1:]
+    assert (one.partition, two.partition) == (1, 2)
+    assert [e.commit_lsn for e in one.envelopes] == [parse_lsn("2/0")]
+    assert [e.commit_lsn for e in two.envelopes] == [parse_lsn("3/0"), parse_lsn("4/0")]
+    assert tracker.flush_lsn == 0x10  # gone out is not confirmed
+    confirm_all(box, sink)
+    assert tracker.flush_lsn == begin(4).commit_end
+    for p in range(N):
+        check_chain(sink.queue(p), RESUME)
+
+
+def test_a_linger_after_its_batches_went_does_nothing() -> None:
+    timers = Timers()
+    box, sink, _tracker = outbox(N, resume=RESUME, linger=LINGER, later=timers.later)
+    k1, k2 = keys_on(1, 2), keys_on(2, 2)
+    small(box, 1, k1[0])
+    small(box, 2, k1[1])  # waits: a linger from now
+    box.confirm(1, False, True)  # the confirm came first: the batch goes
+    assert len(sink.sent) == 2
+    small(box, 3, k2[0])  # waits for message 2: a linger of its own
+    assert len(timers.pending) == 2
+    timers.fire()  # the first batch's linger: that batch went already
+    assert len(sink.sent) == 2  # transaction 3 still waits (its 25 ms have not passed)
+    timers.fire()
+    assert [e.commit_lsn for e in sink.sent[2].envelopes] == [parse_lsn("3/0")]
+    small(box, 4, k2[1])  # waits for the confirms
+    box.fail()
+    timers.fire()  # the session failed meanwhile: nothing more goes out
+    assert len(sink.sent) == 3
+
+
+def test_a_lingered_group_moves_the_slot_only_past_what_every_partition_confirmed() -> None:
+    timers = Timers()
+    box, sink, tracker = outbox(N, resume=RESUME, start_lsn=0x10, linger=LINGER, later=timers.later)
+    k1, k2 = keys_on(1, 2), keys_on(2, 2)
+    small(box, 1, k1[0])
+    small(box, 2, k1[1], k2[0])  # one transaction, in both partitions' batches
+    small(box, 3, k2[1])
+    box.pass_empty(parse_lsn("5/0"))  # nothing captured: goes with the group
+    timers.fire()
+    one, two = sink.sent[1:]
+    assert (one.partition, two.partition) == (1, 2)
+    assert [e.commit_lsn for e in two.envelopes] == [parse_lsn("2/0"), parse_lsn("3/0")]
+    # Confirms in an order no wait for them would have let happen: the group's last first.
+    box.confirm(two.seq, False, True)
+    assert tracker.flush_lsn == 0x10  # message 1 is not confirmed
+    box.confirm(1, False, True)
+    # Transaction 2 is confirmed on partition 2, not yet on partition 1: the slot stops at 1.
+    assert tracker.flush_lsn == begin(1).commit_end
+    box.confirm(one.seq, False, True)
+    assert tracker.flush_lsn == parse_lsn("5/0")
+    for p in range(N):
+        check_chain(sink.queue(p), RESUME)
+
+
 @pytest.mark.parametrize("partitions", [2, 3])
 def test_queues_hold_every_change_once(partitions: int) -> None:
     box, sink, _tracker = outbox(partitions, resume=None, max_changes=4)
@@ -379,3 +456,27 @@ def test_queues_hold_every_change_once(partitions: int) -> None:
     for p in range(partitions):
         check_chain(sink.queue(p), None)
     assert format_lsn(sink.sent[0].envelopes[0].commit_lsn) == "1/0"
+
+
+def _observed(metrics: ExtractorMetrics) -> float:
+    return sum(
+        s.value
+        for m in metrics.publish_delay.collect()
+        for s in m.samples
+        if s.name.endswith("_count")
+    )
+
+
+def test_each_stream_message_observes_its_publish_delay() -> None:
+    # The latency's first stage (commit to publish) with N > 1 as with one queue: once per
+    # message, a batch's from its first transaction.
+    metrics = ExtractorMetrics()
+    box, sink, _tracker = outbox(N, resume=RESUME, metrics=metrics)
+    k1 = keys_on(1, 3)
+    small(box, 1, k1[0])  # alone
+    small(box, 2, k1[1])  # these two wait for its confirm, then go as one batch
+    small(box, 3, k1[2])
+    assert _observed(metrics) == 1
+    confirm_all(box, sink)
+    assert len(sink.sent) == 2
+    assert _observed(metrics) == 2

@@ -279,3 +279,28 @@ def test_in_parallel_runs_every_step_and_raises_the_first_failure() -> None:
     with pytest.raises(StackError, match="no port"):
         in_parallel([ok, broken, ok])
     assert sorted(ran) == ["broken", "ok", "ok"]
+
+
+def test_a_port_is_never_handed_out_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel may give the same free port to two binds in a row: a stack's servers must
+    # not be given one port between them.
+    from devstack import system
+
+    offered = iter([41001, 41001, 41002, 41001, 41003])
+
+    class Probe:
+        def __enter__(self) -> Probe:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def bind(self, _address: tuple[str, int]) -> None:
+            self.port = next(offered)
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(system, "_GIVEN", set())
+    monkeypatch.setattr(socket, "socket", lambda *_args: Probe())
+    assert [system.free_port() for _ in range(3)] == [41001, 41002, 41003]

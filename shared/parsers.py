@@ -180,6 +180,19 @@ def broker_urls(items: list[str], _setting: str) -> Secret:
 
 _TARGET_DRIVERS = ("mariadb+mariadbconnector", "mysql+mariadbconnector")
 _URL_SCHEME = re.compile(r"^[A-Za-z0-9_+]+$")
+# How SQLAlchemy's make_url reads a URL (sqlalchemy/engine/url.py, _parse_url), copied: the
+# applier connects to the host and database make_url reads, which is not always the reading
+# below (an @ in the query of a URL without a password moves make_url's host into the query).
+_MAKE_URL = re.compile(
+    r"""
+    (?P<name>[\w\+]+)://
+    (?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?
+    (?:(?:\[(?P<ipv6host>[^/\?]+)\]|(?P<ipv4host>[^/:\?]+))?(?::(?P<port>[^/\?]*))?)?
+    (?:/(?P<database>[^\?]*))?
+    (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
 
 
 def target_url(v: str) -> Secret:
@@ -192,7 +205,7 @@ def target_url(v: str) -> Secret:
 
 def _check_target_url(url: str, which: str) -> None:
     """The parts of a one-host target URL that the applier relies on, read as target_hosts
-    reads them; a URL this accepts, SQLAlchemy's make_url accepts with the same driver and
+    reads them and refused unless SQLAlchemy's make_url reads the same host, port and
     database (tests/unit/test_config.py compares them). Not make_url itself: importing
     SQLAlchemy was two fifths of the extractor's start-up, and every command checks every
     setting given (a drain of a queued backlog is timed from the processes' start)."""
@@ -205,7 +218,10 @@ def _check_target_url(url: str, which: str) -> None:
     userinfo, _, location = before_query.rpartition("@")
     address, _, database = location.partition("/")
     if "@" in userinfo or "/" in userinfo.partition(":")[0]:
-        raise ValueError(f"{which}is not a SQLAlchemy URL: percent-encode @ and / in the user")
+        raise ValueError(
+            f"{which}is not a SQLAlchemy URL: percent-encode any @ in the user, the password "
+            "or the database (%40), and / in the user (%2F)"
+        )
     if address.startswith("["):  # an IPv6 address: [::1]:3306
         host, bracket, after = address[1:].partition("]")
         if not bracket or (after and not after.startswith(":")):
@@ -214,8 +230,19 @@ def _check_target_url(url: str, which: str) -> None:
     else:
         host, colon, port_text = address.partition(":")
         port = port_text if colon else None
-    if not host:
-        raise ValueError(f"{which}names no host (driver://user:pw@host:3306/db)")
+    read = _MAKE_URL.match(url)
+    if read is None or (
+        (read["ipv6host"] or read["ipv4host"] or "", read["port"] or None, read["database"] or "")
+        != (host, port or None, database)
+    ):
+        raise ValueError(
+            f"{which}is read by SQLAlchemy with another host or database: percent-encode any "
+            "@, / or ? in the password or the query (%40, %2F, %3F)"
+        )
+    if not host and port is not None:
+        # No host: the connector connects over the local server's socket (unix_socket=...),
+        # where a port means nothing.
+        raise ValueError(f"{which}names a port but no host (driver://user:pw@host:3306/db)")
     if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
         raise ValueError(
             f"{which}has a port that is not a number from 1 to 65535 (a password holding "

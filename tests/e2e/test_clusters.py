@@ -78,7 +78,9 @@ def test_galera_node_kill_under_load(on_galera: Pipeline, galera: Galera) -> Non
     with p.maria() as conn:  # a keyless table already in the target: named at start
         conn.cursor().execute("CREATE TABLE legacy (a int)")
     extractor, applier = p.start_pipeline()
-    assert f"galera_table_without_key table={p.target_db}.legacy" in applier.output()
+    # Said when the applier first reaches the target, which may come after it started
+    # consuming (the moment start_pipeline waits for).
+    applier.wait_for(f"galera_table_without_key table={p.target_db}.legacy")
     w.start(transactions=1200, rate=60)
     mark(p)
     p.sql("INSERT INTO keyless VALUES (1)")

@@ -248,10 +248,12 @@ class TargetConfig(NamingConfig):
     url: Secret = setting(
         "CDC_TARGET_URL",
         p.target_url,
-        doc="`mariadb+mariadbconnector://user:pw@host:3306/db`; for a Galera cluster, its "
-        "nodes as `host:port` pairs, comma-separated, in the host part "
-        "(`...@10.0.0.1:3306,10.0.0.2:3306,10.0.0.3:3306/db`): the applier uses the first "
-        "that answers and moves to the next when it fails (docs/deployment.md)",
+        doc="`mariadb+mariadbconnector://user:pw@host:3306/db` (an `@`, `/` or `?` in the "
+        "user, the password or the database percent-encoded: `%40`, `%2F`, `%3F`; without a "
+        "host, the local server's socket: `...@/db?unix_socket=/run/mysqld/mysqld.sock`); "
+        "for a Galera cluster, its nodes as `host:port` pairs, comma-separated, in the host "
+        "part (`...@10.0.0.1:3306,10.0.0.2:3306,10.0.0.3:3306/db`): the applier uses the "
+        "first that answers and moves to the next when it fails (docs/deployment.md)",
     )
 
     @property

@@ -28,6 +28,7 @@ from harness.workload import Workload
 from shared.config import DlqConfig, load_config
 from shared.naming import Naming
 from shared.parsers import target_hosts
+from shared.position import Position
 from shared.secret import split_urls
 from shared.topology import Topology, topology_for
 
@@ -237,6 +238,20 @@ class Pipeline:
             return conn
         assert failure is not None
         raise failure
+
+    def checkpoint(self) -> Position | None:
+        """The applier's position (applier/checkpoint.py), None before its first batch."""
+        maria = self.maria()
+        try:
+            cur = maria.cursor()
+            try:
+                cur.execute("SELECT position FROM _cdc_checkpoint")
+            except mariadb.Error:  # created with the first batch
+                return None
+            row = cur.fetchone()
+            return None if row is None else Position.parse(str(row[0]))
+        finally:
+            maria.close()
 
     @contextmanager
     def channel(self) -> Iterator[Any]:

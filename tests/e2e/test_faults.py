@@ -8,7 +8,6 @@ import sys
 import time
 from typing import Any
 
-import mariadb
 import psycopg2
 import pytest
 
@@ -16,7 +15,6 @@ from devstack.system import wait_until
 from harness.pipeline import Pipeline, Proc
 from harness.workload import TABLES
 from shared import wire
-from shared.position import Position
 
 
 def slot_state(pipeline: Pipeline) -> tuple[bool, str]:
@@ -146,7 +144,7 @@ def test_a_predecessor_behind_the_prefetch_window_is_reached(pipeline: Pipeline)
     pipeline.republish(messages[:10])
     applier = pipeline.start("applier", CDC_BROKER_PREFETCH="8")
     tenth = wire.decode_all(messages[9][1])[-1].end
-    wait_until(lambda: checkpoint(pipeline) == tenth, "the first ten messages applied")
+    wait_until(lambda: pipeline.checkpoint() == tenth, "the first ten messages applied")
     # The eleventh behind nineteen of its successors: more than twice the window of 8.
     pipeline.republish(messages[11:30] + messages[10:11] + messages[30:])
     pipeline.wait_converged(TABLES)
@@ -163,7 +161,7 @@ def test_a_missing_message_is_reported_not_passed_over(pipeline: Pipeline) -> No
     applier.wait_for("ordering_gap", timeout=60)
     assert "ordering_gap" in applier.output()
     # Nothing after the gap was applied: the target is still at the state before it.
-    assert checkpoint(pipeline) == wire.decode_all(messages[29][1])[-1].end
+    assert pipeline.checkpoint() == wire.decode_all(messages[29][1])[-1].end
     pipeline.republish([missing])
     pipeline.wait_converged(TABLES)
     assert applier.alive()
@@ -332,18 +330,3 @@ def test_unreachable_host_is_retried_with_clear_lines(pipeline: Pipeline) -> Non
     assert "cannot reach PostgreSQL" in out and "Traceback" not in out
     assert proc.alive()
     assert proc.stop() == 0
-
-
-def checkpoint(pipeline: Pipeline) -> Position | None:
-    """The applier's position (applier/checkpoint.py), None before its first batch."""
-    maria = pipeline.maria()
-    try:
-        cur = maria.cursor()
-        try:
-            cur.execute("SELECT position FROM _cdc_checkpoint")
-        except mariadb.Error:  # created with the first batch
-            return None
-        row = cur.fetchone()
-        return None if row is None else Position.parse(str(row[0]))
-    finally:
-        maria.close()

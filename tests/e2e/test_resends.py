@@ -10,8 +10,6 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import mariadb
-
 from devstack.system import wait_until
 from harness.pipeline import Pipeline, Proc
 from harness.workload import TABLES
@@ -40,17 +38,8 @@ def _session(
 
 def _past(pipeline: Pipeline, point: Position) -> bool:
     """Whether the applier's checkpoint is at or past ``point``."""
-    maria = pipeline.maria()
-    try:
-        cur = maria.cursor()
-        try:
-            cur.execute("SELECT position FROM _cdc_checkpoint")
-        except mariadb.Error:  # created with the first batch
-            return False
-        row = cur.fetchone()
-        return row is not None and Position.parse(str(row[0])) >= point
-    finally:
-        maria.close()
+    at = pipeline.checkpoint()
+    return at is not None and at >= point
 
 
 def test_two_sessions_cut_alike_transactions_otherwise_each_change_applied_once(
